@@ -1,0 +1,387 @@
+"""The service database: what the department records, and the engine's own tables.
+
+Every column carries a comment; `docs/tables.md` is generated from them and is also the CSV
+import format (`aftersales import DIR`). Instants are stored in UTC; each branch has a time zone.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, MetaData, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from engine.db.types import (
+    TYPE_ANNOTATION_MAP,
+    choices,
+    intpk,
+    money,
+    str20,
+    str40,
+    str200,
+    str400,
+)
+
+STAFF_ROLES = (
+    "technician",
+    "hotline_operator",
+    "team_lead",
+    "service_supervisor",
+    "service_manager",
+    "sales_rep",
+    "sales_director",
+    "vice_general_manager",
+    "responsible_department",
+    "case_management",
+    "accounting",
+    "payroll",
+    "operations",
+)
+REGIONS = ("urban", "suburban")
+LOCALES = ("zh-CN", "zh-TW", "en", "es")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the shared type map and constraint names Alembic can follow."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+def _fk(target: str, doc: str, **kw: Any) -> Any:
+    return mapped_column(ForeignKey(target), comment=doc, **kw)
+
+
+def _col(doc: str, **kw: Any) -> Any:
+    return mapped_column(comment=doc, **kw)
+
+
+# ---------------------------------------------------------------- the service database
+
+
+class Branch(Base):
+    """A service centre or branch office."""
+
+    __tablename__ = "branches"
+    id: Mapped[intpk]
+    code: Mapped[str40] = _col("Short unique code, e.g. SH-01", unique=True)
+    name: Mapped[str200] = _col("Display name")
+    timezone: Mapped[str40] = _col("IANA time zone, e.g. Asia/Shanghai or Europe/Madrid")
+    country: Mapped[str20] = _col("ISO 3166 country code, e.g. CN, ES")
+    calendar: Mapped[str40 | None] = _col("Business calendar name from the policy (empty: 24x7)")
+    locale: Mapped[str20] = _col("Default locale of the branch", info=choices(*LOCALES))
+    email: Mapped[str200 | None] = _col("Service desk address, used as Reply-To")
+
+
+class Staff(Base):
+    """A person of the department; roles decide who is notified."""
+
+    __tablename__ = "staff"
+    id: Mapped[intpk]
+    branch_id: Mapped[int | None] = _fk("branches.id", "Branch; empty for head office")
+    name: Mapped[str200] = _col("Full name")
+    email: Mapped[str200 | None] = _col("Work email")
+    role: Mapped[str40] = _col("Role", info=choices(*STAFF_ROLES))
+    supervisor_id: Mapped[int | None] = _fk("staff.id", "Direct supervisor (staff id)")
+    locale: Mapped[str20] = _col("Language of internal notices", info=choices(*LOCALES))
+    active: Mapped[bool] = _col("Still employed and reachable", default=True)
+
+
+class Customer(Base):
+    """Someone who bought a product or holds a contract."""
+
+    __tablename__ = "customers"
+    id: Mapped[intpk]
+    branch_id: Mapped[int] = _fk("branches.id", "Branch that serves the customer")
+    name: Mapped[str200] = _col("Person or company name as it appears on letters")
+    email: Mapped[str200 | None] = _col("Email for notices; empty: no email notices")
+    phone: Mapped[str40 | None] = _col("Phone number")
+    locale: Mapped[str20] = _col("Language of customer letters", info=choices(*LOCALES))
+    region: Mapped[str20] = _col("Where the customer is served", info=choices(*REGIONS))
+    address: Mapped[str | None] = _col("Postal address")
+
+
+class Product(Base):
+    """A product model the company sells and services."""
+
+    __tablename__ = "products"
+    id: Mapped[intpk]
+    model: Mapped[str40] = _col("Model code, unique", unique=True)
+    name: Mapped[str200] = _col("Display name")
+    category: Mapped[str40] = _col("Product category, e.g. air_conditioner, instrument")
+
+
+class Unit(Base):
+    """One sold item, identified by its serial number."""
+
+    __tablename__ = "units"
+    id: Mapped[intpk]
+    product_id: Mapped[int] = _fk("products.id", "Product model")
+    customer_id: Mapped[int] = _fk("customers.id", "Owner")
+    branch_id: Mapped[int] = _fk("branches.id", "Branch that services the unit")
+    serial_number: Mapped[str40] = _col("Serial number, unique", unique=True)
+    purchased_on: Mapped[date | None] = _col("Purchase date")
+    proof_of_purchase: Mapped[bool] = _col("Invoice or receipt seen", default=False)
+    installed_on: Mapped[date | None] = _col("Installation date")
+    manufactured_on: Mapped[date | None] = _col("Production date derived from the serial number")
+
+
+class Contract(Base):
+    """A maintenance, free-maintenance or project contract with a customer."""
+
+    __tablename__ = "contracts"
+    __table_args__ = (Index("ix_contracts_ends_on", "ends_on"),)
+    id: Mapped[intpk]
+    number: Mapped[str40] = _col("Contract number, unique", unique=True)
+    customer_id: Mapped[int] = _fk("customers.id", "Customer")
+    branch_id: Mapped[int] = _fk("branches.id", "Branch in charge")
+    unit_id: Mapped[int | None] = _fk("units.id", "Unit covered; empty: all the customer's units")
+    kind: Mapped[str40] = _col(
+        "Contract kind",
+        info=choices("maintenance", "free_maintenance", "extended_warranty", "project"),
+    )
+    status: Mapped[str20] = _col(
+        "Contract status", info=choices("active", "renewed", "lapsed", "cancelled")
+    )
+    starts_on: Mapped[date] = _col("First day covered")
+    ends_on: Mapped[date] = _col("Last day covered")
+    sales_rep_id: Mapped[int | None] = _fk("staff.id", "Sales rep in charge of renewal")
+    renewal_of_id: Mapped[int | None] = _fk("contracts.id", "The contract this one renews")
+    renewed_at: Mapped[datetime | None] = _col("When the renewal was signed")
+    amount: Mapped[money | None] = _col("Contract value")
+    currency: Mapped[str20 | None] = _col("ISO 4217 currency of amount")
+    final_acceptance_on: Mapped[date | None] = _col("Project contracts: final acceptance date")
+
+
+SERVICE_STATUSES = (
+    "received",
+    "dispatched",
+    "on_site",
+    "waiting_parts",
+    "waiting_customer",
+    "factory_return",
+    "completed",
+    "collected",
+    "cancelled",
+)
+
+
+class ServiceRequest(Base):
+    """A repair call (or other service job) from receipt to collection."""
+
+    __tablename__ = "service_requests"
+    __table_args__ = (Index("ix_service_requests_received_at", "received_at"),)
+    id: Mapped[intpk]
+    number: Mapped[str40] = _col("Call number, unique", unique=True)
+    branch_id: Mapped[int] = _fk("branches.id", "Branch handling the call")
+    customer_id: Mapped[int] = _fk("customers.id", "Customer")
+    unit_id: Mapped[int | None] = _fk("units.id", "Unit concerned")
+    technician_id: Mapped[int | None] = _fk("staff.id", "Technician assigned")
+    kind: Mapped[str20] = _col(
+        "Kind of job", info=choices("repair", "installation", "maintenance", "inspection", "admin")
+    )
+    category: Mapped[str20 | None] = _col(
+        "Service category as recorded", info=choices("paid", "contract", "free", "admin")
+    )
+    region: Mapped[str20] = _col("Where the job is", info=choices(*REGIONS))
+    status: Mapped[str20] = _col("Current status", info=choices(*SERVICE_STATUSES))
+    fault_part: Mapped[str40 | None] = _col("Faulty part, e.g. compressor, fan, board")
+    description: Mapped[str | None] = _col("What the customer reported")
+    human_damage: Mapped[bool] = _col("Damage caused by the user", default=False)
+    unauthorised_repair: Mapped[bool] = _col("Opened or repaired by a third party", default=False)
+    needs_parts: Mapped[bool] = _col("Repair waits for spare parts", default=False)
+    factory_return: Mapped[bool] = _col("Sent back to the factory", default=False)
+    repeat_of_id: Mapped[int | None] = _fk("service_requests.id", "Earlier call for same fault")
+    received_at: Mapped[datetime] = _col("Call received")
+    dispatched_at: Mapped[datetime | None] = _col("Technician dispatched")
+    arrived_at: Mapped[datetime | None] = _col("Technician on site")
+    promised_at: Mapped[datetime | None] = _col("Completion time promised to the customer")
+    completed_at: Mapped[datetime | None] = _col("Repair finished")
+    collected_at: Mapped[datetime | None] = _col("Customer collected the unit or signed off")
+
+
+class StatusChange(Base):
+    """One status transition of a service request (pauses are derived from these)."""
+
+    __tablename__ = "status_changes"
+    __table_args__ = (Index("ix_status_changes_request", "service_request_id", "changed_at"),)
+    id: Mapped[intpk]
+    service_request_id: Mapped[int] = _fk("service_requests.id", "Service request")
+    status: Mapped[str20] = _col("Status entered", info=choices(*SERVICE_STATUSES))
+    changed_at: Mapped[datetime] = _col("When it changed")
+    note: Mapped[str | None] = _col("Free text")
+
+
+class Complaint(Base):
+    """A customer complaint: an appeal (rework/replace/return) or a claim (compensation)."""
+
+    __tablename__ = "complaints"
+    __table_args__ = (Index("ix_complaints_received_at", "received_at"),)
+    id: Mapped[intpk]
+    number: Mapped[str40] = _col("Complaint number, unique", unique=True)
+    branch_id: Mapped[int] = _fk("branches.id", "Branch concerned")
+    customer_id: Mapped[int] = _fk("customers.id", "Customer")
+    service_request_id: Mapped[int | None] = _fk("service_requests.id", "Related call")
+    kind: Mapped[str20] = _col("appeal or claim", info=choices("appeal", "claim"))
+    severity: Mapped[str20] = _col("general or serious", info=choices("general", "serious"))
+    status: Mapped[str20] = _col("Complaint status", info=choices("open", "replied", "closed"))
+    received_at: Mapped[datetime] = _col("Complaint received")
+    accepted_at: Mapped[datetime | None] = _col("Complaint accepted for handling")
+    first_reply_at: Mapped[datetime | None] = _col("First reply to the customer")
+    closed_at: Mapped[datetime | None] = _col("Complaint closed")
+    responsible_staff_id: Mapped[int | None] = _fk("staff.id", "Person found responsible")
+    responsible_department: Mapped[str200 | None] = _col("Department found responsible")
+    verified: Mapped[bool] = _col("Complaint verified as justified", default=False)
+    repeat_of_id: Mapped[int | None] = _fk("complaints.id", "Earlier complaint, same problem")
+    customer_satisfied: Mapped[bool | None] = _col("Customer satisfied with the outcome")
+    outcome: Mapped[str | None] = _col("Outcome told to the customer")
+    compensation: Mapped[money | None] = _col("Compensation paid (claims)")
+    currency: Mapped[str20 | None] = _col("ISO 4217 currency of compensation")
+
+
+class Survey(Base):
+    """The next-day satisfaction survey of a service request; each item rated 1 (poor) to 4."""
+
+    __tablename__ = "surveys"
+    id: Mapped[intpk]
+    branch_id: Mapped[int] = _fk("branches.id", "Branch")
+    service_request_id: Mapped[int] = _fk("service_requests.id", "Service request surveyed")
+    technician_id: Mapped[int | None] = _fk("staff.id", "Technician rated")
+    surveyed_at: Mapped[datetime] = _col("When the customer answered")
+    attitude: Mapped[int | None] = _col("Service attitude, 1-4")
+    skill: Mapped[int | None] = _col("Technical skill, 1-4")
+    punctuality: Mapped[int | None] = _col("Punctuality, 1-4")
+    promise_keeping: Mapped[int | None] = _col("Kept promises, 1-4")
+    comment: Mapped[str | None] = _col("Customer's words")
+
+
+class HotlineCall(Base):
+    """A call to the service hotline."""
+
+    __tablename__ = "hotline_calls"
+    __table_args__ = (Index("ix_hotline_calls_received_at", "received_at"),)
+    id: Mapped[intpk]
+    branch_id: Mapped[int] = _fk("branches.id", "Branch whose line rang")
+    received_at: Mapped[datetime] = _col("When the phone rang")
+    answered: Mapped[bool] = _col("Somebody picked up", default=False)
+    on_duty_staff_id: Mapped[int | None] = _fk("staff.id", "Person on duty")
+    caller_phone: Mapped[str40 | None] = _col("Caller's number")
+    duration_s: Mapped[int | None] = _col("Call length in seconds")
+
+
+class Inspection(Base):
+    """A periodic inspection report for a system under maintenance."""
+
+    __tablename__ = "inspections"
+    id: Mapped[intpk]
+    branch_id: Mapped[int] = _fk("branches.id", "Branch")
+    contract_id: Mapped[int] = _fk("contracts.id", "Maintenance contract")
+    technician_id: Mapped[int | None] = _fk("staff.id", "Inspector")
+    inspected_on: Mapped[date] = _col("Day of the inspection")
+    report_submitted_at: Mapped[datetime | None] = _col("Report handed in")
+    falsified: Mapped[bool] = _col("Report found to be false", default=False)
+    notes: Mapped[str | None] = _col("Findings of the inspection")
+
+
+SERVICE_TABLES: tuple[type[Base], ...] = (
+    Branch,
+    Staff,
+    Customer,
+    Product,
+    Unit,
+    Contract,
+    ServiceRequest,
+    StatusChange,
+    Complaint,
+    Survey,
+    HotlineCall,
+    Inspection,
+)
+"""The tables operations import and rules read, in dependency order."""
+
+
+# ---------------------------------------------------------------- the engine's own tables
+
+
+class Run(Base):
+    """One evaluation of the policy against the database."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_as_of", "as_of"),)
+    id: Mapped[str40] = mapped_column(primary_key=True, comment="Run id (UUID)")
+    as_of: Mapped[datetime] = _col("The instant the run evaluated")
+    started_at: Mapped[datetime] = _col("Wall-clock start")
+    finished_at: Mapped[datetime | None] = _col("Wall-clock end")
+    outcome: Mapped[str20] = _col("running, success or error")
+    policy_hash: Mapped[str40] = _col("Content hash of rules/*.yaml")
+    counts: Mapped[dict[str, Any]] = _col("Counters, e.g. findings_new", default=dict)
+    timings: Mapped[dict[str, Any]] = _col("Seconds per step", default=dict)
+    error: Mapped[str | None] = _col("What went wrong, when outcome is error")
+
+
+class Finding(Base):
+    """Something a rule found: due, late, owed. Its key makes it exist once."""
+
+    __tablename__ = "findings"
+    __table_args__ = (
+        UniqueConstraint("key"),
+        Index("ix_findings_rule_entity", "rule_id", "entity", "entity_id"),
+    )
+    id: Mapped[intpk]
+    key: Mapped[str400] = _col("rule|entity|entity_id|occurrence|state")
+    rule_id: Mapped[str200] = _col("Policy rule id")
+    family: Mapped[str20] = _col("Rule family, e.g. reminder")
+    entity: Mapped[str40] = _col("Table name of the entity")
+    entity_id: Mapped[str40] = _col("Primary key of the entity, as text")
+    occurrence: Mapped[str40] = _col("Which occurrence, e.g. the date a reminder is anchored on")
+    state: Mapped[str20] = _col("due, warning, breach, escalation:N, late_stop, charged, ...")
+    due_at: Mapped[datetime | None] = _col("When it fell due")
+    amount: Mapped[money | None] = _col("Money involved, if any")
+    currency: Mapped[str20 | None] = _col("ISO 4217 currency of amount")
+    recipients: Mapped[list[Any]] = _col("Roles notified", default=list)
+    reason: Mapped[str] = _col("Why, in words")
+    policy_hash: Mapped[str40] = _col("Policy version that produced it")
+    run_id: Mapped[str40] = _col("Run that first recorded it")
+    recorded_at: Mapped[datetime] = _col("as_of of that run")
+
+
+OUTBOX_STATES = ("pending", "sending", "sent", "failed", "dead", "unknown")
+
+
+class Notice(Base):
+    """One message to one recipient in the outbox; its dedup key makes it exist once."""
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        UniqueConstraint("dedup_key"),
+        UniqueConstraint("message_id"),
+        Index("ix_notices_status", "status", "next_attempt_at"),
+    )
+    id: Mapped[intpk]
+    dedup_key: Mapped[str400] = _col("finding key|recipient role|recipient")
+    message_id: Mapped[str200] = _col("Stable Message-ID header")
+    finding_key: Mapped[str400] = _col("Finding that caused it")
+    template: Mapped[str40] = _col("Template folder under templates/notices/")
+    recipient_role: Mapped[str40] = _col("Role the recipient was reached through")
+    recipient_name: Mapped[str200] = _col("Display name")
+    recipient_address: Mapped[str200 | None] = _col("Email address")
+    locale: Mapped[str20] = _col("Locale the letter was rendered in")
+    subject: Mapped[str] = _col("Rendered subject")
+    body_text: Mapped[str] = _col("Rendered plain-text part")
+    body_html: Mapped[str | None] = _col("Rendered HTML part")
+    status: Mapped[str20] = _col("Outbox state", info=choices(*OUTBOX_STATES))
+    attempts: Mapped[int] = _col("Delivery attempts so far", default=0)
+    next_attempt_at: Mapped[datetime | None] = _col("Not before this instant")
+    last_error: Mapped[str | None] = _col("Why the last attempt failed or the row was set aside")
+    created_at: Mapped[datetime] = _col("as_of of the run that queued it")
+    sent_at: Mapped[datetime | None] = _col("When the server accepted it")
+    run_id: Mapped[str40] = _col("Run that queued it")

@@ -1,0 +1,37 @@
+"""Database connections: one Engine per command, SQLite tuned for a single nightly writer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from engine.errors import UsageError
+
+
+def connect(url: str) -> Engine:
+    """Open an Engine for `url`; SQLite gets foreign keys, WAL and the engine's SQL functions."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise UsageError(f"not a database URL: {url!r} ({exc})") from exc
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    engine = create_engine(parsed, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _tune_sqlite)
+    return engine
+
+
+def _tune_sqlite(dbapi_conn: Any, _record: Any) -> None:
+    from engine.expr.sqlite_functions import register
+
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    if cur.execute("PRAGMA database_list").fetchone()[2]:  # a file, not :memory:
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+    register(dbapi_conn)

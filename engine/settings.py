@@ -1,0 +1,89 @@
+"""Deployment settings: where the database, policy, templates and outbox are, and the mail server.
+
+Built once per command from (highest first) command-line options, `AFTERSALES_*` environment
+variables, and `aftersales.toml` in the working directory. Secrets come from the environment only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE = Path("aftersales.toml")
+
+
+class SmtpSettings(BaseModel):
+    """How to reach the mail server; without a host, notices are written as .eml files."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str | None = Field(None, description="Mail server host; empty: write .eml files")
+    port: int = Field(587, description="Mail server port")
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (587), tls (implicit, 465) or none (loopback only)"
+    )
+    username: str | None = Field(None, description="Login name, if the server wants one")
+    password: SecretStr | None = Field(
+        None, description="From AFTERSALES_SMTP__PASSWORD only; never put it in a file"
+    )
+    timeout_s: float = Field(30.0, description="Seconds to wait for the server at each step")
+    concurrency: int = Field(4, ge=1, le=32, description="Connections used at once")
+
+
+class Settings(BaseSettings):
+    """Everything a command needs to know about this installation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AFTERSALES_",
+        env_nested_delimiter="__",
+        toml_file=CONFIG_FILE,
+        frozen=True,
+        extra="forbid",
+    )
+
+    db: str = Field("sqlite:///aftersales.db", description="SQLAlchemy database URL")
+    rules: Path = Field(Path("rules"), description="Folder of policy files (*.yaml)")
+    templates: Path = Field(Path("templates/notices"), description="Folder of notice templates")
+    outbox_dir: Path = Field(Path("outbox"), description="Where .eml files go without SMTP")
+    artifacts_dir: Path = Field(Path("runs"), description="Where run artifacts (JSON) go")
+    mail_from: str = Field(
+        "After-sales Service <service@aftersales.example>", description="From header"
+    )
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+
+    @model_validator(mode="after")
+    def _no_password_in_file(self) -> Settings:
+        if self.smtp.password is not None and _password_in_config_file():
+            raise ValueError(
+                "smtp.password must not be written in aftersales.toml; "
+                "set AFTERSALES_SMTP__PASSWORD in the environment instead"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def _password_in_config_file() -> bool:
+    if not CONFIG_FILE.is_file():
+        return False
+    import tomllib
+
+    data = tomllib.loads(CONFIG_FILE.read_text(encoding="utf-8"))
+    return "password" in data.get("smtp", {})
