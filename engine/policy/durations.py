@@ -1,0 +1,114 @@
+"""Durations that read like speech: `6 working hours`, `24 hours`, `1 month before`, `+3 days`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from dateutil.relativedelta import relativedelta
+from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
+
+Unit = Literal["minute", "hour", "day", "week", "month", "year"]
+
+_UNITS: dict[str, Unit] = {
+    "min": "minute", "mins": "minute", "minute": "minute", "minutes": "minute",
+    "h": "hour", "hour": "hour", "hours": "hour",
+    "day": "day", "days": "day",
+    "week": "week", "weeks": "week",
+    "month": "month", "months": "month",
+    "year": "year", "years": "year",
+}  # fmt: skip
+
+_PATTERN = re.compile(
+    r"^\s*(?P<sign>[+-])?\s*(?P<amount>\d+)\s+(?P<working>working\s+)?(?P<unit>[a-z]+)"
+    r"(?:\s+(?P<side>before|after))?\s*$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """A signed span of calendar or working time."""
+
+    amount: int
+    unit: Unit
+    working: bool = False
+
+    def __str__(self) -> str:
+        plural = "" if abs(self.amount) == 1 else "s"
+        working = "working " if self.working else ""
+        return f"{self.amount} {working}{self.unit}{plural}"
+
+    @property
+    def is_negative(self) -> bool:
+        """True for offsets that point back in time (`1 month before`)."""
+        return self.amount < 0
+
+    def spoken(self) -> str:
+        """`1 month before` / `3 days after`, for reasons and explain output."""
+        span = Duration(abs(self.amount), self.unit, self.working)
+        return f"{span} {'before' if self.is_negative else 'after'}"
+
+    def delta(self) -> relativedelta:
+        """The calendar shift; month and year shifts clamp to the month's last day."""
+        if self.working:
+            raise ValueError("working-time spans need a business calendar")
+        if self.unit == "week":
+            return relativedelta(days=7 * self.amount)
+        return relativedelta(**{f"{self.unit}s": self.amount})
+
+    def add_to(self, value: date | datetime) -> date | datetime:
+        """`value` shifted by this duration on the calendar."""
+        return value + self.delta()
+
+    def rough_days(self) -> timedelta:
+        """An upper bound of the span in days, for widening SQL windows."""
+        per_unit = {"minute": 1 / 1440, "hour": 1 / 24, "day": 1, "week": 7, "month": 31}
+        days = abs(self.amount) * per_unit.get(self.unit, 366)
+        return timedelta(days=days + 1)
+
+
+def parse_duration(text: Any, *, signed: bool) -> Duration:
+    """Read a duration; `signed` allows `before`/`after` and a leading sign."""
+    if isinstance(text, bool) or not isinstance(text, str | int):
+        raise ValueError("expected a duration such as '3 days' or '6 working hours'")
+    match = _PATTERN.match(str(text))
+    unit = _UNITS.get(match.group("unit").lower()) if match else None
+    if match is None or unit is None:
+        units = "minutes, hours, days, weeks, months, years"
+        raise ValueError(f"{text!r} is not a duration; write e.g. '3 days' ({units})")
+    amount = int(match.group("amount"))
+    sign, side = match.group("sign"), (match.group("side") or "").lower()
+    if sign and side:
+        raise ValueError(f"{text!r}: use either a sign or before/after, not both")
+    negative = sign == "-" or side == "before"
+    if not signed and (negative or side or sign == "+"):
+        raise ValueError(f"{text!r}: a negative or directed duration is not allowed here")
+    if not signed and amount == 0:
+        raise ValueError(f"{text!r}: a duration must be longer than zero")
+    return Duration(-amount if negative else amount, unit, bool(match.group("working")))
+
+
+def _schema(description: str) -> WithJsonSchema:
+    return WithJsonSchema(
+        {"type": "string", "pattern": _PATTERN.pattern, "description": description}
+    )
+
+
+Span = Annotated[
+    Duration,
+    PlainValidator(lambda v: v if isinstance(v, Duration) else parse_duration(v, signed=False)),
+    PlainSerializer(str),
+    _schema("A positive span, e.g. '24 hours', '6 working hours', '7 days'"),
+]
+"""A positive duration in a policy file."""
+
+Offset = Annotated[
+    Duration,
+    PlainValidator(lambda v: v if isinstance(v, Duration) else parse_duration(v, signed=True)),
+    PlainSerializer(lambda d: d.spoken()),
+    _schema("A shift from a date, e.g. '1 month before', '3 days after', '-1 month'"),
+]
+"""A signed duration in a policy file."""
