@@ -8,9 +8,9 @@ which knows the database schema and the templates.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from engine.db.models import LOCALES, SERVICE_TABLES
 from engine.policy.durations import Offset, Span
@@ -35,6 +35,18 @@ class Defaults(_Frozen):
     locale: Locale = Field("en", description="Language used when a reader's has no template")
 
 
+class Recipient(_Frozen):
+    """A role to notify, with its own notice if given: `{role: sales_rep, notice: renewal_task}`."""
+
+    role: Word = Field(description="customer, a staff role, or a staff column such as sales_rep")
+    notice: Word | None = Field(None, description="Template for this role; default: the rule's")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_word(cls, value: Any) -> Any:
+        return {"role": value} if isinstance(value, str) else value
+
+
 class ReminderRule(_Frozen):
     """A notice at an offset from a date field, once per occurrence of that date."""
 
@@ -53,7 +65,12 @@ class ReminderRule(_Frozen):
         ),
     )
     notice: Word = Field(description="Template folder under templates/notices/")
-    notify: tuple[Word, ...] = Field(min_length=1, description="Roles that receive the notice")
+
+    def notices(self) -> dict[str, str]:
+        """The template each notified role receives."""
+        return {r.role: r.notice or self.notice for r in self.notify}
+
+    notify: tuple[Recipient, ...] = Field(min_length=1, description="Who receives it")
     effective_from: dt.date | None = Field(None, description="Not evaluated before this day")
 
 

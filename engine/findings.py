@@ -1,0 +1,111 @@
+"""Findings: what the rules found, keyed so that each exists once however often a night is run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from engine.db.models import Finding as FindingRow
+
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a rule found about one entity at one occurrence."""
+
+    rule_id: str
+    family: str
+    entity: str
+    entity_id: str
+    occurrence: str
+    state: str
+    reason: str
+    due_at: datetime | None = None
+    recipients: tuple[str, ...] = ()
+    amount: Decimal | None = None
+    currency: str | None = None
+    notices: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    record: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        """Stable identity: rule, entity, occurrence and state; never a run date or line."""
+        return "|".join((self.rule_id, self.entity, self.entity_id, self.occurrence, self.state))
+
+    def artifact(self, new: bool) -> dict[str, Any]:
+        """The finding as it appears in the run artifact."""
+        return {
+            "rule": self.rule_id,
+            "family": self.family,
+            "entity": self.entity,
+            "entity_id": self.entity_id,
+            "occurrence": self.occurrence,
+            "state": self.state,
+            "new": new,
+            "due_at": self.due_at.isoformat() if self.due_at else None,
+            "amount": str(self.amount) if self.amount is not None else None,
+            "currency": self.currency,
+            "recipients": list(self.recipients),
+            "reason": self.reason,
+        }
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def existing_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
+    """Which of `keys` are already recorded."""
+    found: set[str] = set()
+    for chunk in _chunks(keys):
+        found.update(conn.scalars(select(FindingRow.key).where(FindingRow.key.in_(chunk))))
+    return found
+
+
+def record_findings(
+    conn: Connection,
+    findings: Sequence[Finding],
+    *,
+    run_id: str,
+    as_of: datetime,
+    policy_hash: str,
+) -> set[str]:
+    """Insert the findings not yet recorded; return the keys that were new."""
+    if not findings:
+        return set()
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    new: set[str] = set()
+    for chunk in _chunks(findings):
+        rows = [
+            {
+                "key": f.key,
+                "rule_id": f.rule_id,
+                "family": f.family,
+                "entity": f.entity,
+                "entity_id": f.entity_id,
+                "occurrence": f.occurrence,
+                "state": f.state,
+                "due_at": f.due_at,
+                "amount": f.amount,
+                "currency": f.currency,
+                "recipients": list(f.recipients),
+                "reason": f.reason,
+                "policy_hash": policy_hash,
+                "run_id": run_id,
+                "recorded_at": as_of,
+            }
+            for f in chunk
+        ]
+        # ON CONFLICT DO NOTHING keeps a concurrent or repeated night from duplicating a finding.
+        stmt = insert(FindingRow).on_conflict_do_nothing(index_elements=["key"])
+        new.update(conn.scalars(stmt.returning(FindingRow.key), rows))
+    return new

@@ -1,0 +1,152 @@
+"""Turn new findings into rendered notices in the outbox, one row per recipient.
+
+Each row's dedup key (finding, role, recipient) is unique in the table, so a notice exists
+once however often a night is re-run. A notice that cannot be rendered or has no address is
+kept, set aside as `dead` with its reason, so nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parseaddr
+from typing import Any
+
+from jinja2 import TemplateError
+from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from engine.db.catalogue import entity_table
+from engine.db.models import Notice
+from engine.findings import Finding
+from engine.notices.recipients import Directory, Recipient
+from engine.notices.templates import NoticeTemplates
+from engine.policy import Policy
+
+
+@dataclass
+class QueueReport:
+    """What queueing did: rows queued, set aside (with reasons), already present."""
+
+    queued: int = 0
+    set_aside: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+
+def message_id(dedup_key: str, mail_from: str) -> str:
+    """A Message-ID that is the same every time the same notice is built."""
+    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "aftersales.invalid"
+    return f"<{hashlib.sha256(dedup_key.encode()).hexdigest()[:32]}@{domain}>"
+
+
+def queue_notices(
+    conn: Connection,
+    findings: Sequence[Finding],
+    *,
+    policy: Policy,
+    templates: NoticeTemplates,
+    mail_from: str,
+    run_id: str,
+    as_of: datetime,
+) -> QueueReport:
+    """Render and insert one outbox row per recipient of each finding."""
+    report = QueueReport()
+    customer_ids = [f.record["customer_id"] for f in findings if f.record.get("customer_id")]
+    directory = Directory(conn, customer_ids)
+    titles = {r.rule.id: r.rule for r in policy.reminders}
+    rows: list[dict[str, Any]] = []
+    for finding in findings:
+        table = entity_table(finding.entity)
+        for role, template in finding.notices.items():
+            people = directory.resolve(table, role, finding.record)
+            if not people:
+                report.set_aside += 1
+                report.reasons[f"nobody in role {role}"] += 1
+                continue
+            for person in people:
+                context = _context(finding, person, directory, titles[finding.rule_id], as_of)
+                rows.append(
+                    _row(finding, person, template, templates, context, mail_from, run_id, as_of)
+                )
+    if rows:
+        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        stmt = insert(Notice).on_conflict_do_nothing(index_elements=["dedup_key"])
+        for status, error in conn.execute(stmt.returning(Notice.status, Notice.last_error), rows):
+            if status == "pending":
+                report.queued += 1
+            else:
+                report.set_aside += 1
+                report.reasons[(error or status).split(":")[0]] += 1
+    return report
+
+
+def _context(
+    finding: Finding, person: Recipient, directory: Directory, rule: Any, as_of: datetime
+) -> dict[str, Any]:
+    branch = directory.branches.get(finding.record.get("branch_id")) or {}  # type: ignore[arg-type]
+    customer = directory.customers.get(finding.record.get("customer_id"))  # type: ignore[arg-type]
+    return {
+        "rule": {"id": rule.id, "title": rule.title, "source": rule.source or ""},
+        "finding": {
+            "state": finding.state,
+            "due_at": finding.due_at,
+            "occurrence": finding.occurrence,
+            "reason": finding.reason,
+        },
+        "entity": finding.record,
+        "customer": customer,
+        "branch": branch,
+        "recipient": {"name": person.name, "role": person.role, "email": person.address},
+        "as_of": as_of,
+        "timezone": branch.get("timezone", "UTC"),
+    }
+
+
+def _row(
+    finding: Finding,
+    person: Recipient,
+    template: str,
+    templates: NoticeTemplates,
+    context: dict[str, Any],
+    mail_from: str,
+    run_id: str,
+    as_of: datetime,
+) -> dict[str, Any]:
+    dedup = f"{finding.key}|{person.role}|{person.ref}"
+    row: dict[str, Any] = {
+        "dedup_key": dedup,
+        "message_id": message_id(dedup, mail_from),
+        "finding_key": finding.key,
+        "template": template,
+        "recipient_role": person.role,
+        "recipient_name": person.name,
+        "recipient_address": person.address,
+        "locale": person.locale,
+        "subject": "",
+        "body_text": "",
+        "body_html": None,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": None,
+        "last_error": None,
+        "created_at": as_of,
+        "sent_at": None,
+        "run_id": run_id,
+    }
+    try:
+        rendered = templates.render(template, person.locale, context)
+    except (TemplateError, LookupError, ValueError, TypeError) as exc:
+        return {**row, "status": "dead", "last_error": f"cannot render: {exc}"}
+    row.update(
+        locale=rendered.locale,
+        subject=rendered.subject,
+        body_text=rendered.text,
+        body_html=rendered.html,
+    )
+    if not person.address:
+        row.update(status="dead", last_error=f"no email address: {person.kind} {person.id}")
+    return row

@@ -1,0 +1,129 @@
+"""The reminder family: a notice at an offset from a date field, once per occurrence.
+
+A reminder is due when `date + offset` has passed and it is not stale yet: up to the date
+itself for reminders before it (a renewal notice after the contract ended helps nobody), or
+`send_until` after falling due (default 7 days) for reminders after it. Missed nights are
+caught up this way, and the finding key (rule, entity, date, state) keeps it to one notice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import DateTime, Select, select
+
+from engine.db.models import Branch
+from engine.expr import to_sql
+from engine.findings import Finding
+from engine.policy import Reminder
+from engine.policy.durations import Duration
+
+FAMILY = "reminder"
+DEFAULT_SEND_UNTIL_AFTER = Duration(7, "day")
+_MARGIN = timedelta(days=4)  # month clamping (3 days) plus time zones (1 day)
+TZ_LABEL = "_branch_timezone"
+
+
+def is_effective(reminder: Reminder, as_of: datetime) -> bool:
+    """False while the rule's effective_from lies in the future."""
+    start = reminder.rule.effective_from
+    return start is None or as_of.date() >= start
+
+
+def candidates(reminder: Reminder, as_of: datetime) -> Select[Any]:
+    """Rows that may be due at `as_of`: the condition holds and the date lies in a window.
+
+    The window is a little wider than exact; `evaluate` decides each row precisely.
+    """
+    rule, table = reminder.rule, reminder.table
+    anchor = table.c[rule.date]
+    back = rule.offset.delta()
+    newest = as_of - back + _MARGIN
+    if rule.offset.is_negative and rule.send_until is None:
+        oldest = as_of - _MARGIN
+    else:
+        oldest = as_of - back - _send_until(reminder).delta() - _MARGIN
+    if not _is_instant(reminder):
+        newest, oldest = newest.date(), oldest.date()  # type: ignore[assignment]
+    stmt = select(table).where(anchor.is_not(None), anchor >= oldest, anchor <= newest)
+    if "branch_id" in table.c:
+        branches = Branch.__table__
+        stmt = stmt.add_columns(branches.c.timezone.label(TZ_LABEL)).join(
+            branches, branches.c.id == table.c.branch_id
+        )
+    if reminder.condition is not None:
+        stmt = stmt.where(to_sql(reminder.condition, table, as_of))
+    return stmt.order_by(table.c.id)
+
+
+def evaluate(
+    reminder: Reminder, rows: Iterable[Mapping[str, Any]], as_of: datetime
+) -> list[Finding]:
+    """The reminders due at `as_of` among candidate rows (pure)."""
+    out: list[Finding] = []
+    for row in rows:
+        record = {k: v for k, v in row.items() if k != TZ_LABEL}
+        tz = ZoneInfo(row.get(TZ_LABEL) or "UTC")
+        due, expires = due_window(reminder, row[reminder.rule.date], tz)
+        if due <= as_of < expires:
+            out.append(_finding(reminder, record, due))
+    return out
+
+
+def due_window(
+    reminder: Reminder, anchor: date | datetime, tz: ZoneInfo
+) -> tuple[datetime, datetime]:
+    """When a reminder on `anchor` falls due, and when it goes stale (UTC)."""
+    rule = reminder.rule
+    due = _instant(rule.offset.add_to(anchor), tz)
+    if rule.offset.is_negative and rule.send_until is None:
+        return due, _instant(anchor, tz)
+    return due, _instant(_send_until(reminder).add_to(due), tz)
+
+
+def describe(reminder: Reminder, record: Mapping[str, Any], due: datetime) -> str:
+    """The finding's reason, in words."""
+    rule = reminder.rule
+    label = record.get("number") or f"#{record['id']}"
+    anchor = record[rule.date]
+    anchor_text = anchor.isoformat() if isinstance(anchor, date) else str(anchor)
+    return (
+        f"{reminder.table.name} {label}: {rule.date} {anchor_text}; "
+        f"notice {rule.offset.spoken()}, due {due.date().isoformat()}"
+    )
+
+
+def _finding(reminder: Reminder, record: dict[str, Any], due: datetime) -> Finding:
+    rule = reminder.rule
+    anchor = record[rule.date]
+    return Finding(
+        rule_id=rule.id,
+        family=FAMILY,
+        entity=reminder.table.name,
+        entity_id=str(record["id"]),
+        occurrence=anchor.isoformat(),
+        state="due",
+        reason=describe(reminder, record, due),
+        due_at=due,
+        recipients=tuple(r.role for r in rule.notify),
+        notices=rule.notices(),
+        record=record,
+    )
+
+
+def _send_until(reminder: Reminder) -> Duration:
+    return reminder.rule.send_until or DEFAULT_SEND_UNTIL_AFTER
+
+
+def _is_instant(reminder: Reminder) -> bool:
+    return isinstance(reminder.table.c[reminder.rule.date].type, DateTime)
+
+
+def _instant(value: date | datetime, tz: ZoneInfo) -> datetime:
+    """A date means the start of that day in the branch's time zone."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.combine(value, time(0), tzinfo=tz).astimezone(UTC)
