@@ -1,0 +1,28 @@
+"""The run artifact: a versioned JSON document that scripts can rely on (like dbt's run_results)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+def artifact_path(folder: Path, run_id: str, as_of: datetime) -> Path:
+    """Default file name: one file per run, sortable by as-of."""
+    return folder / f"run_{as_of:%Y%m%dT%H%M%SZ}_{run_id[:8]}.json"
+
+
+def write_artifact(path: Path, document: dict[str, Any]) -> Path:
+    """Write `document` atomically, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({"schema_version": SCHEMA_VERSION, **document}, ensure_ascii=False, indent=2)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".run_", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(body + "\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,184 @@
+"""One night: evaluate the policy at `as_of`, record findings, queue notices, write the artifact.
+
+Findings, notices and the run's own record commit in one transaction, so a crash leaves
+either all of a night's work or none of it; the next run redoes what is missing. Delivery
+happens after that commit and has its own bookkeeping (see engine/notices/delivery.py).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, update
+
+from engine.artifact import artifact_path, write_artifact
+from engine.db.models import Run
+from engine.db.schema import require_current
+from engine.findings import Finding, record_findings
+from engine.notices.outbox import queue_notices
+from engine.notices.templates import NoticeTemplates
+from engine.policy import Policy, load_policy
+from engine.rules import reminder
+from engine.settings import Settings
+
+
+@dataclass
+class RuleOutcome:
+    """How one rule fared in a run."""
+
+    rule_id: str
+    family: str
+    findings: int = 0
+    new: int = 0
+    error: str | None = None
+
+
+@dataclass
+class RunResult:
+    """What a run did; `document` is the artifact."""
+
+    run_id: str
+    as_of: datetime
+    outcome: str
+    counts: dict[str, int]
+    timings: dict[str, float]
+    rules: list[RuleOutcome]
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    artifact: Path | None = None
+
+    def document(self, policy_hash: str, dry_run: bool) -> dict[str, Any]:
+        """The run artifact (schema_version 1)."""
+        return {
+            "run_id": self.run_id,
+            "as_of": self.as_of.isoformat(),
+            "policy_hash": policy_hash,
+            "outcome": self.outcome,
+            "dry_run": dry_run,
+            "counts": self.counts,
+            "timings": self.timings,
+            "rules": [vars(r) for r in self.rules],
+            "findings": self.findings,
+        }
+
+
+def load_checked_policy(settings: Settings) -> tuple[Policy, NoticeTemplates]:
+    """The policy and templates, validated together; raises PolicyError with every problem."""
+    policy = load_policy(settings.rules, NoticeTemplates(settings.templates))
+    return policy, NoticeTemplates(settings.templates, policy.defaults.locale)
+
+
+def run_night(
+    settings: Settings,
+    engine: Engine,
+    *,
+    as_of: datetime,
+    dry_run: bool = False,
+    out: Path | None = None,
+) -> RunResult:
+    """Evaluate every rule at `as_of`; with dry_run nothing is written to the database."""
+    started = time.perf_counter()
+    policy, templates = load_checked_policy(settings)
+    require_current(engine)
+    timings = {"load_s": round(time.perf_counter() - started, 4)}
+    run_id = uuid.uuid4().hex
+    result = RunResult(run_id, as_of, "running", {}, timings, [])
+
+    conn = engine.connect()
+    try:
+        with conn.begin() as tx:
+            _start_run(conn, run_id, as_of, policy.hash)
+            found, new_keys = _evaluate(conn, policy, result, run_id)
+            step = time.perf_counter()
+            new = [f for f in found if f.key in new_keys]
+            queued = queue_notices(
+                conn,
+                new,
+                policy=policy,
+                templates=templates,
+                mail_from=settings.mail_from,
+                run_id=run_id,
+                as_of=as_of,
+            )
+            timings["notices_s"] = round(time.perf_counter() - step, 4)
+            result.findings = [f.artifact(f.key in new_keys) for f in found]
+            result.counts = {
+                "findings_new": len(new_keys),
+                "findings_total": len(found),
+                "notices_queued": queued.queued,
+                "notices_set_aside": queued.set_aside,
+                "rule_errors": sum(1 for r in result.rules if r.error),
+            }
+            result.outcome = "error" if result.counts["rule_errors"] else "success"
+            timings["total_s"] = round(time.perf_counter() - started, 4)
+            _finish_run(conn, result)
+            if dry_run:
+                tx.rollback()
+    finally:
+        conn.close()
+
+    path = out or artifact_path(settings.artifacts_dir, run_id, as_of)
+    result.artifact = write_artifact(path, result.document(policy.hash, dry_run))
+    return result
+
+
+def _evaluate(
+    conn: Connection, policy: Policy, result: RunResult, run_id: str
+) -> tuple[list[Finding], set[str]]:
+    step = time.perf_counter()
+    found: list[Finding] = []
+    for item in policy.reminders:
+        outcome = RuleOutcome(item.rule.id, reminder.FAMILY)
+        result.rules.append(outcome)
+        if not reminder.is_effective(item, result.as_of):
+            continue
+        try:
+            # A savepoint per rule: one broken rule becomes a result, not a failed night.
+            with conn.begin_nested():
+                rows = conn.execute(reminder.candidates(item, result.as_of)).mappings()
+                findings = reminder.evaluate(item, rows, result.as_of)
+        except Exception as exc:
+            outcome.error = f"{type(exc).__name__}: {exc}"
+            continue
+        outcome.findings = len(findings)
+        found.extend(findings)
+    result.timings["evaluate_s"] = round(time.perf_counter() - step, 4)
+    step = time.perf_counter()
+    new_keys = record_findings(
+        conn, found, run_id=run_id, as_of=result.as_of, policy_hash=policy.hash
+    )
+    for outcome in result.rules:
+        outcome.new = sum(1 for f in found if f.rule_id == outcome.rule_id and f.key in new_keys)
+    result.timings["record_s"] = round(time.perf_counter() - step, 4)
+    return found, new_keys
+
+
+def _start_run(conn: Connection, run_id: str, as_of: datetime, policy_hash: str) -> None:
+    conn.execute(
+        insert(Run).values(
+            id=run_id,
+            as_of=as_of,
+            started_at=datetime.now(UTC),
+            outcome="running",
+            policy_hash=policy_hash,
+            counts={},
+            timings={},
+        )
+    )
+
+
+def _finish_run(conn: Connection, result: RunResult) -> None:
+    conn.execute(
+        update(Run)
+        .where(Run.id == result.run_id)
+        .values(
+            outcome=result.outcome,
+            finished_at=datetime.now(UTC),
+            counts=result.counts,
+            timings=result.timings,
+        )
+    )
