@@ -68,9 +68,7 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     for path in files:
         source = read_policy_file(path, problems)
         if source is not None:
-            model = _validate_shape(source, problems)
-            if model is not None:
-                parsed.append((source, model))
+            parsed.append((source, _validate_shape(source, problems)))
 
     defaults = _defaults(parsed, problems)
     templates = templates or NoticeTemplates(Path("templates/notices"), defaults.locale)
@@ -80,7 +78,8 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     return Policy(folder, tuple(files), policy_hash(files), defaults, tuple(reminders))
 
 
-def _validate_shape(source: SourceFile, problems: list[Problem]) -> PolicyFile | None:
+def _validate_shape(source: SourceFile, problems: list[Problem]) -> PolicyFile:
+    """Validate section by section and rule by rule, so one bad rule hides no other problem."""
     if not isinstance(source.data, dict):
         problems.append(
             Problem(
@@ -89,13 +88,33 @@ def _validate_shape(source: SourceFile, problems: list[Problem]) -> PolicyFile |
                 f"start with one of: {', '.join(PolicyFile.model_fields)}",
             )
         )
-        return None
-    try:
-        return PolicyFile.model_validate(source.data)
-    except ValidationError as exc:
-        for error in exc.errors():
-            problems.append(_shape_problem(source, error))
-        return None
+        return PolicyFile()
+    sections: dict[str, Any] = {}
+    for name, value in source.data.items():
+        field = PolicyFile.model_fields.get(name)
+        item_model = _inner_model(field.annotation) if field else None
+        if field and typing.get_origin(field.annotation) is tuple and isinstance(value, list):
+            items = []
+            for index, item in enumerate(value):
+                try:
+                    items.append(item_model.model_validate(item))  # type: ignore[union-attr]
+                except ValidationError as exc:
+                    _add_shape_problems(source, exc, (name, index), problems)
+            sections[name] = tuple(items)
+            continue
+        try:
+            sections[name] = getattr(PolicyFile.model_validate({name: value}), name)
+        except ValidationError as exc:
+            _add_shape_problems(source, exc, (), problems)
+    return PolicyFile.model_construct(**sections)
+
+
+def _add_shape_problems(
+    source: SourceFile, exc: ValidationError, prefix: Path_, problems: list[Problem]
+) -> None:
+    for error in exc.errors():
+        error["loc"] = (*prefix, *error["loc"])
+        problems.append(_shape_problem(source, error))
 
 
 def _shape_problem(source: SourceFile, error: Any) -> Problem:
