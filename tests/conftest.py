@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, insert, text
 
+from engine.db.models import Branch, Contract, Customer, Staff
 from engine.db.schema import upgrade
 from engine.db.session import connect
+from engine.settings import Settings
 
 PG_ADMIN_URL = os.environ.get(
     "AFTERSALES_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -79,3 +86,84 @@ def db(db_url: str) -> Iterator[Engine]:
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def settings_for(tmp_path) -> Callable[[str], Settings]:
+    """Settings for the shipped policy and templates, writing artifacts and .eml files to tmp."""
+
+    def make(url: str, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "db": url,
+            "rules": ROOT / "rules",
+            "templates": ROOT / "templates" / "notices",
+            "artifacts_dir": tmp_path / "runs",
+            "outbox_dir": tmp_path / "outbox",
+            **overrides,
+        }
+        return Settings(**values)
+
+    return make
+
+
+class ServiceData:
+    """Builds small, hand-made service data: one branch in Shanghai with its staff."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._ids = itertools.count(1)
+        self.branch = self.add(
+            Branch,
+            code="SH-01",
+            name="上海服务中心",
+            timezone="Asia/Shanghai",
+            country="CN",
+            calendar="cn-office",
+            locale="zh-CN",
+            email="sh@aftersales.example",
+        )
+        self.staff: dict[str, int] = {}
+        for role in ("sales_rep", "team_lead", "service_supervisor", "technician"):
+            self.staff[role] = self.add(
+                Staff, branch_id=self.branch, name=f"{role} sh", email=f"{role}@sh.example",
+                role=role, locale="zh-CN",
+            )  # fmt: skip
+        self.staff["sales_director"] = self.add(
+            Staff, branch_id=None, name="Director", email="director@hq.example",
+            role="sales_director", locale="en",
+        )  # fmt: skip
+
+    def add(self, model: type, **values: Any) -> int:
+        """Insert one row; returns its id."""
+        values.setdefault("id", next(self._ids))
+        with self.engine.begin() as conn:
+            conn.execute(insert(model), values)
+        return values["id"]
+
+    def customer(self, name: str, locale: str = "en", email: str | None = "auto") -> int:
+        """A customer of the branch; email defaults to one made from the name."""
+        address = f"{name.lower().replace(' ', '.')}@example.com" if email == "auto" else email
+        return self.add(
+            Customer, branch_id=self.branch, name=name, email=address, locale=locale,
+            region="urban", phone="+86 21 5555 0000",
+        )  # fmt: skip
+
+    def contract(self, customer: int, ends_on: date, **values: Any) -> int:
+        """An active maintenance contract of one year ending on `ends_on`."""
+        number = f"MC-{ends_on:%Y%m%d}-{customer}"
+        defaults = {
+            "number": number, "customer_id": customer, "branch_id": self.branch,
+            "kind": "maintenance", "status": "active", "starts_on": ends_on - timedelta(days=365),
+            "ends_on": ends_on, "sales_rep_id": self.staff["sales_rep"],
+            "amount": Decimal("12000.00"), "currency": "CNY",
+        }  # fmt: skip
+        return self.add(Contract, **{**defaults, **values})
+
+
+@pytest.fixture
+def service_data(db: Engine) -> ServiceData:
+    """A database of each kind holding one Shanghai branch and its staff."""
+    return ServiceData(db)

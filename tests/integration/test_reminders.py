@@ -1,0 +1,160 @@
+"""Seed rows 7 and 8: contract reminders, evaluated night after night, each sent exactly once."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.db.models import Finding, Notice, Run
+from engine.run import run_night
+
+# 10:00 in Shanghai on Monday 2026-11-23.
+AS_OF = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+
+
+def _findings(engine) -> set[tuple[str, str]]:
+    with engine.connect() as conn:
+        return {tuple(r) for r in conn.execute(select(Finding.rule_id, Finding.occurrence))}
+
+
+def _notices(engine) -> list[Notice]:
+    with Session(engine) as session:
+        return list(session.scalars(select(Notice).order_by(Notice.id)))
+
+
+def _contracts(data):
+    ada = data.customer("Ada Wong")
+    li = data.customer("Li Wei", locale="zh-CN")
+    return {
+        "due_in_27_days": data.contract(ada, date(2026, 12, 20)),
+        "due_tonight": data.contract(li, date(2026, 12, 23)),
+        "due_tomorrow": data.contract(ada, date(2026, 12, 24)),
+        "renewed": data.contract(ada, date(2026, 12, 10), status="renewed"),
+        "ended_yesterday": data.contract(ada, date(2026, 11, 22)),
+        "free_period": data.contract(
+            li, date(2027, 2, 10), kind="free_maintenance", number="FM-1", sales_rep_id=None
+        ),
+    }
+
+
+def test_renewal_notices_one_month_before_and_free_maintenance_three_months(
+    service_data, settings_for
+):
+    _contracts(service_data)
+    settings = settings_for(str(service_data.engine.url))
+    result = run_night(settings, service_data.engine, as_of=AS_OF)
+
+    assert result.outcome == "success"
+    assert _findings(service_data.engine) == {
+        ("maintenance-renewal", "2026-12-20"),
+        ("maintenance-renewal", "2026-12-23"),
+        ("free-maintenance-ending", "2027-02-10"),
+    }
+    notices = _notices(service_data.engine)
+    by_address = {(n.recipient_address, n.template) for n in notices}
+    assert by_address == {
+        ("ada.wong@example.com", "maintenance_expiry"),
+        ("li.wei@example.com", "maintenance_expiry"),
+        ("sales_rep@sh.example", "renewal_task"),  # one task per contract
+        ("team_lead@sh.example", "free_maintenance_report"),
+        ("director@hq.example", "free_maintenance_report"),
+    }
+    assert len(notices) == 6
+    li_letter = next(n for n in notices if n.recipient_address == "li.wei@example.com")
+    assert li_letter.locale == "zh-CN"
+    assert li_letter.subject.startswith("您的维修保养合同 MC-20261223-")
+    assert li_letter.subject.endswith("将于2026年12月23日到期")
+    assert "尊敬的Li Wei" in li_letter.body_text and li_letter.body_html
+    director = next(n for n in notices if n.recipient_address == "director@hq.example")
+    assert director.locale == "en" and "Free maintenance for Li Wei" in director.subject
+
+
+def test_same_night_twice_and_next_night_add_nothing_twice(service_data, settings_for):
+    _contracts(service_data)
+    settings = settings_for(str(service_data.engine.url))
+    first = run_night(settings, service_data.engine, as_of=AS_OF)
+    again = run_night(settings, service_data.engine, as_of=AS_OF)
+    assert first.counts["findings_new"] == 3 and first.counts["notices_queued"] == 6
+    assert again.counts == {**first.counts, "findings_new": 0, "notices_queued": 0}
+    assert all(not f["new"] for f in again.findings)
+
+    tomorrow = run_night(settings, service_data.engine, as_of=AS_OF + timedelta(days=1))
+    assert [f["occurrence"] for f in tomorrow.findings if f["new"]] == ["2026-12-24"]
+    assert tomorrow.counts["notices_queued"] == 2  # customer letter and sales rep task
+    assert len(_notices(service_data.engine)) == 8
+    with service_data.engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Run)) == 3
+
+
+def test_missed_nights_are_caught_up_once(service_data, settings_for):
+    _contracts(service_data)
+    settings = settings_for(str(service_data.engine.url))
+    early = run_night(settings, service_data.engine, as_of=AS_OF - timedelta(days=10))
+    # On 2026-11-13 the contract ending 2026-11-22 and the free period were due.
+    assert sorted(f["occurrence"] for f in early.findings) == ["2026-11-22", "2027-02-10"]
+    # The host was down for ten days: the next run sends what fell due in the gap, once.
+    late = run_night(settings, service_data.engine, as_of=AS_OF + timedelta(days=1))
+    assert sorted(f["occurrence"] for f in late.findings if f["new"]) == [
+        "2026-12-20",
+        "2026-12-23",
+        "2026-12-24",
+    ]
+    assert len(_findings(service_data.engine)) == 5
+
+
+def test_reminder_after_the_contract_ended_is_stale(service_data, settings_for):
+    ada = service_data.customer("Ada Wong")
+    service_data.contract(ada, date(2026, 11, 22))
+    result = run_night(settings_for(str(service_data.engine.url)), service_data.engine, as_of=AS_OF)
+    assert result.findings == []
+
+
+def test_customer_without_email_is_set_aside_with_reason(service_data, settings_for):
+    nomail = service_data.customer("No Mail", email=None)
+    service_data.contract(nomail, date(2026, 12, 20))
+    result = run_night(settings_for(str(service_data.engine.url)), service_data.engine, as_of=AS_OF)
+    assert result.counts["notices_queued"] == 1  # the sales rep's task still goes out
+    assert result.counts["notices_set_aside"] == 1
+    (dead,) = [n for n in _notices(service_data.engine) if n.status == "dead"]
+    assert dead.recipient_name == "No Mail" and dead.last_error.startswith("no email address")
+
+
+def test_dry_run_writes_nothing_but_reports_what_would_happen(service_data, settings_for, tmp_path):
+    _contracts(service_data)
+    out = tmp_path / "dry.json"
+    settings = settings_for(str(service_data.engine.url))
+    result = run_night(settings, service_data.engine, as_of=AS_OF, dry_run=True, out=out)
+    assert result.counts["findings_new"] == 3 and result.counts["notices_queued"] == 6
+    assert _findings(service_data.engine) == set() and _notices(service_data.engine) == []
+    document = json.loads(out.read_text())
+    assert document["dry_run"] is True and len(document["findings"]) == 3
+
+
+def test_run_artifact_has_the_documented_keys(service_data, settings_for):
+    _contracts(service_data)
+    result = run_night(settings_for(str(service_data.engine.url)), service_data.engine, as_of=AS_OF)
+    document = json.loads(result.artifact.read_text())
+    assert document["schema_version"] == 1
+    assert {"run_id", "as_of", "policy_hash", "outcome", "counts", "timings", "findings"} <= set(
+        document
+    )
+    assert document["as_of"] == "2026-11-23T02:00:00+00:00"
+    finding = next(f for f in document["findings"] if f["occurrence"] == "2026-12-20")
+    assert finding == {
+        "rule": "maintenance-renewal",
+        "family": "reminder",
+        "entity": "contracts",
+        "entity_id": finding["entity_id"],
+        "occurrence": "2026-12-20",
+        "state": "due",
+        "new": True,
+        "due_at": "2026-11-19T16:00:00+00:00",  # 2026-11-20 00:00 in Shanghai
+        "amount": None,
+        "currency": None,
+        "recipients": ["customer", "sales_rep"],
+        "reason": finding["reason"],
+    }
+    assert "ends_on 2026-12-20; notice 1 month before, due 2026-11-19" in finding["reason"]
