@@ -139,7 +139,7 @@ def test_template_syntax_error_names_template_file_and_line(tmp_path):
 def test_missing_folder_and_empty_folder(tmp_path):
     with pytest.raises(PolicyError, match="no such policy folder"):
         load_policy(tmp_path / "nope", TEMPLATES)
-    with pytest.raises(PolicyError, match="no \\*.yaml policy files"):
+    with pytest.raises(PolicyError, match=r"no \*\.yaml policy files"):
         load_policy(tmp_path, TEMPLATES)
 
 
