@@ -196,16 +196,19 @@ def deliver_(db: DbOpt = None) -> None:
 
 
 def _deliver(settings: Settings, engine: Any) -> None:
-    from engine.notices.delivery import EmlDirectorySender, SmtpSender, deliver
+    from engine.notices.delivery import deliver, sender_from_settings
 
-    if settings.smtp.host:
-        sender: Any = SmtpSender(settings.smtp)
-        where = f"SMTP {settings.smtp.host}:{settings.smtp.port}"
-    else:
-        sender = EmlDirectorySender(settings.outbox_dir)
-        where = f"{settings.outbox_dir}/ (.eml files; no SMTP host configured)"
-    report = deliver(engine, sender, now=datetime.now(UTC))
-    out.print(f"delivery to {where}: {report.summary()}")
+    smtp = settings.smtp
+    where = f"SMTP {smtp.host}:{smtp.port}" if smtp.host else f"{settings.outbox_dir}/ (.eml)"
+    report = deliver(
+        engine, sender_from_settings(settings), now=datetime.now(UTC), mail_from=settings.mail_from
+    )
+    out.print(
+        f"delivery to {where}: {report.sent} sent, {report.failed} to retry, "
+        f"{report.dead} dead, {report.unknown} unknown"
+    )
+    for item in report.needs_attention:
+        err.print(f"notice {item.notice_id} {item.status}: {item.reason}", highlight=False)
 
 
 @app.command()

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
+from mailserver import Recorder, free_port
 from sqlalchemy import Engine, create_engine, insert, text
 
 from engine.db.models import Branch, Contract, Customer, Staff
@@ -167,3 +169,17 @@ class ServiceData:
 def service_data(db: Engine) -> ServiceData:
     """A database of each kind holding one Shanghai branch and its staff."""
     return ServiceData(db)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Recorder, int]]:
+    """A plain SMTP server on loopback that offers no STARTTLS."""
+    handler = Recorder()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=free_port(), server_hostname="localhost"
+    )
+    controller.start()
+    try:
+        yield handler, controller.port
+    finally:
+        controller.stop()

@@ -6,12 +6,9 @@ import asyncio
 import email
 import email.policy
 import shutil
-import socket
 import ssl
 import subprocess
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -20,6 +17,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from mailserver import Recorder, free_port
 from pydantic import SecretStr
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -36,73 +34,6 @@ from engine.settings import SmtpSettings
 
 NOW = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
 MAIL_FROM = "售后服务 After-sales <service@aftersales.example>"
-
-
-# ---------------------------------------------------------------- a real SMTP server
-
-
-class Recorder:
-    """aiosmtpd handler that keeps every accepted message and can refuse or drop on cue."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.accepted: list[tuple[str, list[str], bytes]] = []
-        self.on_mail: Callable[[str], str | None] = lambda _address: None
-        self.on_rcpt: Callable[[str], str | None] = lambda _address: None
-        self.on_data: Callable[[Any, EmailMessage], str | None] = lambda _server, _msg: None
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options) -> str:
-        refusal = self.on_mail(address)
-        if refusal:
-            return refusal
-        envelope.mail_from = address
-        return "250 OK"
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
-        refusal = self.on_rcpt(address)
-        if refusal:
-            return refusal
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        refusal = self.on_data(server, msg)
-        if refusal:
-            return refusal
-        with self.lock:
-            self.accepted.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 2.0.0 queued"
-
-    def messages(self) -> list[EmailMessage]:
-        with self.lock:
-            return [
-                email.message_from_bytes(raw, policy=email.policy.default)
-                for _, _, raw in self.accepted
-            ]
-
-    def ids(self) -> Counter[str]:
-        return Counter(m["Message-ID"] for m in self.messages())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[Recorder, int]]:
-    """A plain SMTP server on loopback that offers no STARTTLS."""
-    handler = Recorder()
-    controller = Controller(
-        handler, hostname="127.0.0.1", port=free_port(), server_hostname="localhost"
-    )
-    controller.start()
-    try:
-        yield handler, controller.port
-    finally:
-        controller.stop()
 
 
 def plain(port: int, **kw: Any) -> SmtpSender:
