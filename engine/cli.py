@@ -26,8 +26,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Rules-driven nightly batch for after-sales service departments.",
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # logs and pipes want whole lines
+err = Console(stderr=True, soft_wrap=True)
 
 DbOpt = Annotated[
     str | None,
