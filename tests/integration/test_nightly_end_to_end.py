@@ -66,6 +66,13 @@ def test_readme_night_leaves_letters_for_contracts_ending_within_a_month(tmp_pat
     assert "0 new of" in second.stdout and "0 notices queued" in second.stdout
     assert sorted((tmp_path / "outbox").glob("*.eml")) == letters
 
+    # The cron entry point is the same night.
+    job = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "nightly.py"), "--as-of", AS_OF],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert job.returncode == 0 and "0 notices queued" in job.stdout, job.stderr
+
 
 def test_letter_through_a_real_smtp_server_in_the_customers_language(
     service_data, settings_for, smtp_server

@@ -158,3 +158,33 @@ def test_run_artifact_has_the_documented_keys(service_data, settings_for):
         "reason": finding["reason"],
     }
     assert "ends_on 2026-12-20; notice 1 month before, due 2026-11-19" in finding["reason"]
+
+
+def test_explain_walks_through_one_contract(service_data, settings_for):
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    ada = service_data.customer("Ada Wong")
+    contract = service_data.contract(ada, date(2026, 12, 20), number="MC-42")
+    url = service_data.engine.url.render_as_string(hide_password=False)
+    run_night(settings_for(url), service_data.engine, as_of=AS_OF)
+    result = CliRunner().invoke(
+        app,
+        [
+            "explain",
+            "maintenance-renewal",
+            str(contract),
+            "--db",
+            url,
+            "--as-of",
+            AS_OF.isoformat(),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "contracts MC-42 (branch time zone Asia/Shanghai)" in text
+    assert "yes kind == 'maintenance'" in text and "yes status == 'active'" in text
+    assert "due at 2026-11-20T00:00:00+08:00 (local)" in text
+    assert "state due" in text
+    assert "customer <ada.wong@example.com>: pending" in text
