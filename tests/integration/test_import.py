@@ -242,14 +242,14 @@ def test_every_bad_row_is_reported_once(db: Engine, tmp_path: Path) -> None:
     tables = _good()
     _set(tables, "service_requests", 0, "region", "downtown")
     _set(tables, "service_requests", 1, "received_at", "yesterday")
-    _set(tables, "hotline_calls", 1, "duration_s", "1.5")
+    _set(tables, "hotline_calls", 2, "duration_s", "1.5")  # after the blank line
 
     problems = _rejected(db, tmp_path, tables).problems
 
     assert [(Path(p.location.file).name, p.location.line) for p in problems] == [
         ("service_requests.csv", 2),
         ("service_requests.csv", 3),
-        ("hotline_calls.csv", 3),
+        ("hotline_calls.csv", 4),
     ]
 
 
