@@ -102,7 +102,7 @@ def init(
             try:
                 counts = load_demo(engine, parse_as_of(as_of), scale=scale, seed=seed)
             except UsageError as exc:
-                out.print(f"demo data not loaded: {exc}")
+                out.print(f"{exc}; nothing loaded")
             else:
                 out.print("demo data loaded: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
 

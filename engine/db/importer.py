@@ -106,7 +106,6 @@ def import_dir(engine: Engine, directory: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     with engine.connect() as conn:
         transaction = conn.begin()
-        _begin_for_real(conn)
         try:
             state = _State(problems)
             for name, table in TABLES.items():
@@ -127,18 +126,6 @@ def import_dir(engine: Engine, directory: Path) -> dict[str, int]:
             if transaction.is_active:
                 transaction.rollback()
     return counts
-
-
-def _begin_for_real(conn: Connection) -> None:
-    """Open SQLite's transaction now: savepoints must sit inside it.
-
-    pysqlite (before Python 3.12's autocommit attribute) only sends BEGIN before DML, so a
-    SAVEPOINT issued first opens a transaction of its own, and its RELEASE commits the batch.
-    """
-    if conn.dialect.name == "sqlite":
-        raw = conn.connection.driver_connection
-        if raw is not None and not raw.in_transaction:
-            conn.exec_driver_sql("BEGIN")
 
 
 @dataclass

@@ -21,7 +21,14 @@ def connect(url: str) -> Engine:
     engine = create_engine(parsed, future=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "begin", _begin_sqlite)
     return engine
+
+
+def _begin_sqlite(conn: Any) -> None:
+    # pysqlite sends BEGIN only before DML, so a SAVEPOINT issued first would open (and its
+    # RELEASE commit) a transaction of its own; SQLAlchemy's documented recipe is to BEGIN here.
+    conn.exec_driver_sql("BEGIN")
 
 
 def _tune_sqlite(dbapi_conn: Any, _record: Any) -> None:
@@ -34,4 +41,5 @@ def _tune_sqlite(dbapi_conn: Any, _record: Any) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+    dbapi_conn.isolation_level = None  # transactions are begun in _begin_sqlite
     register(dbapi_conn)
