@@ -21,7 +21,7 @@ def explain_reminder(
 ) -> list[tuple[str, str]]:
     """Labelled lines that walk through one reminder for one entity at `as_of`."""
     policy, _ = load_checked_policy(settings)
-    item = next((r for r in policy.reminders if r.rule.id == rule_id), None)
+    item = policy.rule(rule_id)
     if item is None:
         raise UsageError(f"no rule {rule_id!r}; rules: {', '.join(policy.rule_ids())}")
     require_current(engine)

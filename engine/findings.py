@@ -34,6 +34,7 @@ class Finding:
     currency: str | None = None
     notices: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     record: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    details: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def key(self) -> str:

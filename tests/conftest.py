@@ -6,7 +6,7 @@ import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,15 @@ from aiosmtpd.controller import Controller
 from mailserver import Recorder, free_port
 from sqlalchemy import Engine, create_engine, insert, text
 
-from engine.db.models import Branch, Contract, Customer, Staff
+from engine.db.models import (
+    Branch,
+    Complaint,
+    Contract,
+    Customer,
+    ServiceRequest,
+    Staff,
+    StatusChange,
+)
 from engine.db.schema import upgrade
 from engine.db.session import connect
 from engine.settings import Settings
@@ -117,26 +125,28 @@ class ServiceData:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._ids = itertools.count(1)
-        self.branch = self.add(
-            Branch,
-            code="SH-01",
-            name="上海服务中心",
-            timezone="Asia/Shanghai",
-            country="CN",
-            calendar="cn-office",
-            locale="zh-CN",
-            email="sh@aftersales.example",
-        )
         self.staff: dict[str, int] = {}
-        for role in ("sales_rep", "team_lead", "service_supervisor", "technician"):
+        self.branch = self.add_branch("SH-01", "上海服务中心", "Asia/Shanghai", "cn-office", "sh")
+        for role in ("sales_director", "vice_general_manager", "case_management"):
             self.staff[role] = self.add(
-                Staff, branch_id=self.branch, name=f"{role} sh", email=f"{role}@sh.example",
+                Staff, branch_id=None, name=role.replace("_", " ").title(),
+                email=f"{role}@hq.example", role=role, locale="en",
+            )  # fmt: skip
+
+    def add_branch(self, code: str, name: str, tz: str, calendar: str | None, mail: str) -> int:
+        """A branch with one person in each branch role, mailed at <role>@<mail>.example."""
+        branch = self.add(
+            Branch, code=code, name=name, timezone=tz, country=code[:2], calendar=calendar,
+            locale="zh-CN", email=f"desk@{mail}.example",
+        )  # fmt: skip
+        roles = ("sales_rep", "team_lead", "service_supervisor", "service_manager", "technician")
+        for role in (*roles, "responsible_department", "hotline_operator"):
+            self.staff[f"{role}@{mail}"] = self.add(
+                Staff, branch_id=branch, name=f"{role} {mail}", email=f"{role}@{mail}.example",
                 role=role, locale="zh-CN",
             )  # fmt: skip
-        self.staff["sales_director"] = self.add(
-            Staff, branch_id=None, name="Director", email="director@hq.example",
-            role="sales_director", locale="en",
-        )  # fmt: skip
+            self.staff.setdefault(role, self.staff[f"{role}@{mail}"])
+        return branch
 
     def add(self, model: type, **values: Any) -> int:
         """Insert one row; returns its id."""
@@ -152,6 +162,28 @@ class ServiceData:
             Customer, branch_id=self.branch, name=name, email=address, locale=locale,
             region="urban", phone="+86 21 5555 0000",
         )  # fmt: skip
+
+    def request(self, customer: int, received_at: datetime, **values: Any) -> int:
+        """An urban repair call received at `received_at`, nothing done yet."""
+        defaults = {
+            "number": f"SR-{next(self._ids)}", "branch_id": self.branch, "customer_id": customer,
+            "technician_id": self.staff["technician"], "kind": "repair", "region": "urban",
+            "status": "received", "received_at": received_at,
+        }  # fmt: skip
+        return self.add(ServiceRequest, **{**defaults, **values})
+
+    def status(self, request: int, status: str, at: datetime) -> None:
+        """One entry of a call's status history."""
+        self.add(StatusChange, service_request_id=request, status=status, changed_at=at)
+
+    def complaint(self, customer: int, accepted_at: datetime, **values: Any) -> int:
+        """A general appeal accepted at `accepted_at`, not answered yet."""
+        defaults = {
+            "number": f"CP-{next(self._ids)}", "branch_id": self.branch, "customer_id": customer,
+            "kind": "appeal", "severity": "general", "status": "open",
+            "received_at": accepted_at, "accepted_at": accepted_at,
+        }  # fmt: skip
+        return self.add(Complaint, **{**defaults, **values})
 
     def contract(self, customer: int, ends_on: date, **values: Any) -> int:
         """An active maintenance contract of one year ending on `ends_on`."""

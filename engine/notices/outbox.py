@@ -57,7 +57,7 @@ def queue_notices(
     report = QueueReport()
     customer_ids = [f.record["customer_id"] for f in findings if f.record.get("customer_id")]
     directory = Directory(conn, customer_ids)
-    titles = {r.rule.id: r.rule for r in policy.reminders}
+    titles = {r.rule.id: r.rule for r in policy.rules()}
     rows: list[dict[str, Any]] = []
     for finding in findings:
         table = entity_table(finding.entity)
@@ -96,6 +96,7 @@ def _context(
             "due_at": finding.due_at,
             "occurrence": finding.occurrence,
             "reason": finding.reason,
+            "details": finding.details,
         },
         "entity": finding.record,
         "customer": customer,

@@ -1,14 +1,23 @@
 """Policy files: reading, validating and cross-checking `rules/*.yaml`."""
 
-from engine.policy.loader import Policy, Reminder, load_policy, policy_hash
-from engine.policy.models import Defaults, PolicyFile, Recipient, ReminderRule
+from engine.policy.loader import CompiledRule, Policy, load_policy, policy_hash
+from engine.policy.models import (
+    Action,
+    DeadlineRule,
+    Defaults,
+    PolicyFile,
+    Recipient,
+    ReminderRule,
+)
 
 __all__ = [
+    "Action",
+    "CompiledRule",
+    "DeadlineRule",
     "Defaults",
     "Policy",
     "PolicyFile",
     "Recipient",
-    "Reminder",
     "ReminderRule",
     "load_policy",
     "policy_hash",

@@ -6,27 +6,40 @@ import difflib
 import hashlib
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from jinja2 import TemplateSyntaxError
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Date, DateTime, Table
+from sqlalchemy import Column, Date, DateTime, Table
 
+from engine.calendar import BusinessCalendar, build_calendar
 from engine.db.catalogue import entity_table, role_routes
+from engine.db.models import StatusChange
 from engine.errors import Location, PolicyError, Problem
 from engine.expr import Expr, ExprSyntaxError, check, parse
 from engine.notices.templates import NoticeTemplates
-from engine.policy.models import Defaults, PolicyFile, ReminderRule
+from engine.policy.models import (
+    END_OF_WORKING_DAY,
+    Action,
+    DeadlineRule,
+    Defaults,
+    PolicyFile,
+    ReminderRule,
+    Rule,
+)
 from engine.policy.source import Path_, SourceFile, read_policy_file
+
+R = TypeVar("R", bound=Rule)
 
 
 @dataclass(frozen=True, slots=True)
-class Reminder:
-    """A reminder rule with its condition parsed and its table resolved."""
+class CompiledRule(Generic[R]):
+    """A rule with its condition parsed and its table resolved."""
 
-    rule: ReminderRule
+    rule: R
     table: Table
     condition: Expr | None
     location: Location
@@ -40,11 +53,25 @@ class Policy:
     files: tuple[Path, ...]
     hash: str
     defaults: Defaults
-    reminders: tuple[Reminder, ...]
+    calendars: Mapping[str, BusinessCalendar]
+    reminders: tuple[CompiledRule[ReminderRule], ...]
+    deadlines: tuple[CompiledRule[DeadlineRule], ...]
+
+    def by_family(self) -> dict[str, tuple[CompiledRule[Any], ...]]:
+        """The rules of each family, in file order."""
+        return {"reminder": self.reminders, "deadline": self.deadlines}
+
+    def rules(self) -> list[CompiledRule[Any]]:
+        """Every rule, family by family, in file order."""
+        return [rule for rules in self.by_family().values() for rule in rules]
 
     def rule_ids(self) -> list[str]:
-        """Every rule id, in file order."""
-        return [r.rule.id for r in self.reminders]
+        """Every rule id."""
+        return [r.rule.id for r in self.rules()]
+
+    def rule(self, rule_id: str) -> CompiledRule[Any] | None:
+        """The rule with this id, if any."""
+        return next((r for r in self.rules() if r.rule.id == rule_id), None)
 
 
 def policy_hash(files: list[Path]) -> str:
@@ -72,10 +99,15 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
 
     defaults = _defaults(parsed, problems)
     templates = templates or NoticeTemplates(Path("templates/notices"), defaults.locale)
-    reminders = _reminders(parsed, templates, problems)
+    calendars = _calendars(parsed, problems)
+    checks = _RuleChecks(templates, calendars, problems)
+    reminders = checks.family(parsed, "reminders", checks.reminder)
+    deadlines = checks.family(parsed, "deadlines", checks.deadline)
     if problems:
         raise PolicyError(problems)
-    return Policy(folder, tuple(files), policy_hash(files), defaults, tuple(reminders))
+    return Policy(
+        folder, tuple(files), policy_hash(files), defaults, calendars, reminders, deadlines
+    )
 
 
 def _validate_shape(source: SourceFile, problems: list[Problem]) -> PolicyFile:
@@ -170,46 +202,176 @@ def _defaults(parsed: list[tuple[SourceFile, PolicyFile]], problems: list[Proble
     return given[0][1] if given else Defaults()
 
 
-def _reminders(
-    parsed: list[tuple[SourceFile, PolicyFile]],
-    templates: NoticeTemplates,
-    problems: list[Problem],
-) -> list[Reminder]:
-    seen: dict[str, Location] = {}
-    checked: set[str] = set()  # templates whose syntax was already checked
-    out: list[Reminder] = []
+def _calendars(
+    parsed: list[tuple[SourceFile, PolicyFile]], problems: list[Problem]
+) -> dict[str, BusinessCalendar]:
+    out: dict[str, BusinessCalendar] = {}
     for source, model in parsed:
-        for index, rule in enumerate(model.reminders):
-            where: Path_ = ("reminders", index)
-            here = source.location(where)
-            if rule.id in seen:
+        for name, spec in model.calendars.items():
+            if name in out:
                 problems.append(
                     Problem(
-                        f"rule id {rule.id!r} is already used at {seen[rule.id]}",
-                        source.location((*where, "id")),
-                        "every rule needs its own id; findings are keyed by it",
+                        f"calendar {name!r} is defined twice",
+                        source.location(("calendars", name), key=True),
+                        "keep one definition",
                     )
                 )
-            seen.setdefault(rule.id, here)
-            table = entity_table(rule.entity)
-            condition = _condition(source, (*where, "when"), rule.when, table, problems)
-            _check_date_field(source, where, rule, table, problems)
-            _check_roles(source, (*where, "notify"), rule, table, problems)
-            _check_notice(source, (*where, "notice"), rule.notice, templates, problems, checked)
-            for index, recipient in enumerate(rule.notify):
-                if recipient.notice:
-                    at = (*where, "notify", index, "notice")
-                    _check_notice(source, at, recipient.notice, templates, problems, checked)
-            if rule.offset.working:
-                problems.append(
-                    Problem(
-                        "reminder offsets are calendar time",
-                        source.location((*where, "offset")),
-                        f"write '{abs(rule.offset.amount)} {rule.offset.unit}s' without 'working'",
-                    )
-                )
-            out.append(Reminder(rule, table, condition, here))
+                continue
+            out[name] = build_calendar(name, spec)
     return out
+
+
+class _RuleChecks:
+    """Cross-checks of rules against the schema, the templates and the calendars."""
+
+    def __init__(
+        self,
+        templates: NoticeTemplates,
+        calendars: Mapping[str, BusinessCalendar],
+        problems: list[Problem],
+    ):
+        self.templates = templates
+        self.calendars = calendars
+        self.problems = problems
+        self.seen: dict[str, Location] = {}
+        self.checked: set[str] = set()  # templates whose syntax was already checked
+
+    def family(
+        self,
+        parsed: list[tuple[SourceFile, PolicyFile]],
+        section: str,
+        specific: Callable[[SourceFile, Path_, Any, Table], None],
+    ) -> tuple[CompiledRule[Any], ...]:
+        """Check and compile every rule of one section, in every file."""
+        out: list[CompiledRule[Any]] = []
+        for source, model in parsed:
+            for index, rule in enumerate(getattr(model, section)):
+                where: Path_ = (section, index)
+                table = entity_table(rule.entity)
+                condition = self.common(source, where, rule, table)
+                specific(source, where, rule, table)
+                out.append(CompiledRule(rule, table, condition, source.location(where)))
+        return tuple(out)
+
+    def common(self, source: SourceFile, where: Path_, rule: Rule, table: Table) -> Expr | None:
+        """Checks every rule needs: a unique id and a condition on known fields."""
+        if rule.id in self.seen:
+            self.problems.append(
+                Problem(
+                    f"rule id {rule.id!r} is already used at {self.seen[rule.id]}",
+                    source.location((*where, "id")),
+                    "every rule needs its own id; findings are keyed by it",
+                )
+            )
+        self.seen.setdefault(rule.id, source.location(where))
+        return _condition(source, (*where, "when"), rule.when, table, self.problems)
+
+    def reminder(self, source: SourceFile, where: Path_, rule: ReminderRule, table: Table) -> None:
+        """A reminder hangs on a date field, in calendar time."""
+        self.field(source, (*where, "date"), rule.date, table, (Date, DateTime))
+        self.action(source, where, rule, table)
+        if rule.offset.working:
+            self.problems.append(
+                Problem(
+                    "reminder offsets are calendar time",
+                    source.location((*where, "offset")),
+                    f"write '{abs(rule.offset.amount)} {rule.offset.unit}s' without 'working'",
+                )
+            )
+
+    def deadline(self, source: SourceFile, where: Path_, rule: DeadlineRule, table: Table) -> None:
+        """A deadline runs between two timestamps, on a calendar that must exist."""
+        self.field(source, (*where, "start"), rule.start, table, (DateTime,))
+        self.field(source, (*where, "stop"), rule.stop, table, (DateTime,))
+        if rule.by is not None and rule.by != END_OF_WORKING_DAY:
+            self.field(source, (*where, "by"), rule.by, table, (DateTime,))
+        if rule.calendar is not None and rule.calendar not in self.calendars:
+            close = difflib.get_close_matches(rule.calendar, list(self.calendars), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "define it under `calendars:`"
+            self.problems.append(
+                Problem(
+                    f"no calendar {rule.calendar!r}", source.location((*where, "calendar")), hint
+                )
+            )
+        if rule.pause_while:
+            self.pauses(source, (*where, "pause_while"), rule, table)
+        for state, action in rule.actions().items():
+            key = state.replace("escalation:", "escalate.") if ":" in state else f"on_{state}"
+            at: Path_ = (*where, *_action_path(key))
+            self.action(source, at, action, table)
+
+    def pauses(self, source: SourceFile, where: Path_, rule: DeadlineRule, table: Table) -> None:
+        """Pauses come from status_changes, which only service requests have."""
+        if table.name != "service_requests":
+            self.problems.append(
+                Problem(
+                    f"{table.name} has no status history to pause on",
+                    source.location(where),
+                    "pause_while works on service_requests (table status_changes)",
+                )
+            )
+            return
+        statuses = StatusChange.__table__.c.status.info["choices"]
+        for index, status in enumerate(rule.pause_while):
+            if status not in statuses:
+                close = difflib.get_close_matches(status, statuses, n=1)
+                hint = (
+                    f"did you mean {close[0]!r}?" if close else f"statuses: {', '.join(statuses)}"
+                )
+                self.problems.append(
+                    Problem(f"unknown status {status!r}", source.location((*where, index)), hint)
+                )
+
+    def field(
+        self, source: SourceFile, where: Path_, name: str, table: Table, kinds: tuple[type, ...]
+    ) -> None:
+        """`name` must be a column of `table` of one of the given types."""
+        column = table.c.get(name)
+        if column is not None and _is_a(column, kinds):
+            return
+        fitting = [c.name for c in table.c if _is_a(c, kinds)]
+        kind = "timestamp" if kinds == (DateTime,) else "date"
+        what = f"is not a {kind} field" if column is not None else "is not a field"
+        close = difflib.get_close_matches(name, fitting, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"{kind} fields: {', '.join(fitting)}"
+        self.problems.append(
+            Problem(f"{name!r} {what} of {table.name}", source.location(where), hint)
+        )
+
+    def action(
+        self, source: SourceFile, where: Path_, action: ReminderRule | Action, table: Table
+    ) -> None:
+        """Every notified role is reachable from `table`; every notice has templates."""
+        known = role_routes(table)
+        for index, recipient in enumerate(action.notify):
+            if recipient.role not in known:
+                close = difflib.get_close_matches(recipient.role, list(known), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"roles: {', '.join(known)}"
+                self.problems.append(
+                    Problem(
+                        f"unknown role {recipient.role!r} for {table.name}",
+                        source.location((*where, "notify", index)),
+                        hint,
+                    )
+                )
+            if recipient.notice:
+                self.notice(source, (*where, "notify", index, "notice"), recipient.notice)
+        self.notice(source, (*where, "notice"), action.notice)
+
+    def notice(self, source: SourceFile, where: Path_, name: str) -> None:
+        """The notice has templates, and they parse."""
+        _check_notice(source, where, name, self.templates, self.problems, self.checked)
+
+
+def _is_a(column: Column[Any], kinds: tuple[type, ...]) -> bool:
+    # UtcDateTime is a TypeDecorator: its storage type tells what it holds.
+    return isinstance(getattr(column.type, "impl", column.type), kinds)
+
+
+def _action_path(key: str) -> Path_:
+    if key.startswith("escalate."):
+        return ("escalate", int(key.split(".")[1]) - 1)
+    return (key,)
 
 
 def _condition(
@@ -232,38 +394,6 @@ def _expr_problem(
 ) -> Problem:
     loc = source.scalar_column(where, offset)
     return Problem(f"in `when`: {message}", loc, hint, source.excerpt(loc.line or 1, loc.column))
-
-
-def _check_date_field(
-    source: SourceFile, where: Path_, rule: ReminderRule, table: Table, problems: list[Problem]
-) -> None:
-    column = table.c.get(rule.date)
-    if column is not None and isinstance(column.type, Date | DateTime):
-        return
-    dated = [c.name for c in table.c if isinstance(c.type, Date | DateTime)]
-    what = "is not a date field" if column is not None else "is not a field"
-    close = difflib.get_close_matches(rule.date, dated, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"date fields: {', '.join(dated)}"
-    problems.append(
-        Problem(f"{rule.date!r} {what} of {table.name}", source.location((*where, "date")), hint)
-    )
-
-
-def _check_roles(
-    source: SourceFile, where: Path_, rule: ReminderRule, table: Table, problems: list[Problem]
-) -> None:
-    known = role_routes(table)
-    for index, role in enumerate(r.role for r in rule.notify):
-        if role not in known:
-            close = difflib.get_close_matches(role, list(known), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"roles: {', '.join(known)}"
-            problems.append(
-                Problem(
-                    f"unknown role {role!r} for {table.name}",
-                    source.location((*where, index)),
-                    hint,
-                )
-            )
 
 
 def _check_notice(

@@ -8,12 +8,14 @@ which knows the database schema and the templates.
 from __future__ import annotations
 
 import datetime as dt
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from engine.db.models import LOCALES, SERVICE_TABLES
-from engine.policy.durations import Offset, Span
+from engine.policy.calendar_spec import CalendarSpec
+from engine.policy.durations import Duration, Offset, Span, parse_duration
 
 EntityName = Literal[tuple(t.__tablename__ for t in SERVICE_TABLES)]  # type: ignore[valid-type]
 RuleId = Annotated[
@@ -22,6 +24,7 @@ RuleId = Annotated[
     Field(description="Stable identifier: lower-case letters, digits, - and _"),
 ]
 Word = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+CalendarName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 Locale = Literal[LOCALES]  # type: ignore[valid-type]
 
 
@@ -47,14 +50,20 @@ class Recipient(_Frozen):
         return {"role": value} if isinstance(value, str) else value
 
 
-class ReminderRule(_Frozen):
-    """A notice at an offset from a date field, once per occurrence of that date."""
+class Rule(_Frozen):
+    """What every rule has: identity, the table it looks at, and an optional condition."""
 
     id: RuleId
     title: str = Field(min_length=1, description="What the rule does, for a manager")
     source: str | None = Field(None, description="The clause this rule implements")
     entity: EntityName = Field(description="Table the rule looks at")  # type: ignore[valid-type]
     when: str | None = Field(None, description="Condition on the entity's fields")
+    effective_from: dt.date | None = Field(None, description="Not evaluated before this day")
+
+
+class ReminderRule(Rule):
+    """A notice at an offset from a date field, once per occurrence of that date."""
+
     date: Word = Field(description="Date or timestamp field the reminder hangs on")
     offset: Offset = Field(description="When, relative to the date: '1 month before'")
     send_until: Span | None = Field(
@@ -65,20 +74,125 @@ class ReminderRule(_Frozen):
         ),
     )
     notice: Word = Field(description="Template folder under templates/notices/")
+    notify: tuple[Recipient, ...] = Field(min_length=1, description="Who receives it")
 
     def notices(self) -> dict[str, str]:
         """The template each notified role receives."""
         return {r.role: r.notice or self.notice for r in self.notify}
 
+
+class Action(_Frozen):
+    """Who is told, with which notice, when a deadline reaches a state."""
+
+    notice: Word = Field(description="Template folder under templates/notices/")
     notify: tuple[Recipient, ...] = Field(min_length=1, description="Who receives it")
-    effective_from: dt.date | None = Field(None, description="Not evaluated before this day")
+
+    def notices(self) -> dict[str, str]:
+        """The template each notified role receives."""
+        return {r.role: r.notice or self.notice for r in self.notify}
+
+
+class Escalation(Action):
+    """A further level after the breach: `after` the deadline, more people are told."""
+
+    after: Span = Field(description="How long after the breach, e.g. '2 working hours'")
+
+
+END_OF_WORKING_DAY = "end of working day"
+
+
+class WarnAt(_Frozen):
+    """When to warn: a share of the allowed time (`80%`) or a span after the start."""
+
+    share: float | None = None
+    span: Duration | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            number = value.strip().removesuffix("%").strip()
+            if not number.replace(".", "", 1).isdigit() or not 0 < float(number) < 100:
+                raise ValueError(f"{value!r}: a warning share is between 0% and 100%")
+            return {"share": float(number) / 100}
+        if isinstance(value, str | int):
+            return {"span": parse_duration(value, signed=False)}
+        return value
+
+    def __str__(self) -> str:
+        return f"{self.share * 100:g}%" if self.share is not None else str(self.span)
+
+
+class DeadlineRule(Rule):
+    """A timer on an entity: from `start` until `stop`, warned before and escalated after."""
+
+    start: Word = Field(description="Timestamp field that starts the clock")
+    stop: Word = Field(description="Timestamp field that stops it (empty: still running)")
+    within: Span | None = Field(
+        None, description="Allowed time: '6 working hours' (branch calendar) or '24 hours'"
+    )
+    by: str | None = Field(
+        None,
+        description=(
+            "Instead of `within`: a timestamp field holding the deadline (e.g. promised_at), "
+            f"or '{END_OF_WORKING_DAY}' (close of the working day the clock started on)"
+        ),
+    )
+    calendar: CalendarName | None = Field(
+        None, description="Business calendar for working time; default: the branch's calendar"
+    )
+    pause_while: tuple[Word, ...] = Field(
+        (), description="Statuses (from status_changes) during which the clock stops"
+    )
+    warn_at: WarnAt | None = Field(None, description="'80%' of the allowed time, or a span")
+    on_warning: Action | None = Field(None, description="Who is told at the warning")
+    on_breach: Action | None = Field(None, description="Who is told when the deadline passes")
+    escalate: tuple[Escalation, ...] = Field((), description="Further levels after the breach")
+    on_late_stop: Action | None = Field(
+        None, description="Who is told when the stop came after the deadline"
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> DeadlineRule:
+        spans = [self.within, self.warn_at.span if self.warn_at else None]
+        for span in [*spans, *(e.after for e in self.escalate)]:
+            if span is not None and span.unit in ("month", "year"):
+                raise ValueError(f"'{span}': deadlines count minutes, hours, days or weeks")
+        if (self.within is None) == (self.by is None):
+            raise ValueError("give exactly one of `within` (a duration) or `by` (a field)")
+        if self.by is not None and self.pause_while:
+            raise ValueError("`pause_while` needs `within`: a fixed `by` deadline does not move")
+        afters = [e.after for e in self.escalate]
+        if any(a.working != afters[0].working for a in afters) or any(
+            a.rough_days() > b.rough_days() for a, b in pairwise(afters)
+        ):
+            raise ValueError("escalation levels must come in order, all in the same kind of time")
+        return self
+
+    def actions(self) -> dict[str, Action]:
+        """Each state and what happens when it is reached."""
+        out: dict[str, Action] = {}
+        for state, action in (
+            ("warning", self.on_warning),
+            ("breach", self.on_breach),
+            ("late_stop", self.on_late_stop),
+        ):
+            if action is not None:
+                out[state] = action
+        for level, escalation in enumerate(self.escalate, start=1):
+            out[f"escalation:{level}"] = escalation
+        return out
 
 
 class PolicyFile(_Frozen):
     """One file of `rules/`: every section is optional."""
 
     defaults: Defaults | None = None
+    calendars: dict[CalendarName, CalendarSpec] = Field(
+        default_factory=dict, description="Business calendars by name"
+    )
     reminders: tuple[ReminderRule, ...] = ()
+    deadlines: tuple[DeadlineRule, ...] = ()
 
 
 SECTIONS = tuple(PolicyFile.model_fields)

@@ -1,7 +1,11 @@
-"""Rule families, one module each, listed here explicitly."""
+"""Rule families, one module each, listed here explicitly.
 
-from engine.rules import reminder
+Each module offers `FAMILY` (its name), `is_effective(rule, as_of)` and
+`judge(conn, rule, calendars, as_of) -> (findings, skipped reasons)`.
+"""
 
-FAMILIES = {reminder.FAMILY: reminder}
+from engine.rules import deadline, reminder
 
-__all__ = ["FAMILIES", "reminder"]
+FAMILIES = {reminder.FAMILY: reminder, deadline.FAMILY: deadline}
+
+__all__ = ["FAMILIES", "deadline", "reminder"]

@@ -13,15 +13,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import DateTime, Select, select
+from sqlalchemy import Connection, DateTime, Select, select
 
 from engine.db.models import Branch
 from engine.expr import to_sql
 from engine.findings import Finding
-from engine.policy import Reminder
+from engine.policy import CompiledRule, ReminderRule
 from engine.policy.durations import Duration
 
 FAMILY = "reminder"
+Reminder = CompiledRule[ReminderRule]
 DEFAULT_SEND_UNTIL_AFTER = Duration(7, "day")
 _MARGIN = timedelta(days=4)  # month clamping (3 days) plus time zones (1 day)
 TZ_LABEL = "_branch_timezone"
@@ -73,6 +74,14 @@ def evaluate(
     return out
 
 
+def judge(
+    conn: Connection, reminder: Reminder, calendars: Mapping[str, Any], as_of: datetime
+) -> tuple[list[Finding], dict[str, int]]:
+    """Fetch the candidates and judge them (reminders run on the calendar, never skip rows)."""
+    rows = conn.execute(candidates(reminder, as_of)).mappings()
+    return evaluate(reminder, rows, as_of), {}
+
+
 def due_window(
     reminder: Reminder, anchor: date | datetime, tz: ZoneInfo
 ) -> tuple[datetime, datetime]:
@@ -119,7 +128,8 @@ def _send_until(reminder: Reminder) -> Duration:
 
 
 def _is_instant(reminder: Reminder) -> bool:
-    return isinstance(reminder.table.c[reminder.rule.date].type, DateTime)
+    kind = reminder.table.c[reminder.rule.date].type
+    return isinstance(getattr(kind, "impl", kind), DateTime)  # UtcDateTime decorates DateTime
 
 
 def _instant(value: date | datetime, tz: ZoneInfo) -> datetime:

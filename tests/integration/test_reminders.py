@@ -60,7 +60,7 @@ def test_renewal_notices_one_month_before_and_free_maintenance_three_months(
         ("li.wei@example.com", "maintenance_expiry"),
         ("sales_rep@sh.example", "renewal_task"),  # one task per contract
         ("team_lead@sh.example", "free_maintenance_report"),
-        ("director@hq.example", "free_maintenance_report"),
+        ("sales_director@hq.example", "free_maintenance_report"),
     }
     assert len(notices) == 6
     li_letter = next(n for n in notices if n.recipient_address == "li.wei@example.com")
@@ -68,7 +68,7 @@ def test_renewal_notices_one_month_before_and_free_maintenance_three_months(
     assert li_letter.subject.startswith("您的维修保养合同 MC-20261223-")
     assert li_letter.subject.endswith("将于2026年12月23日到期")
     assert "尊敬的Li Wei" in li_letter.body_text and li_letter.body_html
-    director = next(n for n in notices if n.recipient_address == "director@hq.example")
+    director = next(n for n in notices if n.recipient_address == "sales_director@hq.example")
     assert director.locale == "en" and "Free maintenance for Li Wei" in director.subject
 
 

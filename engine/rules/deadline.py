@@ -1,0 +1,403 @@
+"""The deadline family: a timer on an entity, from `start` until `stop`.
+
+The clock runs in working time on a business calendar (or wall-clock time on a 24x7
+calendar), stops while the entity is in a paused status, and is judged at `as_of`:
+
+    warning      the warning point has passed and the clock still runs
+    breach       the deadline has passed and the clock still runs
+    escalation:N escalation level N's delay after the deadline has passed
+    late_stop    the clock stopped after the deadline
+
+Of warning, breach and the escalation levels only the furthest reached is recorded in a
+night: a call first seen two levels past its deadline escalates, it does not also warn.
+Each state is a finding keyed by rule, entity, start instant and state, so it fires once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Select, or_, select
+
+from engine.calendar import BusinessCalendar, always_open
+from engine.db.models import Branch, StatusChange
+from engine.expr import to_sql
+from engine.findings import Finding
+from engine.policy import CompiledRule, DeadlineRule
+from engine.policy.durations import Duration
+from engine.policy.models import END_OF_WORKING_DAY
+
+FAMILY = "deadline"
+Deadline = CompiledRule[DeadlineRule]
+LATE_STOP_LOOKBACK = timedelta(days=35)
+TZ_LABEL = "_branch_timezone"
+CALENDAR_LABEL = "_branch_calendar"
+_MAX_SOLVER_STEPS = 50
+
+Pause = tuple[datetime, datetime | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """The timer of one entity as it stands at `as_of`."""
+
+    start: datetime
+    stop: datetime | None
+    deadline: datetime
+    warn_at: datetime | None
+    escalations: tuple[datetime, ...]
+    allowed: timedelta | None  # None for deadlines read from a field
+    used: timedelta  # working time on the clock up to the stop or as_of, pauses excluded
+    paused: timedelta  # working time spent paused up to the stop or as_of
+    pauses: tuple[Pause, ...]
+    calendar: BusinessCalendar
+
+    @property
+    def running(self) -> bool:
+        """True while the stop event has not happened (as of the evaluation)."""
+        return self.stop is None
+
+    @property
+    def left(self) -> timedelta | None:
+        """Working time left before the deadline (negative once it has passed)."""
+        return None if self.allowed is None else self.allowed - self.used
+
+
+@dataclass
+class Skipped:
+    """Rows a rule could not judge, with why (reported in the run artifact)."""
+
+    reasons: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def is_effective(deadline: Deadline, as_of: datetime) -> bool:
+    """False while the rule's effective_from lies in the future."""
+    start = deadline.rule.effective_from
+    return start is None or as_of.date() >= start
+
+
+def candidates(deadline: Deadline, as_of: datetime) -> Select[Any]:
+    """Entities whose clock has started and that are still running or stopped recently."""
+    rule, table = deadline.rule, deadline.table
+    start, stop = table.c[rule.start], table.c[rule.stop]
+    stmt = select(table).where(
+        start.is_not(None),
+        start <= as_of,
+        or_(stop.is_(None), stop > as_of - LATE_STOP_LOOKBACK),
+    )
+    if "branch_id" in table.c:
+        branches = Branch.__table__
+        stmt = stmt.add_columns(
+            branches.c.timezone.label(TZ_LABEL), branches.c.calendar.label(CALENDAR_LABEL)
+        ).join(branches, branches.c.id == table.c.branch_id)
+    if deadline.condition is not None:
+        stmt = stmt.where(to_sql(deadline.condition, table, as_of))
+    return stmt.order_by(table.c.id)
+
+
+def pauses_query(deadline: Deadline, as_of: datetime) -> Select[Any] | None:
+    """Status history of the candidates, when the rule pauses on statuses."""
+    if not deadline.rule.pause_while:
+        return None
+    ids = candidates(deadline, as_of).with_only_columns(deadline.table.c.id).scalar_subquery()
+    changes = StatusChange.__table__
+    return (
+        select(changes.c.service_request_id, changes.c.status, changes.c.changed_at)
+        .where(changes.c.service_request_id.in_(ids), changes.c.changed_at <= as_of)
+        .order_by(changes.c.service_request_id, changes.c.changed_at, changes.c.id)
+    )
+
+
+def pause_intervals(
+    changes: Iterable[tuple[Any, str, datetime]], paused_statuses: Sequence[str]
+) -> dict[Any, list[Pause]]:
+    """Per entity, the spans spent in a paused status; an open span has no end."""
+    out: dict[Any, list[Pause]] = defaultdict(list)
+    current: dict[Any, tuple[str, datetime]] = {}
+    for entity_id, status, at in changes:
+        previous = current.get(entity_id)
+        if previous and previous[0] in paused_statuses:
+            out[entity_id].append((previous[1], at))
+        current[entity_id] = (status, at)
+    for entity_id, (status, at) in current.items():
+        if status in paused_statuses:
+            out[entity_id].append((at, None))
+    return out
+
+
+def calendar_for(
+    deadline: Deadline,
+    row: Mapping[str, Any],
+    calendars: Mapping[str, BusinessCalendar],
+) -> BusinessCalendar | str:
+    """The calendar a row's clock runs on, or why there is none."""
+    rule = deadline.rule
+    tz = row.get(TZ_LABEL) or "UTC"
+    working = bool(rule.within and rule.within.working) or rule.by == END_OF_WORKING_DAY
+    working = working or any(e.after.working for e in rule.escalate)
+    if not working:
+        return always_open(tz)
+    name = rule.calendar or row.get(CALENDAR_LABEL)
+    if name is None:
+        return always_open(tz)
+    return calendars.get(name) or f"branch calendar {name!r} is not defined in the policy"
+
+
+def measure(
+    deadline: Deadline,
+    record: Mapping[str, Any],
+    calendar: BusinessCalendar,
+    pauses: Sequence[Pause],
+    as_of: datetime,
+) -> Clock | None:
+    """The clock of one entity at `as_of`; None when it has no deadline (an empty `by` field)."""
+    rule = deadline.rule
+    start: datetime = record[rule.start]
+    stop: datetime | None = record[rule.stop]
+    if stop is not None and stop > as_of:
+        stop = None  # judged as of an earlier instant: it had not stopped yet
+    until = stop or as_of
+    closed = [(s, e or as_of) for s, e in pauses]
+
+    def used_until(t: datetime) -> timedelta:
+        return calendar.between(start, t) - _paused(calendar, start, t, closed)
+
+    if rule.within is not None:
+        deadline_at = _reach(calendar, start, rule.within, closed)
+        allowed = _allowed(calendar, start, rule.within, deadline_at, closed)
+    else:
+        allowed = None
+        if rule.by == END_OF_WORKING_DAY:
+            deadline_at = calendar.end_of_working_day(start)
+        elif record[rule.by or ""] is None:
+            return None
+        else:
+            deadline_at = record[rule.by or ""]
+    warn_at = _warning(calendar, start, deadline_at, rule, closed)
+    escalations = tuple(_after(calendar, deadline_at, e.after) for e in rule.escalate)
+    used = used_until(until) if until > start else timedelta(0)
+    paused = _paused(calendar, start, until, closed)
+    return Clock(
+        start=start,
+        stop=stop,
+        deadline=deadline_at,
+        warn_at=warn_at,
+        escalations=escalations,
+        allowed=allowed,
+        used=used,
+        paused=paused,
+        pauses=tuple(pauses),
+        calendar=calendar,
+    )
+
+
+def state_of(clock: Clock, as_of: datetime) -> list[tuple[str, datetime]]:
+    """The states reached at `as_of`, each with the instant it was reached."""
+    if not clock.running:
+        late = clock.stop is not None and clock.stop > clock.deadline
+        return [("late_stop", clock.stop)] if late else []  # type: ignore[list-item]
+    reached: list[tuple[str, datetime]] = []
+    if clock.warn_at is not None and as_of >= clock.warn_at:
+        reached.append(("warning", clock.warn_at))
+    if as_of >= clock.deadline:
+        reached.append(("breach", clock.deadline))
+    for level, at in enumerate(clock.escalations, start=1):
+        if as_of >= at:
+            reached.append((f"escalation:{level}", at))
+    return reached[-1:]
+
+
+def evaluate(
+    deadline: Deadline,
+    rows: Iterable[Mapping[str, Any]],
+    pauses: Mapping[Any, Sequence[Pause]],
+    calendars: Mapping[str, BusinessCalendar],
+    as_of: datetime,
+    skipped: Skipped | None = None,
+) -> list[Finding]:
+    """The states reached at `as_of` among candidate rows (pure)."""
+    out: list[Finding] = []
+    actions = deadline.rule.actions()
+    for row, clock in _clocks(deadline, rows, pauses, calendars, as_of, skipped or Skipped()):
+        for state, at in state_of(clock, as_of):
+            record = {k: v for k, v in row.items() if k not in (TZ_LABEL, CALENDAR_LABEL)}
+            action = actions.get(state)
+            out.append(
+                Finding(
+                    rule_id=deadline.rule.id,
+                    family=FAMILY,
+                    entity=deadline.table.name,
+                    entity_id=str(record["id"]),
+                    occurrence=clock.start.isoformat(),
+                    state=state,
+                    reason=describe(deadline, record, clock, state, row.get(TZ_LABEL) or "UTC"),
+                    due_at=at,
+                    recipients=tuple(r.role for r in action.notify) if action else (),
+                    notices=action.notices() if action else {},
+                    record=record,
+                    details={
+                        "start": clock.start,
+                        "deadline": clock.deadline,
+                        "used": clock.used,
+                        "left": clock.left,
+                        "paused": clock.paused,
+                    },
+                )
+            )
+    return out
+
+
+def judge(
+    conn: Connection, deadline: Deadline, calendars: Mapping[str, BusinessCalendar], as_of: datetime
+) -> tuple[list[Finding], dict[str, int]]:
+    """Fetch the candidates and their pauses, and judge them; also what had to be skipped."""
+    rows = conn.execute(candidates(deadline, as_of)).mappings()
+    query = pauses_query(deadline, as_of)
+    pauses = (
+        pause_intervals(conn.execute(query), deadline.rule.pause_while) if query is not None else {}
+    )
+    skipped = Skipped()
+    found = evaluate(deadline, rows, pauses, calendars, as_of, skipped)
+    return found, dict(skipped.reasons)
+
+
+def _clocks(
+    deadline: Deadline,
+    rows: Iterable[Mapping[str, Any]],
+    pauses: Mapping[Any, Sequence[Pause]],
+    calendars: Mapping[str, BusinessCalendar],
+    as_of: datetime,
+    skipped: Skipped,
+) -> Iterator[tuple[Mapping[str, Any], Clock]]:
+    for row in rows:
+        calendar = calendar_for(deadline, row, calendars)
+        if isinstance(calendar, str):
+            skipped.reasons[calendar] += 1
+            continue
+        clock = measure(deadline, row, calendar, pauses.get(row["id"], ()), as_of)
+        if clock is None:
+            skipped.reasons[f"{deadline.rule.by} is empty"] += 1
+            continue
+        yield row, clock
+
+
+def describe(
+    deadline: Deadline, record: Mapping[str, Any], clock: Clock, state: str, tz: str
+) -> str:
+    """The finding's reason, in words, with times in the branch's time zone."""
+    rule = deadline.rule
+    local = ZoneInfo(tz)
+
+    def at(t: datetime) -> str:
+        return t.astimezone(local).strftime("%Y-%m-%d %H:%M")
+
+    label = record.get("number") or f"#{record['id']}"
+    target = f"within {rule.within}" if rule.within else f"by {rule.by}"
+    parts = [f"{deadline.table.name} {label}: {rule.start} {at(clock.start)} ({tz}), {target}"]
+    if clock.paused:
+        parts.append(f"paused {_hours(clock.paused)}")
+    parts.append(f"deadline {at(clock.deadline)}")
+    if state == "late_stop" and clock.stop is not None:
+        parts.append(f"{rule.stop} {at(clock.stop)}, late by {_hours(clock.stop - clock.deadline)}")
+    elif clock.allowed is not None:
+        parts.append(f"{_hours(clock.used)} used of {_hours(clock.allowed)}")
+    parts.append(state.replace("_", " "))
+    return "; ".join(parts)
+
+
+def _hours(span: timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    sign = "-" if minutes < 0 else ""
+    hours, minutes = divmod(abs(minutes), 60)
+    return f"{sign}{hours}h{minutes:02d}" if minutes else f"{sign}{hours}h"
+
+
+def _span(duration: Duration) -> timedelta:
+    """A duration as elapsed time on the clock's calendar (working or 24x7)."""
+    per = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
+    if duration.unit not in per:  # months and years are refused when the policy is loaded
+        raise ValueError(f"{duration}: deadlines are measured in minutes, hours, days or weeks")
+    return timedelta(seconds=duration.amount * per[duration.unit])
+
+
+def _after(calendar: BusinessCalendar, instant: datetime, duration: Duration) -> datetime:
+    return _reach(calendar, instant, duration, ())
+
+
+def _reach(
+    calendar: BusinessCalendar, start: datetime, duration: Duration, pauses: Sequence[Pause]
+) -> datetime:
+    """When `duration` has run on the clock since `start`, pauses excluded.
+
+    Working days count whole days (Monday 10:00 + 2 working days is Wednesday 10:00, holidays
+    skipped); shorter spans count working time. Wall-clock durations run on the 24x7 calendar.
+    """
+    if duration.working and duration.unit in ("day", "week"):
+        days = duration.amount * (5 if duration.unit == "week" else 1)
+        base = calendar.add_working_days(start, days)
+        at = base
+        for _ in range(_MAX_SOLVER_STEPS):
+            following = calendar.add(base, _paused(calendar, start, at, pauses))
+            if following == at:
+                break
+            at = following
+        return at
+    return _solve(calendar, start, _span(duration), pauses)
+
+
+def _allowed(
+    calendar: BusinessCalendar,
+    start: datetime,
+    duration: Duration,
+    deadline_at: datetime,
+    pauses: Sequence[Pause],
+) -> timedelta:
+    """The working time the rule allows, as measured on this clock."""
+    if duration.working and duration.unit in ("day", "week"):
+        return calendar.between(start, deadline_at) - _paused(calendar, start, deadline_at, pauses)
+    return _span(duration)
+
+
+def _warning(
+    calendar: BusinessCalendar,
+    start: datetime,
+    deadline_at: datetime,
+    rule: DeadlineRule,
+    pauses: Sequence[Pause],
+) -> datetime | None:
+    warn = rule.warn_at
+    if warn is None:
+        return None
+    if warn.span is not None:
+        return _reach(calendar, start, warn.span, pauses)
+    available = calendar.between(start, deadline_at) - _paused(calendar, start, deadline_at, pauses)
+    return _solve(calendar, start, available * (warn.share or 0), pauses)
+
+
+def _paused(
+    calendar: BusinessCalendar, start: datetime, until: datetime, pauses: Sequence[Pause]
+) -> timedelta:
+    total = timedelta(0)
+    for begin, end in pauses:
+        lo, hi = max(begin, start), min(end or until, until)
+        if hi > lo:
+            total += calendar.between(lo, hi)
+    return total
+
+
+def _solve(
+    calendar: BusinessCalendar, start: datetime, target: timedelta, pauses: Sequence[Pause]
+) -> datetime:
+    """The instant at which `target` working time, pauses excluded, has run since `start`."""
+    at = calendar.add(start, target)
+    for _ in range(_MAX_SOLVER_STEPS):
+        following = calendar.add(start, target + _paused(calendar, start, at, pauses))
+        if following == at:
+            return at
+        at = following
+    return at

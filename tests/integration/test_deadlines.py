@@ -1,0 +1,185 @@
+"""Seed rows 2-6 and 10-11: timers on repair calls and complaints, in working time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from engine.db.models import Complaint, Finding, Notice
+from engine.run import run_night
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+MADRID = ZoneInfo("Europe/Madrid")
+
+
+def sh(*args: int) -> datetime:
+    """An instant given in Shanghai wall-clock time."""
+    return datetime(*args, tzinfo=SHANGHAI)
+
+
+def _states(result, rule: str) -> list[tuple[str, str]]:
+    return [(f["state"], f["due_at"]) for f in result.findings if f["rule"] == rule]
+
+
+def _night(data, settings_for, as_of: datetime):
+    return run_night(settings_for(str(data.engine.url)), data.engine, as_of=as_of)
+
+
+def utc(at: datetime) -> str:
+    return at.astimezone(ZoneInfo("UTC")).isoformat()
+
+
+def test_urban_call_due_after_national_day(service_data, settings_for):
+    # Wednesday 2026-09-30 16:00: 2 working hours that day, 1-7 October closed, 4 hours on the 8th.
+    ada = service_data.customer("Ada Wong")
+    service_data.request(ada, sh(2026, 9, 30, 16, 0))
+    deadline = sh(2026, 10, 8, 14, 0)
+
+    warned = _night(service_data, settings_for, sh(2026, 10, 8, 12, 30))
+    # 80% of 6 hours is 4h48: 2 hours on the 30th, then 09:00 + 2h48 on the 8th.
+    assert _states(warned, "dispatch-urban") == [("warning", utc(sh(2026, 10, 8, 11, 48)))]
+    breached = _night(service_data, settings_for, sh(2026, 10, 8, 14, 30))
+    assert _states(breached, "dispatch-urban") == [("breach", utc(deadline))]
+    finding = next(f for f in breached.findings if f["rule"] == "dispatch-urban")
+    assert "deadline 2026-10-08 14:00" in finding["reason"]
+    escalated = _night(service_data, settings_for, sh(2026, 10, 8, 16, 30))
+    assert _states(escalated, "dispatch-urban") == [("escalation:1", utc(sh(2026, 10, 8, 16, 0)))]
+
+
+def test_make_up_saturday_starts_the_clock_at_once(service_data, settings_for):
+    ada = service_data.customer("Ada Wong")
+    service_data.request(ada, sh(2026, 10, 10, 10, 0))  # Saturday, a make-up working day
+    result = _night(service_data, settings_for, sh(2026, 10, 10, 17, 0))
+    assert _states(result, "dispatch-urban") == [("breach", utc(sh(2026, 10, 10, 17, 0)))]
+
+
+def test_suburban_call_gets_seven_hours(service_data, settings_for):
+    ada = service_data.customer("Ada Wong")
+    service_data.request(ada, sh(2026, 11, 16, 9, 0), region="suburban")
+    result = _night(service_data, settings_for, sh(2026, 11, 16, 17, 30))
+    assert _states(result, "dispatch-suburban") == [("breach", utc(sh(2026, 11, 16, 17, 0)))]
+    assert _states(result, "dispatch-urban") == []
+
+
+def test_paused_call_deadline_moves_by_the_paused_working_time(service_data, settings_for):
+    ada = service_data.customer("Ada Wong")
+    call = service_data.request(ada, sh(2026, 11, 16, 9, 0))
+    service_data.status(call, "received", sh(2026, 11, 16, 9, 0))
+    service_data.status(call, "waiting_customer", sh(2026, 11, 16, 10, 0))
+    service_data.status(call, "received", sh(2026, 11, 16, 14, 0))
+    # 1 hour before the pause, 3 working hours paused (10-12, 13-14), 4 hours after it to
+    # 18:00, the last hour on Tuesday: the deadline moves from 16:00 Monday to 10:00 Tuesday.
+    result = _night(service_data, settings_for, sh(2026, 11, 17, 10, 30))
+    assert _states(result, "dispatch-urban") == [("breach", utc(sh(2026, 11, 17, 10, 0)))]
+    reason = next(f["reason"] for f in result.findings if f["rule"] == "dispatch-urban")
+    assert "paused 3h" in reason
+
+
+def test_madrid_branch_across_the_end_of_summer_time(service_data, settings_for):
+    madrid = service_data.add_branch("ES-MAD", "Madrid", "Europe/Madrid", "es-madrid", "mad")
+    ana = service_data.customer("Ana García", locale="es")
+    # Friday 2026-10-23 17:00 CEST: 2 hours that day (to 19:00); clocks go back on Sunday the
+    # 25th; 4 hours on Monday from 09:00 CET: due 13:00 CET, which is 12:00 UTC.
+    service_data.request(ana, datetime(2026, 10, 23, 17, 0, tzinfo=MADRID), branch_id=madrid)
+    result = _night(service_data, settings_for, datetime(2026, 10, 26, 13, 30, tzinfo=MADRID))
+    assert _states(result, "dispatch-urban") == [("breach", "2026-10-26T12:00:00+00:00")]
+
+
+def test_each_state_fires_once_however_many_nights(service_data, settings_for):
+    ada = service_data.customer("Ada Wong")
+    service_data.request(ada, sh(2026, 11, 16, 9, 0))
+    # Warning at 14:48, breach at 16:00, escalation two working hours later at 18:00.
+    nights = [sh(2026, 11, 16, 14, 0), sh(2026, 11, 16, 15, 30), sh(2026, 11, 16, 15, 30)]
+    nights += [sh(2026, 11, 16, 16, 30), sh(2026, 11, 16, 18, 30), sh(2026, 11, 17, 9, 30)]
+    for as_of in nights:
+        _night(service_data, settings_for, as_of)
+    with service_data.engine.connect() as conn:
+        states = conn.execute(
+            select(Finding.state).where(Finding.rule_id == "dispatch-urban").order_by(Finding.id)
+        ).scalars()
+        assert list(states) == ["warning", "breach", "escalation:1"]
+    with Session(service_data.engine) as session:
+        notices = session.scalars(select(Notice).where(Notice.finding_key.like("dispatch-urban|%")))
+        assert sorted(n.recipient_address for n in notices) == [
+            "service_manager@sh.example",
+            "service_supervisor@sh.example",
+            "team_lead@sh.example",
+        ]
+
+
+def test_overdue_complaint_gets_an_urge_notice_and_a_late_reply_an_inquiry(
+    service_data, settings_for
+):
+    li = service_data.customer("Li Wei", locale="zh-CN")
+    complaint = service_data.complaint(li, sh(2026, 11, 20, 10, 0))
+    urged = _night(service_data, settings_for, sh(2026, 11, 21, 11, 0))
+    assert _states(urged, "complaint-first-reply") == [("breach", utc(sh(2026, 11, 21, 10, 0)))]
+
+    with service_data.engine.begin() as conn:
+        conn.execute(
+            update(Complaint)
+            .where(Complaint.id == complaint)
+            .values(first_reply_at=sh(2026, 11, 21, 12, 0), status="replied")
+        )
+    inquired = _night(service_data, settings_for, sh(2026, 11, 22, 9, 0))
+    assert _states(inquired, "complaint-first-reply") == [
+        ("late_stop", utc(sh(2026, 11, 21, 12, 0)))
+    ]
+    again = _night(service_data, settings_for, sh(2026, 11, 23, 9, 0))
+    assert [f for f in again.findings if f["rule"] == "complaint-first-reply" and f["new"]] == []
+
+    with Session(service_data.engine) as session:
+        notices = list(
+            session.scalars(
+                select(Notice)
+                .where(Notice.finding_key.like("complaint-first-reply|%"))
+                .order_by(Notice.id)
+            )
+        )
+    assert [(n.template, n.recipient_address) for n in notices] == [
+        ("urge_notice", "responsible_department@sh.example"),
+        ("inquiry_notice", "responsible_department@sh.example"),
+    ]
+    assert notices[0].subject.startswith("催办单：投诉 CP-")
+    assert notices[0].subject.endswith("已超过答复期限")
+    assert "催办单" in notices[0].body_text and "洽办单" in notices[1].body_text
+
+
+def test_complaint_answered_late_before_any_night_gets_only_the_inquiry(service_data, settings_for):
+    li = service_data.customer("Li Wei", locale="zh-CN")
+    service_data.complaint(
+        li, sh(2026, 11, 20, 10, 0), first_reply_at=sh(2026, 11, 21, 16, 0), status="replied"
+    )
+    result = _night(service_data, settings_for, sh(2026, 11, 22, 9, 0))
+    assert [s for s, _ in _states(result, "complaint-first-reply")] == ["late_stop"]
+
+
+@pytest.mark.parametrize(
+    ("received", "as_of", "expected"),
+    [
+        # Received Monday 10:00 with parts needed: 7 working days is Wednesday 10:00 next week;
+        # the customer is told at 5 working days (Monday 10:00).
+        (sh(2026, 11, 16, 10, 0), sh(2026, 11, 23, 11, 0), ("warning", sh(2026, 11, 23, 10, 0))),
+        (sh(2026, 11, 16, 10, 0), sh(2026, 11, 25, 11, 0), ("breach", sh(2026, 11, 25, 10, 0))),
+    ],
+)
+def test_repair_waiting_for_parts_has_seven_working_days(
+    service_data, settings_for, received, as_of, expected
+):
+    ada = service_data.customer("Ada Wong")
+    service_data.request(
+        ada,
+        received,
+        needs_parts=True,
+        status="waiting_parts",
+        arrived_at=received + timedelta(hours=2),
+    )
+    result = _night(service_data, settings_for, as_of)
+    state, at = expected
+    assert _states(result, "repair-with-parts") == [(state, utc(at))]
+    (finding,) = [f for f in result.findings if f["rule"] == "repair-with-parts"]
+    assert finding["recipients"] == ["customer" if state == "warning" else "service_supervisor"]
