@@ -187,6 +187,29 @@ class BusinessCalendar:
                 out.append((day, reason))
         return out
 
+    def add_working_days(self, start: datetime, days: int) -> datetime:
+        """The same local time `days` working days later: Monday 10:00 + 2 is Wednesday 10:00.
+
+        Closed days are skipped; a start outside opening hours counts from the next opening.
+        """
+        if days < 0:
+            raise ValueError("working days to add must not be negative")
+        opened = self.add(start, _US) - _US
+        local = opened.astimezone(self._tz)
+        day = local.date()
+        while days:
+            day += timedelta(days=1)
+            days -= self.day_status(day)[0]
+        return datetime.combine(day, local.timetz().replace(tzinfo=None), self._tz).astimezone(UTC)
+
+    def end_of_working_day(self, at: datetime) -> datetime:
+        """Closing time of the working day `at` falls in (the next one if it is after hours)."""
+        opened = self.add(at, _US) - _US
+        day = opened.astimezone(self._tz).date()
+        closing = self._plan(day)[0][-1][1]  # minutes after local midnight; 1440 is midnight
+        day, closing = (day + timedelta(days=1), 0) if closing == 24 * 60 else (day, closing)
+        return datetime.combine(day, time(*divmod(closing, 60)), self._tz).astimezone(UTC)
+
     def prepare(self, first_day: date, last_day: date) -> None:
         """Compute the working intervals of these days now rather than on first use."""
         self._table_for(self._midnight(first_day), self._midnight(last_day + timedelta(days=1)) - 1)

@@ -150,6 +150,23 @@ def test_repairs_with_parts_seven_working_days(cn: BusinessCalendar) -> None:
     assert cn.add(shanghai(2026, 9, 30, 9, 0), 56 * HOUR) == shanghai(2026, 10, 14, 18, 0)
 
 
+def test_working_days_keep_the_time_of_day_and_skip_national_day(cn: BusinessCalendar) -> None:
+    # 8, 9, 10 (make-up Saturday), 12, 13, 14, 15 October.
+    start = shanghai(2026, 9, 30, 16, 0)
+    assert cn.add_working_days(start, 7) == shanghai(2026, 10, 15, 16, 0)
+    # After hours the count starts at the next opening, 8 October 09:00.
+    assert cn.add_working_days(shanghai(2026, 9, 30, 19, 0), 1) == shanghai(2026, 10, 9, 9, 0)
+    assert cn.add_working_days(start, 0) == start
+
+
+def test_same_day_means_closing_time_of_the_working_day(cn: BusinessCalendar) -> None:
+    assert cn.end_of_working_day(shanghai(2026, 9, 30, 16, 0)) == shanghai(2026, 9, 30, 18, 0)
+    # A call on the eve of the holiday, after hours, belongs to 8 October.
+    assert cn.end_of_working_day(shanghai(2026, 9, 30, 19, 0)) == shanghai(2026, 10, 8, 18, 0)
+    # Saturday 2026-11-21 is an ordinary weekend: Monday's closing.
+    assert cn.end_of_working_day(shanghai(2026, 11, 21, 10, 0)) == shanghai(2026, 11, 23, 18, 0)
+
+
 # -- Madrid branch across the end of summer time (last Sunday of October) ----------------------
 
 
