@@ -26,6 +26,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from itertools import repeat
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -427,8 +428,12 @@ def build_calendar(name: str, spec: CalendarSpec) -> BusinessCalendar:
     )
 
 
+@lru_cache(maxsize=128)
 def always_open(tz: str = "UTC", *, name: str = "24x7") -> BusinessCalendar:
-    """A calendar that never closes: working time is elapsed time, DST changes included."""
+    """A calendar that never closes: working time is elapsed time, DST changes included.
+
+    Shared per time zone (calendars are immutable), so its table is built once.
+    """
     return BusinessCalendar(name, tz, (_ALL_DAY,) * 7, _ALL_DAY)
 
 

@@ -32,7 +32,8 @@ class Finding:
     recipients: tuple[str, ...] = ()
     amount: Decimal | None = None
     currency: str | None = None
-    notices: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # (role, template, stand-in role) for each notice this finding sends.
+    notices: tuple[tuple[str, str, str | None], ...] = field(default=(), compare=False)
     record: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
     details: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 

@@ -23,7 +23,7 @@ from engine.findings import Finding, record_findings
 from engine.notices.outbox import queue_notices
 from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy, load_policy
-from engine.rules import reminder
+from engine.rules import FAMILIES
 from engine.settings import Settings
 
 
@@ -35,6 +35,7 @@ class RuleOutcome:
     family: str
     findings: int = 0
     new: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -49,6 +50,7 @@ class RunResult:
     timings: dict[str, float]
     rules: list[RuleOutcome]
     findings: list[dict[str, Any]] = field(default_factory=list)
+    set_aside: dict[str, int] = field(default_factory=dict)
     artifact: Path | None = None
 
     def document(self, policy_hash: str, dry_run: bool) -> dict[str, Any]:
@@ -62,6 +64,7 @@ class RunResult:
             "counts": self.counts,
             "timings": self.timings,
             "rules": [vars(r) for r in self.rules],
+            "notices_set_aside": self.set_aside,
             "findings": self.findings,
         }
 
@@ -113,6 +116,7 @@ def run_night(
                 "notices_set_aside": queued.set_aside,
                 "rule_errors": sum(1 for r in result.rules if r.error),
             }
+            result.set_aside = dict(queued.reasons)
             result.outcome = "error" if result.counts["rule_errors"] else "success"
             timings["total_s"] = round(time.perf_counter() - started, 4)
             _finish_run(conn, result)
@@ -131,21 +135,23 @@ def _evaluate(
 ) -> tuple[list[Finding], set[str]]:
     step = time.perf_counter()
     found: list[Finding] = []
-    for item in policy.reminders:
-        outcome = RuleOutcome(item.rule.id, reminder.FAMILY)
-        result.rules.append(outcome)
-        if not reminder.is_effective(item, result.as_of):
-            continue
-        try:
-            # A savepoint per rule: one broken rule becomes a result, not a failed night.
-            with conn.begin_nested():
-                rows = conn.execute(reminder.candidates(item, result.as_of)).mappings()
-                findings = reminder.evaluate(item, rows, result.as_of)
-        except Exception as exc:
-            outcome.error = f"{type(exc).__name__}: {exc}"
-            continue
-        outcome.findings = len(findings)
-        found.extend(findings)
+    for family, rules in policy.by_family().items():
+        judge = FAMILIES[family]
+        for item in rules:
+            outcome = RuleOutcome(item.rule.id, family)
+            result.rules.append(outcome)
+            if not judge.is_effective(item, result.as_of):
+                continue
+            try:
+                # A savepoint per rule: one broken rule becomes a result, not a failed night.
+                with conn.begin_nested():
+                    findings, skipped = judge.judge(conn, item, policy.calendars, result.as_of)
+            except Exception as exc:  # reported per rule in the artifact
+                outcome.error = f"{type(exc).__name__}: {exc}"
+                continue
+            outcome.findings = len(findings)
+            outcome.skipped = skipped
+            found.extend(findings)
     result.timings["evaluate_s"] = round(time.perf_counter() - step, 4)
     step = time.perf_counter()
     new_keys = record_findings(

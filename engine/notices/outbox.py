@@ -61,8 +61,10 @@ def queue_notices(
     rows: list[dict[str, Any]] = []
     for finding in findings:
         table = entity_table(finding.entity)
-        for role, template in finding.notices.items():
+        for role, template, otherwise in finding.notices:
             people = directory.resolve(table, role, finding.record)
+            if not people and otherwise:
+                people = directory.resolve(table, otherwise, finding.record)
             if not people:
                 report.set_aside += 1
                 report.reasons[f"nobody in role {role}"] += 1

@@ -344,15 +344,14 @@ class _RuleChecks:
         """Every notified role is reachable from `table`; every notice has templates."""
         known = role_routes(table)
         for index, recipient in enumerate(action.notify):
-            if recipient.role not in known:
-                close = difflib.get_close_matches(recipient.role, list(known), n=1)
+            for key, role in (("role", recipient.role), ("otherwise", recipient.otherwise)):
+                if role is None or role in known:
+                    continue
+                close = difflib.get_close_matches(role, list(known), n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"roles: {', '.join(known)}"
+                at = (*where, "notify", index) if key == "role" else (*where, "notify", index, key)
                 self.problems.append(
-                    Problem(
-                        f"unknown role {recipient.role!r} for {table.name}",
-                        source.location((*where, "notify", index)),
-                        hint,
-                    )
+                    Problem(f"unknown role {role!r} for {table.name}", source.location(at), hint)
                 )
             if recipient.notice:
                 self.notice(source, (*where, "notify", index, "notice"), recipient.notice)

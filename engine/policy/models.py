@@ -38,11 +38,18 @@ class Defaults(_Frozen):
     locale: Locale = Field("en", description="Language used when a reader's has no template")
 
 
+NoticePlan = tuple[str, str, str | None]
+"""(role, template, role notified instead when nobody holds the first)."""
+
+
 class Recipient(_Frozen):
     """A role to notify, with its own notice if given: `{role: sales_rep, notice: renewal_task}`."""
 
     role: Word = Field(description="customer, a staff role, or a staff column such as sales_rep")
     notice: Word | None = Field(None, description="Template for this role; default: the rule's")
+    otherwise: Word | None = Field(
+        None, description="Role to notify instead when nobody holds `role` for the entity"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -76,9 +83,9 @@ class ReminderRule(Rule):
     notice: Word = Field(description="Template folder under templates/notices/")
     notify: tuple[Recipient, ...] = Field(min_length=1, description="Who receives it")
 
-    def notices(self) -> dict[str, str]:
-        """The template each notified role receives."""
-        return {r.role: r.notice or self.notice for r in self.notify}
+    def notices(self) -> tuple[NoticePlan, ...]:
+        """Each notified role with its template and the role standing in for it."""
+        return tuple((r.role, r.notice or self.notice, r.otherwise) for r in self.notify)
 
 
 class Action(_Frozen):
@@ -87,9 +94,9 @@ class Action(_Frozen):
     notice: Word = Field(description="Template folder under templates/notices/")
     notify: tuple[Recipient, ...] = Field(min_length=1, description="Who receives it")
 
-    def notices(self) -> dict[str, str]:
-        """The template each notified role receives."""
-        return {r.role: r.notice or self.notice for r in self.notify}
+    def notices(self) -> tuple[NoticePlan, ...]:
+        """Each notified role with its template and the role standing in for it."""
+        return tuple((r.role, r.notice or self.notice, r.otherwise) for r in self.notify)
 
 
 class Escalation(Action):

@@ -238,7 +238,7 @@ def evaluate(
                     reason=describe(deadline, record, clock, state, row.get(TZ_LABEL) or "UTC"),
                     due_at=at,
                     recipients=tuple(r.role for r in action.notify) if action else (),
-                    notices=action.notices() if action else {},
+                    notices=action.notices() if action else (),
                     record=record,
                     details={
                         "start": clock.start,
