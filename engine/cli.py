@@ -221,11 +221,11 @@ def explain(
     templates: TemplatesOpt = None,
 ) -> None:
     """Show why a rule does or does not fire for one entity at --as-of."""
-    from engine.explain import explain_reminder
+    from engine.explain import explain_rule
 
     with _handled():
         settings = _settings(db=db, rules=rules, templates=templates)
-        lines = explain_reminder(settings, _connect(settings), rule, entity_id, parse_as_of(as_of))
+        lines = explain_rule(settings, _connect(settings), rule, entity_id, parse_as_of(as_of))
         table = Table(show_header=False, box=None)
         for label, value in lines:
             table.add_row(f"[bold]{label}[/bold]", value)

@@ -1,69 +1,92 @@
-"""`aftersales explain`: why a rule does or does not fire for one entity, step by step."""
+"""`aftersales explain`: why a rule does or does not fire for one entity, step by step.
+
+The same functions that judge a night are used here, on one row, so what explain says is
+what the night does.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
-from engine.db.models import Branch, Finding, Notice
+from engine.calendar import BusinessCalendar
+from engine.db.models import Branch, Finding, Notice, StatusChange
 from engine.db.schema import require_current
 from engine.errors import UsageError
 from engine.expr import explain as explain_condition
-from engine.rules import reminder
+from engine.policy import CompiledRule, Policy, ReminderRule
+from engine.rules import deadline, reminder
 from engine.run import load_checked_policy
 from engine.settings import Settings
 
+Lines = list[tuple[str, str]]
 
-def explain_reminder(
+
+def explain_rule(
     settings: Settings, engine: Engine, rule_id: str, entity_id: str, as_of: datetime
-) -> list[tuple[str, str]]:
-    """Labelled lines that walk through one reminder for one entity at `as_of`."""
+) -> Lines:
+    """Labelled lines that walk through one rule for one entity at `as_of`."""
     policy, _ = load_checked_policy(settings)
     item = policy.rule(rule_id)
     if item is None:
         raise UsageError(f"no rule {rule_id!r}; rules: {', '.join(policy.rule_ids())}")
     require_current(engine)
-    rule, table = item.rule, item.table
+    table = item.table
     with engine.connect() as conn:
-        key = table.c.id.type.python_type(entity_id) if entity_id.isdigit() else entity_id
+        key: Any = int(entity_id) if entity_id.isdigit() else entity_id
         row = conn.execute(select(table).where(table.c.id == key)).mappings().first()
         if row is None:
             raise UsageError(f"no {table.name} row with id {entity_id}")
-        tz_name = "UTC"
-        if "branch_id" in row:
-            tz_name = conn.scalar(select(Branch.timezone).where(Branch.id == row["branch_id"]))
-        recorded = conn.execute(
-            select(Finding.key, Finding.recorded_at).where(
-                Finding.rule_id == rule.id, Finding.entity_id == str(row["id"])
-            )
-        ).all()
-        notices = conn.execute(
-            select(Notice.recipient_role, Notice.recipient_address, Notice.status).where(
-                Notice.finding_key.in_([k for k, _ in recorded])
-            )
-        ).all()
+        record = dict(row)
+        branch = _branch(conn, record)
+        tz = branch.get("timezone") or "UTC"
+        lines: Lines = [
+            ("rule", f"{item.rule.id}: {item.rule.title}"),
+            ("source", item.rule.source or "-"),
+            ("entity", f"{table.name} {record.get('number') or record['id']} (time zone {tz})"),
+            ("as of", as_of.astimezone(ZoneInfo(tz)).isoformat()),
+        ]
+        matched = _condition_lines(item, record, as_of, lines)
+        if isinstance(item.rule, ReminderRule):
+            lines += _reminder_lines(item, record, tz, matched, as_of)
+        else:
+            lines += _deadline_lines(conn, policy, item, record, branch, matched, as_of)
+        lines += _recorded(conn, item, record)
+    return lines
 
-    lines = [
-        ("rule", f"{rule.id}: {rule.title}"),
-        ("source", rule.source or "-"),
-        ("entity", f"{table.name} {row.get('number') or row['id']} (branch time zone {tz_name})"),
-        ("as of", as_of.isoformat()),
-    ]
-    matched = True
-    if item.condition is not None:
-        lines.append(("when", rule.when or ""))
-        for text, value in explain_condition(item.condition, dict(row), as_of):
-            lines.append(("  " + ("yes" if value else "NO " if value is False else "n/a"), text))
-        matched = all(v is True for _, v in explain_condition(item.condition, dict(row), as_of))
-    anchor = row[rule.date]
+
+def _branch(conn: Connection, record: dict[str, Any]) -> dict[str, Any]:
+    if "branch_id" not in record:
+        return {}
+    found = conn.execute(select(Branch.__table__).where(Branch.id == record["branch_id"]))
+    row = found.mappings().first()
+    return dict(row) if row else {}
+
+
+def _condition_lines(
+    item: CompiledRule[Any], record: dict[str, Any], as_of: datetime, lines: Lines
+) -> bool:
+    if item.condition is None:
+        return True
+    parts = explain_condition(item.condition, record, as_of)
+    lines.append(("when", item.rule.when or ""))
+    for text, value in parts:
+        lines.append(("  " + ("yes" if value else "NO " if value is False else "n/a"), text))
+    return all(value is True for _, value in parts)
+
+
+def _reminder_lines(
+    item: CompiledRule[Any], record: dict[str, Any], tz: str, matched: bool, as_of: datetime
+) -> Lines:
+    rule, local = item.rule, ZoneInfo(tz)
+    anchor = record[rule.date]
     if anchor is None:
-        lines.append((rule.date, "empty: the reminder cannot fall due"))
-        return lines
-    due, stale = reminder.due_window(item, anchor, ZoneInfo(tz_name))
-    local = ZoneInfo(tz_name)
-    lines += [
+        return [(rule.date, "empty: the reminder cannot fall due")]
+    due, stale = reminder.due_window(item, anchor, local)
+    lines = [
         (rule.date, str(anchor)),
         ("offset", rule.offset.spoken()),
         ("due at", f"{due.astimezone(local).isoformat()} (local)"),
@@ -79,9 +102,113 @@ def explain_reminder(
         state = "stale: too late to send"
     else:
         state = "due"
-    lines.append(("state", state))
-    for key, when in recorded:
-        lines.append(("finding", f"{key} recorded {when.isoformat()}"))
-    for role, address, status in notices:
-        lines.append(("notice", f"{role} <{address or 'no address'}>: {status}"))
+    return [*lines, ("state", state)]
+
+
+def _deadline_lines(
+    conn: Connection,
+    policy: Policy,
+    item: CompiledRule[Any],
+    record: dict[str, Any],
+    branch: dict[str, Any],
+    matched: bool,
+    as_of: datetime,
+) -> Lines:
+    rule = item.rule
+    row = {
+        **record,
+        deadline.TZ_LABEL: branch.get("timezone"),
+        deadline.CALENDAR_LABEL: branch.get("calendar"),
+    }
+    calendar = deadline.calendar_for(item, row, policy.calendars)
+    if isinstance(calendar, str):
+        return [("calendar", calendar), ("state", "cannot be judged")]
+    if record[rule.start] is None:
+        return [(rule.start, "empty: the clock has not started")]
+    pauses: list[deadline.Pause] = []
+    if rule.pause_while:
+        history = conn.execute(
+            select(StatusChange.service_request_id, StatusChange.status, StatusChange.changed_at)
+            .where(
+                StatusChange.service_request_id == record["id"], StatusChange.changed_at <= as_of
+            )
+            .order_by(StatusChange.changed_at, StatusChange.id)
+        )
+        pauses = deadline.pause_intervals(history, rule.pause_while).get(record["id"], [])
+    clock = deadline.measure(item, record, calendar, pauses, as_of)
+    if clock is None:
+        return [(str(rule.by), "empty: no deadline to measure against")]
+    return _timeline(item, clock, calendar, matched, as_of)
+
+
+def _timeline(
+    item: CompiledRule[Any],
+    clock: deadline.Clock,
+    calendar: BusinessCalendar,
+    matched: bool,
+    as_of: datetime,
+) -> Lines:
+    rule, local = item.rule, calendar.timezone
+
+    def at(t: datetime) -> str:
+        return t.astimezone(local).strftime("%Y-%m-%d %H:%M %a")
+
+    target = f"within {rule.within}" if rule.within else f"by {rule.by}"
+    lines = [
+        ("calendar", f"{calendar.name} ({local.key})"),
+        ("target", target),
+        (f"start ({rule.start})", at(clock.start)),
+    ]
+    for begin, end in clock.pauses:
+        span = calendar.between(begin, end or as_of)
+        lines.append(("paused", f"{at(begin)} to {at(end) if end else 'now'}: {_hm(span)}"))
+    if clock.warn_at:
+        lines.append(("warning at", f"{at(clock.warn_at)} ({rule.warn_at})"))
+    lines.append(("deadline", at(clock.deadline)))
+    for level, instant in enumerate(clock.escalations, start=1):
+        lines.append((f"escalation {level}", at(instant)))
+    stop = at(clock.stop) if clock.stop else "not yet"
+    lines.append((f"stop ({rule.stop})", stop))
+    used = f"{_hm(clock.used)} used"
+    if clock.left is not None:
+        used += f", {_hm(clock.left)} left" if clock.left > timedelta(0) else ", none left"
+    lines.append(("working time", used + (f", {_hm(clock.paused)} paused" if clock.paused else "")))
+    for day, why in calendar.skipped_days(clock.start, max(clock.deadline, as_of)):
+        lines.append(("skipped", f"{day.isoformat()} {day:%a}: {why}"))
+    if not deadline.is_effective(item, as_of):
+        state = f"rule not effective before {rule.effective_from}"
+    elif not matched:
+        state = "condition does not hold: no timer"
+    else:
+        reached = deadline.state_of(clock, as_of)
+        state = reached[0][0] if reached else ("on time" if clock.running else "stopped in time")
+    return [*lines, ("state", state)]
+
+
+def _hm(span: timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}"
+
+
+def _recorded(conn: Connection, item: CompiledRule[Any], record: dict[str, Any]) -> Lines:
+    found = conn.execute(
+        select(Finding.key, Finding.state, Finding.recorded_at, Finding.policy_hash).where(
+            Finding.rule_id == item.rule.id,
+            Finding.entity == item.table.name,
+            Finding.entity_id == str(record["id"]),
+        )
+    ).all()
+    lines: Lines = [
+        ("finding", f"{state} recorded {when.isoformat()} (policy {version})")
+        for _, state, when, version in found
+    ]
+    notices = conn.execute(
+        select(Notice.recipient_role, Notice.recipient_address, Notice.status).where(
+            Notice.finding_key.in_([key for key, *_ in found])
+        )
+    ).all()
+    lines += [
+        ("notice", f"{role} <{address or 'no address'}>: {status}")
+        for role, address, status in notices
+    ]
     return lines

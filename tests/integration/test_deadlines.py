@@ -183,3 +183,31 @@ def test_repair_waiting_for_parts_has_seven_working_days(
     assert _states(result, "repair-with-parts") == [(state, utc(at))]
     (finding,) = [f for f in result.findings if f["rule"] == "repair-with-parts"]
     assert finding["recipients"] == ["customer" if state == "warning" else "service_supervisor"]
+
+
+def test_explain_shows_the_timeline_of_a_breached_call(service_data, settings_for):
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    ada = service_data.customer("Ada Wong")
+    call = service_data.request(ada, sh(2026, 9, 30, 16, 0), number="SR-0930")
+    url = service_data.engine.url.render_as_string(hide_password=False)
+    as_of = sh(2026, 10, 8, 14, 30)
+    run_night(settings_for(url), service_data.engine, as_of=as_of)
+    result = CliRunner().invoke(
+        app, ["explain", "dispatch-urban", str(call), "--db", url, "--as-of", as_of.isoformat()]
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "calendar cn-office (Asia/Shanghai)" in text
+    assert "start (received_at) 2026-09-30 16:00 Wed" in text
+    assert "warning at 2026-10-08 11:48 Thu (80%)" in text
+    assert "deadline 2026-10-08 14:00 Thu" in text
+    assert "escalation 1 2026-10-08 16:00 Thu" in text
+    assert "working time 6h30 used, none left" in text
+    assert "skipped 2026-10-01 Thu: public holiday: National Day" in text
+    assert "skipped 2026-10-04 Sun: weekend" in text
+    assert "yes region == 'urban'" in text
+    assert "state breach" in text
+    assert "notice service_supervisor <service_supervisor@sh.example>: pending" in text

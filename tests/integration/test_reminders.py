@@ -183,7 +183,7 @@ def test_explain_walks_through_one_contract(service_data, settings_for):
     )
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
-    assert "contracts MC-42 (branch time zone Asia/Shanghai)" in text
+    assert "contracts MC-42 (time zone Asia/Shanghai)" in text
     assert "yes kind == 'maintenance'" in text and "yes status == 'active'" in text
     assert "due at 2026-11-20T00:00:00+08:00 (local)" in text
     assert "state due" in text
