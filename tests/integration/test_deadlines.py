@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
+from engine.cli import app
 from engine.db.models import Complaint, Finding, Notice
 from engine.run import run_night
 
@@ -186,10 +190,6 @@ def test_repair_waiting_for_parts_has_seven_working_days(
 
 
 def test_explain_shows_the_timeline_of_a_breached_call(service_data, settings_for):
-    from typer.testing import CliRunner
-
-    from engine.cli import app
-
     ada = service_data.customer("Ada Wong")
     call = service_data.request(ada, sh(2026, 9, 30, 16, 0), number="SR-0930")
     url = service_data.engine.url.render_as_string(hide_password=False)
@@ -211,3 +211,45 @@ def test_explain_shows_the_timeline_of_a_breached_call(service_data, settings_fo
     assert "yes region == 'urban'" in text
     assert "state breach" in text
     assert "notice service_supervisor <service_supervisor@sh.example>: pending" in text
+
+
+def test_policy_change_rederives_running_clocks_and_keeps_recorded_verdicts(
+    service_data, settings_for, tmp_path
+):
+    rules = tmp_path / "rules"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "rules", rules)
+    ada = service_data.customer("Ada Wong")
+    early = service_data.request(ada, sh(2026, 11, 16, 9, 0))
+    later = service_data.request(ada, sh(2026, 11, 16, 10, 0))
+    url = str(service_data.engine.url)
+
+    six_hours = run_night(
+        settings_for(url, rules=rules), service_data.engine, as_of=sh(2026, 11, 16, 16, 30)
+    )
+    assert _states(six_hours, "dispatch-urban") == [
+        ("breach", utc(sh(2026, 11, 16, 16, 0))),  # the early call
+        ("warning", utc(sh(2026, 11, 16, 15, 48))),  # the later call
+    ]
+    sla = rules / "sla.yaml"
+    sla.write_text(sla.read_text().replace("within: 6 working hours", "within: 8 working hours", 1))
+
+    eight_hours = run_night(
+        settings_for(url, rules=rules), service_data.engine, as_of=sh(2026, 11, 16, 17, 30)
+    )
+    # Under 6 hours the later call would have breached at 17:00; under 8 it is due Tuesday 10:00.
+    by_entity = {f["entity_id"]: f for f in eight_hours.findings if f["rule"] == "dispatch-urban"}
+    assert by_entity[str(later)]["state"] == "warning"
+    assert by_entity[str(early)]["state"] == "warning"  # re-derived: 8h runs out at 18:00
+    with service_data.engine.connect() as conn:
+        recorded = conn.execute(
+            select(Finding.entity_id, Finding.state, Finding.policy_hash)
+            .where(Finding.rule_id == "dispatch-urban")
+            .order_by(Finding.id)
+        ).all()
+    # The breach recorded under the first version stays, with that version's hash.
+    assert [(e, s) for e, s, _ in recorded] == [
+        (str(early), "breach"),
+        (str(later), "warning"),
+        (str(early), "warning"),
+    ]
+    assert recorded[0].policy_hash != recorded[2].policy_hash
