@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from engine.errors import AftersalesError, UsageError
@@ -163,12 +164,22 @@ def run(
     deliver: Annotated[bool, typer.Option(help="Send the outbox after evaluating")] = True,
 ) -> None:
     """Evaluate the policy once, record findings, queue notices, then deliver them."""
-    from engine.run import run_night
+    from engine.night import one_night
 
     with _handled():
         settings = _settings(db=db, rules=rules, templates=templates)
         engine = _connect(settings)
-        result = run_night(settings, engine, as_of=parse_as_of(as_of), dry_run=dry_run, out=output)
+        with _progress() as advance:
+            night = one_night(
+                settings,
+                engine,
+                as_of=parse_as_of(as_of),
+                dry_run=dry_run,
+                send=deliver,
+                out=output,
+                progress=advance,
+            )
+        result = night.run
         c = result.counts
         out.print(
             f"run {result.run_id} at {result.as_of.isoformat()}: {result.outcome}; "
@@ -181,8 +192,8 @@ def run(
             if rule.error:
                 err.print(f"rule {rule.rule_id} failed: {rule.error}", highlight=False)
         out.print(f"artifact: {result.artifact}")
-        if deliver and not dry_run:
-            _deliver(settings, engine)
+        if night.delivery is not None:
+            _print_delivery(settings, night.delivery)
         if result.outcome != "success":
             raise typer.Exit(1)
 
@@ -190,25 +201,110 @@ def run(
 @app.command(name="deliver")
 def deliver_(db: DbOpt = None) -> None:
     """Send what the outbox holds (SMTP when configured, else .eml files)."""
+    from engine.night import deliver_locked
+
     with _handled():
         settings = _settings(db=db)
-        _deliver(settings, _connect(settings))
+        _print_delivery(settings, deliver_locked(settings, _connect(settings)))
 
 
-def _deliver(settings: Settings, engine: Any) -> None:
-    from engine.notices.delivery import deliver, sender_from_settings
-
+def _print_delivery(settings: Settings, report: Any) -> None:
     smtp = settings.smtp
     where = f"SMTP {smtp.host}:{smtp.port}" if smtp.host else f"{settings.outbox_dir}/ (.eml)"
-    report = deliver(
-        engine, sender_from_settings(settings), now=datetime.now(UTC), mail_from=settings.mail_from
-    )
     out.print(
         f"delivery to {where}: {report.sent} sent, {report.failed} to retry, "
         f"{report.dead} dead, {report.unknown} unknown"
     )
     for item in report.needs_attention:
         err.print(f"notice {item.notice_id} {item.status}: {item.reason}", highlight=False)
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str], None] | None]:
+    """A progress bar over the rules when stderr is a terminal; nothing otherwise."""
+    if not err.is_terminal:
+        yield None
+        return
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+        transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("evaluating", total=None)
+        yield lambda rule: bar.update(task, description=f"evaluating {rule}")
+
+
+@app.command()
+def status(
+    db: DbOpt = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many runs to show")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """The last runs, what waits in the outbox, and the next scheduled run."""
+    from engine.status import read_status
+
+    with _handled():
+        settings = _settings(db=db)
+        report = read_status(settings, _connect(settings), limit=limit, now=datetime.now(UTC))
+        if as_json:
+            sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+            return
+        table = Table(title="Last runs", title_justify="left")
+        for heading in ("started (UTC)", "as of (UTC)", "outcome", "took", "findings new/all",
+                        "notices queued/sent/failed", "policy"):  # fmt: skip
+            table.add_column(heading)
+        for item in report["runs"]:
+            table.add_row(*_run_cells(item))
+        # A pipe or a log gets the whole table, not one squeezed to 80 columns.
+        (out if out.is_terminal else Console(width=160)).print(table)
+        outbox = ", ".join(f"{n} {state}" for state, n in report["outbox"].items()) or "empty"
+        out.print(f"outbox: {outbox}")
+        out.print(f"next scheduled run: {report['next_run']}")
+
+
+def _run_cells(run: dict[str, Any]) -> list[str]:
+    def show(value: Any) -> str:
+        return "-" if value is None else str(value)
+
+    return [
+        f"{run['started_at']:%Y-%m-%d %H:%M:%S}",
+        f"{run['as_of']:%Y-%m-%d %H:%M}",
+        run["outcome"],
+        "-" if run["seconds"] is None else f"{run['seconds']:.1f}s",
+        f"{show(run['findings_new'])}/{show(run['findings_total'])}",
+        f"{show(run['notices_queued'])}/{show(run['notices_sent'])}/{run['notices_failed']}",
+        run["policy_hash"][:8],
+    ]
+
+
+@app.command(name="schedule")
+def schedule_(
+    db: DbOpt = None,
+    rules: RulesOpt = None,
+    templates: TemplatesOpt = None,
+    at: Annotated[str | None, typer.Option(help="Local time of the nightly run, HH:MM")] = None,
+    timezone: Annotated[str | None, typer.Option(help="Time zone of --at (IANA)")] = None,
+) -> None:
+    """Run every night at --at in --timezone until stopped (SIGTERM or Ctrl-C)."""
+    import signal
+
+    from engine.night import one_night
+    from engine.scheduler import NightlyScheduler
+
+    with _handled():
+        settings = _settings(
+            db=db, rules=rules, templates=templates, schedule_at=at, schedule_timezone=timezone
+        )
+        engine = _connect(settings)
+        loop = NightlyScheduler(
+            engine,
+            lambda as_of: one_night(settings, engine, as_of=as_of),
+            at=settings.schedule_at,
+            tz=settings.schedule_timezone,
+        )
+        # The night in progress finishes (it is one transaction); the loop ends after it.
+        signal.signal(signal.SIGTERM, lambda *_: loop.stop.set())
+        signal.signal(signal.SIGINT, lambda *_: loop.stop.set())
+        loop.serve()
 
 
 @app.command()
@@ -230,6 +326,18 @@ def explain(
         for label, value in lines:
             table.add_row(f"[bold]{label}[/bold]", value)
         out.print(table)
+
+
+@app.callback()
+def _options(
+    log_json: Annotated[
+        bool | None,
+        typer.Option("--log-json/--log-text", help="Log format (default: JSON unless a terminal)"),
+    ] = None,
+) -> None:
+    from engine.logs import configure
+
+    configure(log_json)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,20 +83,54 @@ def run_night(
     as_of: datetime,
     dry_run: bool = False,
     out: Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Evaluate every rule at `as_of`; with dry_run nothing is written to the database."""
+    """Evaluate every rule at `as_of`; with dry_run nothing is written to the database.
+
+    `progress` is called with each rule id as it is evaluated (for progress bars).
+    """
     started = time.perf_counter()
     policy, templates = load_checked_policy(settings)
     require_current(engine)
     timings = {"load_s": round(time.perf_counter() - started, 4)}
     run_id = uuid.uuid4().hex
     result = RunResult(run_id, as_of, "running", {}, timings, [])
+    if not dry_run:
+        # Committed on its own, so a run that dies leaves a trace in the history.
+        with engine.begin() as conn:
+            _start_run(conn, run_id, as_of, policy.hash)
+    try:
+        _evaluate_and_queue(settings, engine, policy, templates, result, dry_run, progress)
+    except BaseException as exc:
+        if not dry_run:
+            with engine.begin() as conn:
+                fail_run(conn, run_id, f"{type(exc).__name__}: {exc}")
+        raise
+    result.timings["total_s"] = round(time.perf_counter() - started, 4)
+    if not dry_run:
+        with engine.begin() as conn:
+            conn.execute(update(Run).where(Run.id == run_id).values(timings=result.timings))
+    path = out or artifact_path(settings.artifacts_dir, run_id, as_of)
+    result.artifact = write_artifact(path, result.document(policy.hash, dry_run))
+    return result
 
+
+def _evaluate_and_queue(
+    settings: Settings,
+    engine: Engine,
+    policy: Policy,
+    templates: NoticeTemplates,
+    result: RunResult,
+    dry_run: bool,
+    progress: Callable[[str], None] | None,
+) -> None:
+    run_id, as_of, timings = result.run_id, result.as_of, result.timings
     conn = engine.connect()
     try:
         with conn.begin() as tx:
-            _start_run(conn, run_id, as_of, policy.hash)
-            found, new_keys = _evaluate(conn, policy, result, run_id)
+            if dry_run:
+                _start_run(conn, run_id, as_of, policy.hash)
+            found, new_keys = _evaluate(conn, policy, result, run_id, progress)
             step = time.perf_counter()
             new = [f for f in found if f.key in new_keys]
             queued = queue_notices(
@@ -118,26 +153,27 @@ def run_night(
             }
             result.set_aside = dict(queued.reasons)
             result.outcome = "error" if result.counts["rule_errors"] else "success"
-            timings["total_s"] = round(time.perf_counter() - started, 4)
             _finish_run(conn, result)
             if dry_run:
                 tx.rollback()
     finally:
         conn.close()
 
-    path = out or artifact_path(settings.artifacts_dir, run_id, as_of)
-    result.artifact = write_artifact(path, result.document(policy.hash, dry_run))
-    return result
-
 
 def _evaluate(
-    conn: Connection, policy: Policy, result: RunResult, run_id: str
+    conn: Connection,
+    policy: Policy,
+    result: RunResult,
+    run_id: str,
+    progress: Callable[[str], None] | None,
 ) -> tuple[list[Finding], set[str]]:
     step = time.perf_counter()
     found: list[Finding] = []
     for family, rules in policy.by_family().items():
         judge = FAMILIES[family]
         for item in rules:
+            if progress is not None:
+                progress(item.rule.id)
             outcome = RuleOutcome(item.rule.id, family)
             result.rules.append(outcome)
             if not judge.is_effective(item, result.as_of):
@@ -178,13 +214,23 @@ def _start_run(conn: Connection, run_id: str, as_of: datetime, policy_hash: str)
 
 
 def _finish_run(conn: Connection, result: RunResult) -> None:
+    per_rule = {r.rule_id: {"findings": r.findings, "new": r.new} for r in result.rules}
     conn.execute(
         update(Run)
         .where(Run.id == result.run_id)
         .values(
             outcome=result.outcome,
             finished_at=datetime.now(UTC),
-            counts=result.counts,
+            counts={**result.counts, "per_rule": per_rule},
             timings=result.timings,
         )
+    )
+
+
+def fail_run(conn: Connection, run_id: str, error: str) -> None:
+    """Mark a run as failed with the reason."""
+    conn.execute(
+        update(Run)
+        .where(Run.id == run_id)
+        .values(outcome="error", finished_at=datetime.now(UTC), error=error[:4000])
     )

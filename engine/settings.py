@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -58,6 +59,23 @@ class Settings(BaseSettings):
         "After-sales Service <service@aftersales.example>", description="From header"
     )
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    schedule_at: str = Field(
+        "02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Nightly run time, HH:MM"
+    )
+    schedule_timezone: str = Field(
+        "UTC", description="Time zone of schedule_at (IANA), not the server's"
+    )
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as Asia/Shanghai"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _no_password_in_file(self) -> Settings:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
@@ -153,3 +153,63 @@ def _row(
     if not person.address:
         row.update(status="dead", last_error=f"no email address: {person.kind} {person.id}")
     return row
+
+
+def queue_plain_notice(
+    conn: Connection,
+    *,
+    key: str,
+    template: str,
+    templates: NoticeTemplates,
+    recipient: Mapping[str, Any],
+    context: dict[str, Any],
+    mail_from: str,
+    run_id: str,
+    as_of: datetime,
+) -> None:
+    """Queue an engine notice to one staff member (not from a finding), once per `key`.
+
+    If the template cannot be rendered the notice still goes out as plain facts: it reports
+    trouble, and must not fail because of the trouble it reports.
+    """
+    person = Recipient(
+        role=recipient["role"],
+        kind="staff",
+        id=recipient["id"],
+        name=recipient["name"],
+        address=recipient.get("email"),
+        locale=recipient.get("locale") or "en",
+    )
+    values = {**context, "recipient": {"name": person.name, "role": person.role}}
+    try:
+        rendered = templates.render(template, person.locale, values)
+        subject, text, html, locale = (
+            rendered.subject,
+            rendered.text,
+            rendered.html,
+            rendered.locale,
+        )
+    except (TemplateError, LookupError, ValueError, TypeError):
+        subject, text, html, locale = template.replace("_", " "), _plain(context), None, "en"
+    dedup = f"{key}|{person.role}|{person.ref}"
+    row = {
+        "dedup_key": dedup, "message_id": message_id(dedup, mail_from), "finding_key": key,
+        "template": template, "recipient_role": person.role, "recipient_name": person.name,
+        "recipient_address": person.address, "locale": locale, "subject": subject,
+        "body_text": text, "body_html": html, "status": "pending" if person.address else "dead",
+        "attempts": 0, "next_attempt_at": None,
+        "last_error": None if person.address else f"no email address: staff {person.id}",
+        "created_at": as_of, "sent_at": None, "run_id": run_id,
+    }  # fmt: skip
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(insert(Notice).on_conflict_do_nothing(index_elements=["dedup_key"]), row)
+
+
+def _plain(context: Mapping[str, Any]) -> str:
+    lines = []
+    for name, value in context.items():
+        if isinstance(value, list):
+            lines += [f"{name}:", *(f"  {item}" for item in value)]
+        else:
+            lines.append(f"{name}: {value}")
+    return "\n".join(lines) + "\n"

@@ -64,8 +64,10 @@ def test_bad_policy_exits_2_with_file_and_line_and_runs_nothing(
     assert ran.exit_code == 2 and f"{path}:" in ran.stderr
     engine = connect(sqlite_url)
     with engine.connect() as conn:
-        for table in (Run, Finding, Notice):
+        for table in (Finding, Notice):
             assert conn.scalar(select(func.count()).select_from(table)) == 0
+        # The failed night is on record, so `aftersales status` shows it.
+        assert list(conn.scalars(select(Run.outcome))) == ["invalid_policy"]
 
 
 def test_shipped_policy_validates():

@@ -1,0 +1,53 @@
+"""`aftersales status`: the run history, the outbox, and when the next night is."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, func, select
+
+from engine.db.models import OUTBOX_STATES, Notice, Run
+from engine.db.schema import require_current
+from engine.scheduler import next_occurrence
+from engine.settings import Settings
+
+
+def read_status(settings: Settings, engine: Engine, *, limit: int, now: datetime) -> dict[str, Any]:
+    """The newest `limit` runs, outbox counts by state, and the next scheduled run."""
+    require_current(engine)
+    with engine.connect() as conn:
+        runs = conn.execute(select(Run).order_by(Run.started_at.desc()).limit(limit)).all()
+        counted = conn.execute(select(Notice.status, func.count()).group_by(Notice.status))
+        by_state = {state: n for state, n in counted}
+    upcoming = next_occurrence(settings.schedule_at, settings.schedule_timezone, now)
+    local = upcoming.astimezone(ZoneInfo(settings.schedule_timezone))
+    return {
+        "runs": [_run(row) for row in runs],
+        "outbox": {state: by_state[state] for state in OUTBOX_STATES if by_state.get(state)},
+        "next_run": f"{local:%Y-%m-%d %H:%M} {settings.schedule_timezone} "
+        f"({upcoming.isoformat()}), if `aftersales schedule` is running",
+    }
+
+
+def _run(row: Any) -> dict[str, Any]:
+    counts = row.counts or {}
+    # Stored instants are whole seconds; the run's own timing is finer.
+    took = (row.timings or {}).get("total_s")
+    return {
+        "id": row.id,
+        "as_of": row.as_of,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "seconds": took,
+        "outcome": row.outcome,
+        "policy_hash": row.policy_hash,
+        "findings_new": counts.get("findings_new"),
+        "findings_total": counts.get("findings_total"),
+        "notices_queued": counts.get("notices_queued"),
+        "notices_sent": counts.get("notices_sent"),
+        "notices_failed": sum(counts.get(k) or 0 for k in ("notices_failed", "notices_dead")),
+        "timings": row.timings,
+        "error": row.error,
+    }
