@@ -16,6 +16,7 @@ from engine.calendar import BusinessCalendar
 from engine.db.models import Branch, Finding, Notice, StatusChange
 from engine.db.schema import require_current
 from engine.errors import UsageError
+from engine.expr import evaluate
 from engine.expr import explain as explain_condition
 from engine.policy import CompiledRule, Policy, ReminderRule
 from engine.rules import deadline, reminder
@@ -36,8 +37,9 @@ def explain_rule(
     require_current(engine)
     table = item.table
     with engine.connect() as conn:
-        key: Any = int(entity_id) if entity_id.isdigit() else entity_id
-        row = conn.execute(select(table).where(table.c.id == key)).mappings().first()
+        if not entity_id.isdigit():
+            raise UsageError(f"{table.name} ids are whole numbers, not {entity_id!r}")
+        row = conn.execute(select(table).where(table.c.id == int(entity_id))).mappings().first()
         if row is None:
             raise UsageError(f"no {table.name} row with id {entity_id}")
         record = dict(row)
@@ -71,11 +73,11 @@ def _condition_lines(
 ) -> bool:
     if item.condition is None:
         return True
-    parts = explain_condition(item.condition, record, as_of)
     lines.append(("when", item.rule.when or ""))
-    for text, value in parts:
+    for text, value in explain_condition(item.condition, record, as_of):
         lines.append(("  " + ("yes" if value else "NO " if value is False else "n/a"), text))
-    return all(value is True for _, value in parts)
+    # The parts are for reading; the verdict is the whole condition, as the night judges it.
+    return evaluate(item.condition, record, as_of) is True
 
 
 def _reminder_lines(
@@ -168,7 +170,7 @@ def _timeline(
     for level, instant in enumerate(clock.escalations, start=1):
         lines.append((f"escalation {level}", at(instant)))
     stop = at(clock.stop) if clock.stop else "not yet"
-    lines.append((f"stop ({rule.stop})", stop))
+    lines.append((f"stop ({', '.join(rule.stop)})", stop))
     used = f"{_hm(clock.used)} used"
     if clock.left is not None:
         used += f", {_hm(clock.left)} left" if clock.left > timedelta(0) else ", none left"
@@ -179,9 +181,13 @@ def _timeline(
         state = f"rule not effective before {rule.effective_from}"
     elif not matched:
         state = "condition does not hold: no timer"
+    elif clock.stop is not None and clock.stop <= as_of - deadline.LATE_STOP_LOOKBACK:
+        state = "stopped too long ago to be judged again"
     else:
         reached = deadline.state_of(clock, as_of)
-        state = reached[0][0] if reached else ("on time" if clock.running else "stopped in time")
+        state = ", ".join(s for s, _ in reached) or (
+            "on time" if clock.running else "stopped in time"
+        )
     return [*lines, ("state", state)]
 
 

@@ -66,8 +66,10 @@ def queue_notices(
             if not people and otherwise:
                 people = directory.resolve(table, otherwise, finding.record)
             if not people:
-                report.set_aside += 1
-                report.reasons[f"nobody in role {role}"] += 1
+                # Kept as a dead row, so the gap shows in the outbox and can be followed up.
+                nobody = Recipient(role, "nobody", 0, f"(nobody in role {role})", None, "en")
+                row = _row(finding, nobody, template, templates, {}, mail_from, run_id, as_of)
+                rows.append({**row, "status": "dead", "last_error": f"nobody in role {role}"})
                 continue
             for person in people:
                 context = _context(finding, person, directory, titles[finding.rule_id], as_of)
@@ -142,8 +144,9 @@ def _row(
     }
     try:
         rendered = templates.render(template, person.locale, context)
-    except (TemplateError, LookupError, ValueError, TypeError) as exc:
-        return {**row, "status": "dead", "last_error": f"cannot render: {exc}"}
+    except Exception as exc:  # an operator's template must never sink the night
+        reason = f"cannot render: {type(exc).__name__}: {exc}"
+        return {**row, "status": "dead", "last_error": reason}
     row.update(
         locale=rendered.locale,
         subject=rendered.subject,

@@ -20,7 +20,7 @@ class Recipient:
     """One person a notice goes to."""
 
     role: str
-    kind: str  # "customer" or "staff"
+    kind: str  # "customer", "staff", or "nobody" for a role nobody holds
     id: int
     name: str
     address: str | None
@@ -60,7 +60,7 @@ class Directory:
             return [_person(role, "customer", customer)] if customer else []
         if route.kind == "staff_column":
             person = self.staff.get(record.get(route.column or ""))  # type: ignore[arg-type]
-            return [_person(role, "staff", person)] if person else []
+            return [_person(role, "staff", person)] if person and person["active"] else []
         branch_id = record.get("branch_id")
         people = self.by_role.get((branch_id, route.role or role)) or self.by_role.get(
             (None, route.role or role), []

@@ -41,9 +41,16 @@ def _babel_locale(ctx: Context) -> Locale:
     return Locale.parse(ctx["locale"], sep="-")
 
 
+def _given(value: Any, what: str) -> Any:
+    # Babel reads None as "now": an empty field would print today's date in a letter.
+    if value is None:
+        raise ValueError(f"the {what} to format is empty; test it with `is none` first")
+    return value
+
+
 @pass_context
 def _date(ctx: Context, value: date | datetime, format: str = "long") -> str:
-    if isinstance(value, datetime):
+    if isinstance(_given(value, "date"), datetime):
         value = value.astimezone(ZoneInfo(ctx["timezone"])).date()
     return format_date(value, format=format, locale=_babel_locale(ctx))
 
@@ -51,17 +58,18 @@ def _date(ctx: Context, value: date | datetime, format: str = "long") -> str:
 @pass_context
 def _datetime(ctx: Context, value: datetime, format: str = "medium") -> str:
     tz = ZoneInfo(ctx["timezone"])
-    return format_datetime(value, format=format, tzinfo=tz, locale=_babel_locale(ctx))
+    stamp = _given(value, "timestamp")
+    return format_datetime(stamp, format=format, tzinfo=tz, locale=_babel_locale(ctx))
 
 
 @pass_context
 def _money(ctx: Context, amount: Decimal | int, currency: str) -> str:
-    return format_currency(Decimal(amount), currency, locale=_babel_locale(ctx))
+    return format_currency(Decimal(_given(amount, "amount")), currency, locale=_babel_locale(ctx))
 
 
 @pass_context
 def _number(ctx: Context, value: Decimal | int | float) -> str:
-    return format_decimal(value, locale=_babel_locale(ctx))
+    return format_decimal(_given(value, "number"), locale=_babel_locale(ctx))
 
 
 class NoticeTemplates:

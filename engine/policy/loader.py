@@ -91,11 +91,11 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     if not files:
         raise PolicyError([Problem("no *.yaml policy files", Location(folder))])
 
-    parsed: list[tuple[SourceFile, PolicyFile]] = []
+    parsed: list[_Parsed] = []
     for path in files:
         source = read_policy_file(path, problems)
         if source is not None:
-            parsed.append((source, _validate_shape(source, problems)))
+            parsed.append(_validate_shape(source, problems))
 
     defaults = _defaults(parsed, problems)
     templates = templates or NoticeTemplates(Path("templates/notices"), defaults.locale)
@@ -110,7 +110,16 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     )
 
 
-def _validate_shape(source: SourceFile, problems: list[Problem]) -> PolicyFile:
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """One file's validated content, and where each kept rule stood in the file."""
+
+    source: SourceFile
+    model: PolicyFile
+    positions: dict[str, list[int]]  # section -> original index of each kept rule
+
+
+def _validate_shape(source: SourceFile, problems: list[Problem]) -> _Parsed:
     """Validate section by section and rule by rule, so one bad rule hides no other problem."""
     if not isinstance(source.data, dict):
         problems.append(
@@ -120,8 +129,9 @@ def _validate_shape(source: SourceFile, problems: list[Problem]) -> PolicyFile:
                 f"start with one of: {', '.join(PolicyFile.model_fields)}",
             )
         )
-        return PolicyFile()
+        return _Parsed(source, PolicyFile(), {})
     sections: dict[str, Any] = {}
+    positions: dict[str, list[int]] = {}
     for name, value in source.data.items():
         field = PolicyFile.model_fields.get(name)
         item_model = _inner_model(field.annotation) if field else None
@@ -130,6 +140,7 @@ def _validate_shape(source: SourceFile, problems: list[Problem]) -> PolicyFile:
             for index, item in enumerate(value):
                 try:
                     items.append(item_model.model_validate(item))  # type: ignore[union-attr]
+                    positions.setdefault(name, []).append(index)
                 except ValidationError as exc:
                     _add_shape_problems(source, exc, (name, index), problems)
             sections[name] = tuple(items)
@@ -138,7 +149,7 @@ def _validate_shape(source: SourceFile, problems: list[Problem]) -> PolicyFile:
             sections[name] = getattr(PolicyFile.model_validate({name: value}), name)
         except ValidationError as exc:
             _add_shape_problems(source, exc, (), problems)
-    return PolicyFile.model_construct(**sections)
+    return _Parsed(source, PolicyFile.model_construct(**sections), positions)
 
 
 def _add_shape_problems(
@@ -189,8 +200,8 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _defaults(parsed: list[tuple[SourceFile, PolicyFile]], problems: list[Problem]) -> Defaults:
-    given = [(src, model.defaults) for src, model in parsed if model.defaults is not None]
+def _defaults(parsed: list[_Parsed], problems: list[Problem]) -> Defaults:
+    given = [(p.source, p.model.defaults) for p in parsed if p.model.defaults is not None]
     for src, _ in given[1:]:
         problems.append(
             Problem(
@@ -202,11 +213,9 @@ def _defaults(parsed: list[tuple[SourceFile, PolicyFile]], problems: list[Proble
     return given[0][1] if given else Defaults()
 
 
-def _calendars(
-    parsed: list[tuple[SourceFile, PolicyFile]], problems: list[Problem]
-) -> dict[str, BusinessCalendar]:
+def _calendars(parsed: list[_Parsed], problems: list[Problem]) -> dict[str, BusinessCalendar]:
     out: dict[str, BusinessCalendar] = {}
-    for source, model in parsed:
+    for source, model in ((p.source, p.model) for p in parsed):
         for name, spec in model.calendars.items():
             if name in out:
                 problems.append(
@@ -238,14 +247,15 @@ class _RuleChecks:
 
     def family(
         self,
-        parsed: list[tuple[SourceFile, PolicyFile]],
+        parsed: list[_Parsed],
         section: str,
         specific: Callable[[SourceFile, Path_, Any, Table], None],
     ) -> tuple[CompiledRule[Any], ...]:
         """Check and compile every rule of one section, in every file."""
         out: list[CompiledRule[Any]] = []
-        for source, model in parsed:
-            for index, rule in enumerate(getattr(model, section)):
+        for file in parsed:
+            source, indices = file.source, file.positions.get(section, [])
+            for index, rule in zip(indices, getattr(file.model, section), strict=True):
                 where: Path_ = (section, index)
                 table = entity_table(rule.entity)
                 condition = self.common(source, where, rule, table)
@@ -270,6 +280,15 @@ class _RuleChecks:
         """A reminder hangs on a date field, in calendar time."""
         self.field(source, (*where, "date"), rule.date, table, (Date, DateTime))
         self.action(source, where, rule, table)
+        column = table.c.get(rule.date)
+        if column is not None and _is_a(column, (Date,)) and rule.offset.unit in ("minute", "hour"):
+            self.problems.append(
+                Problem(
+                    f"{rule.date} is a date without a time: offsets on it count days or more",
+                    source.location((*where, "offset")),
+                    "write e.g. '1 day before', or hang the reminder on a timestamp field",
+                )
+            )
         if rule.offset.working:
             self.problems.append(
                 Problem(
@@ -282,7 +301,9 @@ class _RuleChecks:
     def deadline(self, source: SourceFile, where: Path_, rule: DeadlineRule, table: Table) -> None:
         """A deadline runs between two timestamps, on a calendar that must exist."""
         self.field(source, (*where, "start"), rule.start, table, (DateTime,))
-        self.field(source, (*where, "stop"), rule.stop, table, (DateTime,))
+        for index, stop in enumerate(rule.stop):
+            at: Path_ = (*where, "stop", index) if len(rule.stop) > 1 else (*where, "stop")
+            self.field(source, at, stop, table, (DateTime,))
         if rule.by is not None and rule.by != END_OF_WORKING_DAY:
             self.field(source, (*where, "by"), rule.by, table, (DateTime,))
         if rule.calendar is not None and rule.calendar not in self.calendars:
@@ -297,8 +318,7 @@ class _RuleChecks:
             self.pauses(source, (*where, "pause_while"), rule, table)
         for state, action in rule.actions().items():
             key = state.replace("escalation:", "escalate.") if ":" in state else f"on_{state}"
-            at: Path_ = (*where, *_action_path(key))
-            self.action(source, at, action, table)
+            self.action(source, (*where, *_action_path(key)), action, table)
 
     def pauses(self, source: SourceFile, where: Path_, rule: DeadlineRule, table: Table) -> None:
         """Pauses come from status_changes, which only service requests have."""

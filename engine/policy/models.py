@@ -11,7 +11,14 @@ import datetime as dt
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from engine.db.models import LOCALES, SERVICE_TABLES
 from engine.policy.calendar_spec import CalendarSpec
@@ -23,8 +30,8 @@ RuleId = Annotated[
     StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,79}$"),
     Field(description="Stable identifier: lower-case letters, digits, - and _"),
 ]
-Word = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
-CalendarName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+Word = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+CalendarName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)]
 Locale = Literal[LOCALES]  # type: ignore[valid-type]
 
 
@@ -134,7 +141,10 @@ class DeadlineRule(Rule):
     """A timer on an entity: from `start` until `stop`, warned before and escalated after."""
 
     start: Word = Field(description="Timestamp field that starts the clock")
-    stop: Word = Field(description="Timestamp field that stops it (empty: still running)")
+    stop: tuple[Word, ...] = Field(
+        min_length=1,
+        description="Timestamp field(s) that stop it; the first one filled stops the clock",
+    )
     within: Span | None = Field(
         None, description="Allowed time: '6 working hours' (branch calendar) or '24 hours'"
     )
@@ -158,6 +168,11 @@ class DeadlineRule(Rule):
     on_late_stop: Action | None = Field(
         None, description="Who is told when the stop came after the deadline"
     )
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_target(self) -> DeadlineRule:

@@ -121,7 +121,12 @@ class _Walker:
         return out
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
-        value = self.constructor.construct_object(node, deep=True)
+        try:
+            value = self.constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.problem(node, f"cannot read {node.value!r}: {problem}", "check the value")
+            return None
         plain = node.style is None
         if plain and node.tag.endswith((":int", ":float")) and _SEXAGESIMAL.match(node.value):
             self.problem(

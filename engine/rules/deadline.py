@@ -8,8 +8,9 @@ calendar), stops while the entity is in a paused status, and is judged at `as_of
     escalation:N escalation level N's delay after the deadline has passed
     late_stop    the clock stopped after the deadline
 
-Of warning, breach and the escalation levels only the furthest reached is recorded in a
-night: a call first seen two levels past its deadline escalates, it does not also warn.
+A night records every state reached that is not yet recorded, so a call that went from
+on time to two levels past its deadline between two nights tells the supervisor (breach)
+and the managers (each level); only the warning is dropped once the deadline has passed.
 Each state is a finding keyed by rule, entity, start instant and state, so it fires once.
 """
 
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Select, or_, select
+from sqlalchemy import Connection, Select, and_, or_, select
 
 from engine.calendar import BusinessCalendar, always_open
 from engine.db.models import Branch, StatusChange
@@ -84,12 +85,10 @@ def is_effective(deadline: Deadline, as_of: datetime) -> bool:
 def candidates(deadline: Deadline, as_of: datetime) -> Select[Any]:
     """Entities whose clock has started and that are still running or stopped recently."""
     rule, table = deadline.rule, deadline.table
-    start, stop = table.c[rule.start], table.c[rule.stop]
-    stmt = select(table).where(
-        start.is_not(None),
-        start <= as_of,
-        or_(stop.is_(None), stop > as_of - LATE_STOP_LOOKBACK),
-    )
+    start, stops = table.c[rule.start], [table.c[name] for name in rule.stop]
+    running = and_(*(stop.is_(None) for stop in stops))
+    stopped_lately = or_(*(stop > as_of - LATE_STOP_LOOKBACK for stop in stops))
+    stmt = select(table).where(start.is_not(None), start <= as_of, or_(running, stopped_lately))
     if "branch_id" in table.c:
         branches = Branch.__table__
         stmt = stmt.add_columns(
@@ -158,18 +157,22 @@ def measure(
     """The clock of one entity at `as_of`; None when it has no deadline (an empty `by` field)."""
     rule = deadline.rule
     start: datetime = record[rule.start]
-    stop: datetime | None = record[rule.stop]
+    # The first stop field filled stops the clock (a complaint closed without a reply).
+    stop = min((t for t in (record[f] for f in rule.stop) if t is not None), default=None)
     if stop is not None and stop > as_of:
         stop = None  # judged as of an earlier instant: it had not stopped yet
     until = stop or as_of
     closed = [(s, e or as_of) for s, e in pauses]
+    # Each span runs on the calendar of its own kind: "24 hours" stays wall-clock time
+    # even when an escalation of the same rule counts working hours.
+    clock_calendar = _calendar_of(rule.within, calendar) if rule.within else calendar
 
     def used_until(t: datetime) -> timedelta:
-        return calendar.between(start, t) - _paused(calendar, start, t, closed)
+        return clock_calendar.between(start, t) - _paused(clock_calendar, start, t, closed)
 
     if rule.within is not None:
-        deadline_at = _reach(calendar, start, rule.within, closed)
-        allowed = _allowed(calendar, start, rule.within, deadline_at, closed)
+        deadline_at = _reach(clock_calendar, start, rule.within, closed)
+        allowed = _allowed(clock_calendar, start, rule.within, deadline_at, closed)
     else:
         allowed = None
         if rule.by == END_OF_WORKING_DAY:
@@ -178,10 +181,12 @@ def measure(
             return None
         else:
             deadline_at = record[rule.by or ""]
-    warn_at = _warning(calendar, start, deadline_at, rule, closed)
-    escalations = tuple(_after(calendar, deadline_at, e.after) for e in rule.escalate)
+    warn_at = _warning(clock_calendar, start, deadline_at, rule, closed)
+    escalations = tuple(
+        _reach(_calendar_of(e.after, calendar), deadline_at, e.after, ()) for e in rule.escalate
+    )
     used = used_until(until) if until > start else timedelta(0)
-    paused = _paused(calendar, start, until, closed)
+    paused = _paused(clock_calendar, start, until, closed)
     return Clock(
         start=start,
         stop=stop,
@@ -192,8 +197,12 @@ def measure(
         used=used,
         paused=paused,
         pauses=tuple(pauses),
-        calendar=calendar,
+        calendar=clock_calendar,
     )
+
+
+def _calendar_of(span: Duration, business: BusinessCalendar) -> BusinessCalendar:
+    return business if span.working else always_open(business.timezone.key)
 
 
 def state_of(clock: Clock, as_of: datetime) -> list[tuple[str, datetime]]:
@@ -201,15 +210,14 @@ def state_of(clock: Clock, as_of: datetime) -> list[tuple[str, datetime]]:
     if not clock.running:
         late = clock.stop is not None and clock.stop > clock.deadline
         return [("late_stop", clock.stop)] if late else []  # type: ignore[list-item]
-    reached: list[tuple[str, datetime]] = []
-    if clock.warn_at is not None and as_of >= clock.warn_at:
-        reached.append(("warning", clock.warn_at))
-    if as_of >= clock.deadline:
-        reached.append(("breach", clock.deadline))
+    if as_of < clock.deadline:
+        warned = clock.warn_at is not None and as_of >= clock.warn_at
+        return [("warning", clock.warn_at)] if warned else []  # type: ignore[list-item]
+    reached = [("breach", clock.deadline)]
     for level, at in enumerate(clock.escalations, start=1):
         if as_of >= at:
             reached.append((f"escalation:{level}", at))
-    return reached[-1:]
+    return reached
 
 
 def evaluate(
@@ -303,7 +311,7 @@ def describe(
         parts.append(f"paused {_hours(clock.paused)}")
     parts.append(f"deadline {at(clock.deadline)}")
     if state == "late_stop" and clock.stop is not None:
-        parts.append(f"{rule.stop} {at(clock.stop)}, late by {_hours(clock.stop - clock.deadline)}")
+        parts.append(f"stopped {at(clock.stop)}, late by {_hours(clock.stop - clock.deadline)}")
     elif clock.allowed is not None:
         parts.append(f"{_hours(clock.used)} used of {_hours(clock.allowed)}")
     parts.append(state.replace("_", " "))
@@ -323,10 +331,6 @@ def _span(duration: Duration) -> timedelta:
     if duration.unit not in per:  # months and years are refused when the policy is loaded
         raise ValueError(f"{duration}: deadlines are measured in minutes, hours, days or weeks")
     return timedelta(seconds=duration.amount * per[duration.unit])
-
-
-def _after(calendar: BusinessCalendar, instant: datetime, duration: Duration) -> datetime:
-    return _reach(calendar, instant, duration, ())
 
 
 def _reach(

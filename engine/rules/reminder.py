@@ -1,9 +1,11 @@
 """The reminder family: a notice at an offset from a date field, once per occurrence.
 
-A reminder is due when `date + offset` has passed and it is not stale yet: up to the date
-itself for reminders before it (a renewal notice after the contract ended helps nobody), or
-`send_until` after falling due (default 7 days) for reminders after it. Missed nights are
-caught up this way, and the finding key (rule, entity, date, state) keeps it to one notice.
+A reminder is due when `date + offset` has passed and either it fell due since the last
+successful run (so nights missed while the host was down lose nothing), or it is not stale
+yet: up to the date itself for reminders before it (a renewal notice after the contract
+ended helps nobody), or `send_until` after falling due (default 7 days) for reminders after
+it. The staleness bound keeps a first run on an old database from writing to every customer
+ever served. The finding key (rule, entity, date, state) keeps each to one notice.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, DateTime, Select, select
+from sqlalchemy import Connection, DateTime, Select, func, select
 
-from engine.db.models import Branch
+from engine.db.models import Branch, Run
 from engine.expr import to_sql
 from engine.findings import Finding
 from engine.policy import CompiledRule, ReminderRule
@@ -34,10 +36,11 @@ def is_effective(reminder: Reminder, as_of: datetime) -> bool:
     return start is None or as_of.date() >= start
 
 
-def candidates(reminder: Reminder, as_of: datetime) -> Select[Any]:
+def candidates(reminder: Reminder, as_of: datetime, since: datetime | None = None) -> Select[Any]:
     """Rows that may be due at `as_of`: the condition holds and the date lies in a window.
 
-    The window is a little wider than exact; `evaluate` decides each row precisely.
+    `since` is the as-of of the last successful run. The window is a little wider than
+    exact; `evaluate` decides each row precisely.
     """
     rule, table = reminder.rule, reminder.table
     anchor = table.c[rule.date]
@@ -47,6 +50,8 @@ def candidates(reminder: Reminder, as_of: datetime) -> Select[Any]:
         oldest = as_of - _MARGIN
     else:
         oldest = as_of - back - _send_until(reminder).delta() - _MARGIN
+    if since is not None:
+        oldest = min(oldest, since - back - _MARGIN)
     if not _is_instant(reminder):
         newest, oldest = newest.date(), oldest.date()  # type: ignore[assignment]
     stmt = select(table).where(anchor.is_not(None), anchor >= oldest, anchor <= newest)
@@ -61,16 +66,20 @@ def candidates(reminder: Reminder, as_of: datetime) -> Select[Any]:
 
 
 def evaluate(
-    reminder: Reminder, rows: Iterable[Mapping[str, Any]], as_of: datetime
+    reminder: Reminder,
+    rows: Iterable[Mapping[str, Any]],
+    as_of: datetime,
+    since: datetime | None = None,
 ) -> list[Finding]:
-    """The reminders due at `as_of` among candidate rows (pure)."""
+    """The reminders due at `as_of` among candidate rows (pure); `since` as in `candidates`."""
     out: list[Finding] = []
     for row in rows:
         record = {k: v for k, v in row.items() if k != TZ_LABEL}
         tz = ZoneInfo(row.get(TZ_LABEL) or "UTC")
         due, expires = due_window(reminder, row[reminder.rule.date], tz)
-        if due <= as_of < expires:
-            out.append(_finding(reminder, record, due))
+        caught_up = since is not None and since < due
+        if due <= as_of and (as_of < expires or caught_up):
+            out.append(_finding(reminder, record, due, tz))
     return out
 
 
@@ -78,8 +87,11 @@ def judge(
     conn: Connection, reminder: Reminder, calendars: Mapping[str, Any], as_of: datetime
 ) -> tuple[list[Finding], dict[str, int]]:
     """Fetch the candidates and judge them (reminders run on the calendar, never skip rows)."""
-    rows = conn.execute(candidates(reminder, as_of)).mappings()
-    return evaluate(reminder, rows, as_of), {}
+    since = conn.scalar(
+        select(func.max(Run.as_of)).where(Run.outcome == "success", Run.as_of < as_of)
+    )
+    rows = conn.execute(candidates(reminder, as_of, since)).mappings()
+    return evaluate(reminder, rows, as_of, since), {}
 
 
 def due_window(
@@ -93,19 +105,19 @@ def due_window(
     return due, _instant(_send_until(reminder).add_to(due), tz)
 
 
-def describe(reminder: Reminder, record: Mapping[str, Any], due: datetime) -> str:
-    """The finding's reason, in words."""
+def describe(reminder: Reminder, record: Mapping[str, Any], due: datetime, tz: ZoneInfo) -> str:
+    """The finding's reason, in words, with the due date in the branch's time zone."""
     rule = reminder.rule
     label = record.get("number") or f"#{record['id']}"
     anchor = record[rule.date]
     anchor_text = anchor.isoformat() if isinstance(anchor, date) else str(anchor)
     return (
         f"{reminder.table.name} {label}: {rule.date} {anchor_text}; "
-        f"notice {rule.offset.spoken()}, due {due.date().isoformat()}"
+        f"notice {rule.offset.spoken()}, due {due.astimezone(tz).date().isoformat()}"
     )
 
 
-def _finding(reminder: Reminder, record: dict[str, Any], due: datetime) -> Finding:
+def _finding(reminder: Reminder, record: dict[str, Any], due: datetime, tz: ZoneInfo) -> Finding:
     rule = reminder.rule
     anchor = record[rule.date]
     return Finding(
@@ -115,7 +127,7 @@ def _finding(reminder: Reminder, record: dict[str, Any], due: datetime) -> Findi
         entity_id=str(record["id"]),
         occurrence=anchor.isoformat(),
         state="due",
-        reason=describe(reminder, record, due),
+        reason=describe(reminder, record, due, tz),
         due_at=due,
         recipients=tuple(r.role for r in rule.notify),
         notices=rule.notices(),

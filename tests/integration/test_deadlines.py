@@ -26,7 +26,8 @@ def sh(*args: int) -> datetime:
 
 
 def _states(result, rule: str) -> list[tuple[str, str]]:
-    return [(f["state"], f["due_at"]) for f in result.findings if f["rule"] == rule]
+    """The states a night recorded for the first time, with when each was reached."""
+    return [(f["state"], f["due_at"]) for f in result.findings if f["rule"] == rule and f["new"]]
 
 
 def _night(data, settings_for, as_of: datetime):
@@ -253,3 +254,31 @@ def test_policy_change_rederives_running_clocks_and_keeps_recorded_verdicts(
         (str(early), "warning"),
     ]
     assert recorded[0].policy_hash != recorded[2].policy_hash
+
+
+def test_wall_clock_deadline_stays_wall_clock_with_a_working_time_escalation(
+    service_data, settings_for, tmp_path
+):
+    rules = tmp_path / "rules"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "rules", rules)
+    sla = rules / "sla.yaml"
+    sla.write_text(
+        sla.read_text().replace(
+            "    on_late_stop: {notice: inquiry_notice, notify: [responsible_department]}",
+            "    on_late_stop: {notice: inquiry_notice, notify: [responsible_department]}\n"
+            "    escalate:\n"
+            "      - {after: 2 working hours, notice: escalation, notify: [service_manager]}",
+        )
+    )
+    li = service_data.customer("Li Wei", locale="zh-CN")
+    service_data.complaint(li, sh(2026, 11, 20, 16, 0))  # Friday afternoon
+    url = str(service_data.engine.url)
+    result = run_night(
+        settings_for(url, rules=rules), service_data.engine, as_of=sh(2026, 11, 23, 12, 0)
+    )
+    # 24 hours is Saturday 16:00 whatever the calendar; two working hours after that, counted
+    # on the office calendar, is Monday 11:00.
+    assert _states(result, "complaint-first-reply") == [
+        ("breach", utc(sh(2026, 11, 21, 16, 0))),
+        ("escalation:1", utc(sh(2026, 11, 23, 11, 0))),
+    ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -11,6 +13,7 @@ from sqlalchemy.orm import Session
 from engine.db.models import Finding, Notice, Run
 from engine.run import run_night
 
+ROOT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "notices"
 # 10:00 in Shanghai on Monday 2026-11-23.
 AS_OF = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
@@ -157,7 +160,7 @@ def test_run_artifact_has_the_documented_keys(service_data, settings_for):
         "recipients": ["customer", "sales_rep"],
         "reason": finding["reason"],
     }
-    assert "ends_on 2026-12-20; notice 1 month before, due 2026-11-19" in finding["reason"]
+    assert "ends_on 2026-12-20; notice 1 month before, due 2026-11-20" in finding["reason"]
 
 
 def test_explain_walks_through_one_contract(service_data, settings_for):
@@ -188,3 +191,29 @@ def test_explain_walks_through_one_contract(service_data, settings_for):
     assert "due at 2026-11-20T00:00:00+08:00 (local)" in text
     assert "state due" in text
     assert "customer <ada.wong@example.com>: pending" in text
+
+
+def test_a_broken_template_sets_its_letters_aside_and_the_night_goes_on(
+    service_data, settings_for, tmp_path
+):
+
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT_TEMPLATES, templates)
+    task = templates / "renewal_task" / "zh-CN.txt.j2"  # the sales rep reads Chinese
+    task.write_text(task.read_text() + "{{ entity.id // (entity.id - entity.id) }}\n")
+    _contracts(service_data)
+    settings = settings_for(str(service_data.engine.url), templates=templates)
+    result = run_night(settings, service_data.engine, as_of=AS_OF)
+    assert result.outcome == "success" and result.counts["findings_new"] == 3
+    dead = [n for n in _notices(service_data.engine) if n.status == "dead"]
+    assert [n.template for n in dead] == ["renewal_task", "renewal_task"]
+    assert all(n.last_error.startswith("cannot render") for n in dead)
+    assert result.counts["notices_queued"] == 4  # the customers' letters still go out
+
+
+def test_nobody_in_a_role_leaves_a_visible_dead_notice(service_data, settings_for):
+    ada = service_data.customer("Ada Wong")
+    service_data.contract(ada, date(2026, 12, 20), sales_rep_id=None)
+    run_night(settings_for(str(service_data.engine.url)), service_data.engine, as_of=AS_OF)
+    (dead,) = [n for n in _notices(service_data.engine) if n.status == "dead"]
+    assert dead.recipient_role == "sales_rep" and dead.last_error == "nobody in role sales_rep"

@@ -153,3 +153,34 @@ def test_alias_bomb_is_refused(tmp_path):
     folder = _policy(tmp_path, bomb=bomb)
     (problem,) = _problems(folder)
     assert "expands to more than" in problem.message
+
+
+def test_a_rule_that_fails_does_not_shift_the_places_of_the_next_ones(tmp_path):
+    first = RULE.replace("1 month before", "1 mnth before")
+    second = RULE.replace("maintenance-renewal", "second").replace("status ==", "staus ==")
+    folder = _policy(tmp_path, contracts=first + second.removeprefix("reminders:\n"))
+    problems = {p.message.split(":")[0]: p for p in _problems(folder)}
+    assert problems["reminders.0.offset"].location.line == 8
+    unknown = next(p for p in problems.values() if "staus" in p.message)
+    assert unknown.location.line == 15  # the second rule's `when`, not the first's
+
+
+def test_impossible_dates_are_problems_not_crashes(tmp_path):
+    folder = _policy(tmp_path, contracts=RULE + "    effective_from: 2026-13-01\n")
+    (problem,) = _problems(folder)
+    assert "cannot read '2026-13-01'" in problem.message and problem.location.line == 11
+
+
+def test_names_longer_than_the_database_keeps_are_refused(tmp_path):
+    long_name = "maintenance_contract_renewal_task_for_the_sales_rep"
+    folder = _policy(
+        tmp_path, contracts=RULE.replace("notice: maintenance_expiry", f"notice: {long_name}")
+    )
+    (problem,) = _problems(folder)
+    assert "notice" in problem.message and "40" in problem.message
+
+
+def test_hour_offsets_on_a_date_field_are_refused(tmp_path):
+    folder = _policy(tmp_path, contracts=RULE.replace("1 month before", "12 hours before"))
+    (problem,) = _problems(folder)
+    assert "ends_on is a date without a time" in problem.message
