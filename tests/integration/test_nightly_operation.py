@@ -52,12 +52,14 @@ def second_database(url: str, tmp_path: Path) -> str:
 def cli_env(url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFTERSALES_")}
     env.update(
-        AFTERSALES_DB=url,
-        AFTERSALES_RULES=str(ROOT / "rules"),
-        AFTERSALES_TEMPLATES=str(ROOT / "templates" / "notices"),
-        AFTERSALES_ARTIFACTS_DIR=str(tmp_path / "runs"),
-        AFTERSALES_OUTBOX_DIR=str(tmp_path / "outbox"),
-        **extra,
+        {
+            "AFTERSALES_DB": url,
+            "AFTERSALES_RULES": str(ROOT / "rules"),
+            "AFTERSALES_TEMPLATES": str(ROOT / "templates" / "notices"),
+            "AFTERSALES_ARTIFACTS_DIR": str(tmp_path / "runs"),
+            "AFTERSALES_OUTBOX_DIR": str(tmp_path / "outbox"),
+            **extra,
+        }
     )
     return env
 
@@ -263,7 +265,7 @@ def test_policy_that_no_longer_validates_fails_loudly_once_per_version(
     engine = demo(db_url)
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)
-    (rules / "sla.yaml").write_text("deadlines:\n  - id: broken\n    title: [\n")
+    (rules / "sla.yaml").write_text("deadlines:\n  - id: broken\n    id: twice\n")
     env = cli_env(db_url, tmp_path, AFTERSALES_RULES=str(rules))
     for _ in range(2):
         night = subprocess.run(
