@@ -254,11 +254,15 @@ def status(
             table.add_column(heading)
         for item in report["runs"]:
             table.add_row(*_run_cells(item))
-        # A pipe or a log gets the whole table, not one squeezed to 80 columns.
-        (out if out.is_terminal else Console(width=160)).print(table)
+        _wide().print(table)
         outbox = ", ".join(f"{n} {state}" for state, n in report["outbox"].items()) or "empty"
         out.print(f"outbox: {outbox}")
         out.print(f"next scheduled run: {report['next_run']}")
+
+
+def _wide() -> Console:
+    """The console for tables: a pipe or a log gets whole rows, not 80 squeezed columns."""
+    return out if out.is_terminal else Console(width=160)
 
 
 def _run_cells(run: dict[str, Any]) -> list[str]:
@@ -325,7 +329,7 @@ def explain(
         table = Table(show_header=False, box=None)
         for label, value in lines:
             table.add_row(f"[bold]{label}[/bold]", value)
-        out.print(table)
+        _wide().print(table)
 
 
 @app.callback()
