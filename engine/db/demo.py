@@ -179,6 +179,9 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "duration_s",
         "inspections": "id branch_id contract_id technician_id inspected_on report_submitted_at "
         "falsified notes",
+        "improvements": "id branch_id staff_id title proposed_on approved_at effective "
+        "reward_amount",
+        "targets": "id branch_id staff_id period_start item target actual",
     }.items()
 }
 
