@@ -88,7 +88,7 @@ def settle(
     result.summaries = [s for s in summaries.values() if s.entries or s.period in result.closed]
     directory = Directory(conn)
     lines = {f.key: _line(f, titles, run_id, as_of) for f in booked}
-    letters = _person_letters(booked, lines, policy, directory)
+    letters = _person_letters(booked, lines, policy, directory, result.reasons)
     for month in closing_months(closed):
         letters += _summary_letters(summaries[month.key], policy, directory, result.reasons)
     queued = queue_letters(
@@ -104,6 +104,7 @@ def _person_letters(
     lines: dict[str, Line],
     policy: Policy,
     directory: Directory,
+    reasons: Counter[str],
 ) -> list[Letter]:
     """One notice per person and closing month for this night's entries, with its copies."""
     ledger, staff = policy.ledger, entity_table("staff")
@@ -128,7 +129,10 @@ def _person_letters(
         context["timezone"] = context["branch"]["timezone"]
         readers = [_self(person)]
         for role in ledger.copy_to:
-            readers += directory.resolve(staff, role, person)
+            copies = directory.resolve(staff, role, person)
+            if not copies:
+                reasons[f"nobody in role {role}"] += 1
+            readers += copies
         for reader in readers:
             letters.append(
                 Letter(
