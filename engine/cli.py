@@ -292,25 +292,26 @@ def report_penalties(
 
 
 def _print_summary(summary: Any) -> None:
+    if not summary.entries:
+        out.print(f"no ledger entries for {', '.join(summary.periods)}")
+        return
     table = Table(title=f"Penalties and rewards {', '.join(summary.periods)}")
-    for name in ("branch", "person", "role", "entries", "penalties", "rewards", "net"):
-        table.add_column(
-            name, justify="right" if name in ("entries", "penalties", "rewards", "net") else "left"
-        )
+    for name in ("branch", "person", "role", "entries", "currency", "penalties", "rewards", "net"):
+        numeric = name in ("entries", "penalties", "rewards", "net")
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=True)
     for part in summary.branches:
         for person in part.people:
             for sums in person.totals:
-                table.add_row(
-                    part.code, person.name, person.role, str(len(person.lines)),
-                    f"{sums.penalties:.2f} {sums.currency}", f"{sums.rewards:.2f} {sums.currency}",
-                    f"{sums.net:.2f} {sums.currency}",
-                )  # fmt: skip
+                row = (part.code, person.name, person.role, str(len(person.lines)))
+                table.add_row(*row, *_sums(sums))
     for sums in summary.totals:
-        table.add_row(
-            "total", "", "", str(summary.entries), f"{sums.penalties:.2f} {sums.currency}",
-            f"{sums.rewards:.2f} {sums.currency}", f"{sums.net:.2f} {sums.currency}",
-        )  # fmt: skip
-    out.print(table if summary.entries else f"no ledger entries for {', '.join(summary.periods)}")
+        table.add_row("total", "", "", str(summary.entries), *_sums(sums), style="bold")
+    # A pipe gets 80 columns, too few for names and amounts: give the table what it needs.
+    Console(width=max(out.width, 120)).print(table)
+
+
+def _sums(sums: Any) -> tuple[str, str, str, str]:
+    return sums.currency, f"{sums.penalties:.2f}", f"{sums.rewards:.2f}", f"{sums.net:.2f}"
 
 
 def main() -> None:
