@@ -252,6 +252,7 @@ class Survey(Base):
     """The next-day satisfaction survey of a service request; each item rated 1 (poor) to 4."""
 
     __tablename__ = "surveys"
+    __table_args__ = (Index("ix_surveys_surveyed_at", "surveyed_at"),)
     id: Mapped[intpk]
     branch_id: Mapped[int] = _fk("branches.id", "Branch")
     service_request_id: Mapped[int] = _fk("service_requests.id", "Service request surveyed")

@@ -2,7 +2,8 @@
 
 The append-only ledger (`ledger_entries`, refused UPDATE and DELETE by a trigger on both
 databases), the periods closed (`ledger_closes`), and two service tables the tally rules read:
-`improvements` (rewards for effective improvements) and `targets` (quarterly target bands).
+`improvements` (rewards for effective improvements) and `targets` (quarterly target bands),
+and an index on `surveys.surveyed_at` for the monthly survey tally.
 
 Revision ID: 0002
 Revises: 0001
@@ -221,6 +222,10 @@ def upgrade() -> None:
     with op.batch_alter_table("targets", schema=None) as batch_op:
         batch_op.create_index("ix_targets_period_start", ["period_start"], unique=False)
 
+    # The monthly survey tally reads a month of surveys by surveyed_at every night.
+    with op.batch_alter_table("surveys", schema=None) as batch_op:
+        batch_op.create_index("ix_surveys_surveyed_at", ["surveyed_at"], unique=False)
+
     _append_only_ledger()
 
 
@@ -251,6 +256,9 @@ def _append_only_ledger() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("surveys", schema=None) as batch_op:
+        batch_op.drop_index("ix_surveys_surveyed_at")
+
     with op.batch_alter_table("targets", schema=None) as batch_op:
         batch_op.drop_index("ix_targets_period_start")
 
