@@ -122,6 +122,7 @@ def _person_letters(
             "party": person,
             "branch": _branch(directory, person.get("branch_id")),
             "month": month,
+            "periods": sorted({line.period for line in mine}),
             "lines": mine,
             "totals": total(mine),
             "correction": all(f.state != "charged" for f in found),

@@ -116,11 +116,11 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     templates = templates or NoticeTemplates(Path("templates/notices"), defaults.locale)
     calendars = _calendars(parsed, problems)
     ledger = _single(parsed, "ledger", problems)
-    checks = _RuleChecks(templates, calendars, problems, ledger[1] if ledger else None)
+    settings = ledger[1] if ledger else LedgerSettings()
+    checks = _RuleChecks(templates, calendars, problems, settings)
     reminders = checks.family(parsed, "reminders", checks.reminder)
     deadlines = checks.family(parsed, "deadlines", checks.deadline)
     tallies = checks.family(parsed, "tallies", checks.tally)
-    settings = ledger[1] if ledger else LedgerSettings()
     if tallies:
         checks.ledger(parsed, ledger)
     if problems:
@@ -275,7 +275,7 @@ class _RuleChecks:
         self.templates = templates
         self.calendars = calendars
         self.problems = problems
-        self.ledger_settings = ledger
+        self.ledger_settings = ledger or LedgerSettings()
         self.seen: dict[str, Location] = {}
         self.checked: set[str] = set()  # templates whose syntax was already checked
 
@@ -423,7 +423,7 @@ class _RuleChecks:
             _condition(source, (*at, "when"), item.when, table, self.problems)
             for name in item.measure.fields:
                 self.field(source, (*at, "measure"), name, table, (Integer, Numeric))
-        if rule.currency is None and (self.ledger_settings or LedgerSettings()).currency is None:
+        if rule.currency is None and self.ledger_settings.currency is None:
             self.problems.append(
                 Problem(
                     "no currency for this tally's amounts",
