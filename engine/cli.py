@@ -27,6 +27,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Rules-driven nightly batch for after-sales service departments.",
 )
+report_app = typer.Typer(no_args_is_help=True, help="Manager reports from the ledger.")
+app.add_typer(report_app, name="report")
 out = Console(soft_wrap=True)  # logs and pipes want whole lines
 err = Console(stderr=True, soft_wrap=True)
 
@@ -192,6 +194,10 @@ def run(
             if rule.error:
                 err.print(f"rule {rule.rule_id} failed: {rule.error}", highlight=False)
         out.print(f"artifact: {result.artifact}")
+        for path in result.ledger.get("reports", ()):
+            out.print(f"report: {path}")
+        if "reports_error" in result.ledger:
+            err.print(f"reports not written: {result.ledger['reports_error']}", highlight=False)
         if night.delivery is not None:
             _print_delivery(settings, night.delivery)
         if result.outcome != "success":
@@ -342,6 +348,82 @@ def _options(
     from engine.logs import configure
 
     configure(log_json)
+
+
+@report_app.command("penalties")
+def report_penalties(
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            help="A month, 2026-10 (with the quarter it ends), or a quarter, 2026-Q4; "
+            "default: the last closed month",
+        ),
+    ] = None,
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    rules: RulesOpt = None,
+    templates: TemplatesOpt = None,
+    output: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the files (default: runs/reports)")
+    ] = None,
+    locale: Annotated[
+        str | None, typer.Option("--locale", help="Language of the HTML (default: the policy's)")
+    ] = None,
+) -> None:
+    """Penalties and rewards per branch and person from the ledger, as HTML and CSV."""
+    from jinja2 import TemplateError
+
+    from engine.db.models import LOCALES
+    from engine.db.schema import require_current
+    from engine.ledger.periods import Period, last_closed_month
+    from engine.reports.penalties import build_summary, write_reports
+    from engine.run import load_checked_policy
+
+    with _handled():
+        settings = _settings(db=db, rules=rules, templates=templates)
+        policy, notice_templates = load_checked_policy(settings)
+        if locale is not None and locale not in LOCALES:
+            raise UsageError(f"--locale {locale!r}: one of {', '.join(LOCALES)}")
+        engine = _connect(settings)
+        require_current(engine)
+        ledger = policy.ledger
+        chosen = Period.parse(period) if period else last_closed_month(parse_as_of(as_of), ledger)
+        titles = {t.rule.id: t.rule.title for t in policy.tallies}
+        with engine.connect() as conn:
+            summary = build_summary(conn, chosen, titles)
+        folder = output or settings.artifacts_dir / "reports"
+        language = locale or policy.defaults.locale
+        try:
+            paths = write_reports([summary], folder, notice_templates, language, ledger.timezone)
+        except TemplateError as exc:
+            raise UsageError(f"the report template failed: {exc}") from exc
+        _print_summary(summary)
+        for path in paths:
+            out.print(f"wrote {path}")
+
+
+def _print_summary(summary: Any) -> None:
+    if not summary.entries:
+        out.print(f"no ledger entries for {', '.join(summary.periods)}")
+        return
+    table = Table(title=f"Penalties and rewards {', '.join(summary.periods)}")
+    for name in ("branch", "person", "role", "entries", "currency", "penalties", "rewards", "net"):
+        numeric = name in ("entries", "penalties", "rewards", "net")
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=True)
+    for part in summary.branches:
+        for person in part.people:
+            for sums in person.totals:
+                row = (part.code, person.name, person.role, str(len(person.lines)))
+                table.add_row(*row, *_sums(sums))
+    for sums in summary.totals:
+        table.add_row("total", "", "", str(summary.entries), *_sums(sums), style="bold")
+    # A pipe gets 80 columns, too few for names and amounts: give the table what it needs.
+    Console(width=max(out.width, 120)).print(table)
+
+
+def _sums(sums: Any) -> tuple[str, str, str, str]:
+    return sums.currency, f"{sums.penalties:.2f}", f"{sums.rewards:.2f}", f"{sums.net:.2f}"
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ what the night does.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,13 +14,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, select
 
 from engine.calendar import BusinessCalendar
-from engine.db.models import Branch, Finding, Notice, StatusChange
+from engine.db.models import Branch, Finding, LedgerEntry, Notice, Staff, StatusChange
 from engine.db.schema import require_current
 from engine.errors import UsageError
 from engine.expr import evaluate
 from engine.expr import explain as explain_condition
-from engine.policy import CompiledRule, Policy, ReminderRule
-from engine.rules import deadline, reminder
+from engine.ledger.book import closed
+from engine.ledger.periods import Period
+from engine.policy import CompiledRule, CompiledTally, Policy, ReminderRule
+from engine.rules import deadline, reminder, tally, tally_amounts
 from engine.run import load_checked_policy
 from engine.settings import Settings
 
@@ -54,6 +57,8 @@ def explain_rule(
         matched = _condition_lines(item, record, as_of, lines)
         if isinstance(item.rule, ReminderRule):
             lines += _reminder_lines(item, record, tz, matched, as_of)
+        elif isinstance(item, CompiledTally):
+            lines += _tally_lines(conn, item, record["id"], matched, as_of)
         else:
             lines += _deadline_lines(conn, policy, item, record, branch, matched, as_of)
         lines += _recorded(conn, item, record)
@@ -189,6 +194,73 @@ def _timeline(
             "on time" if clock.running else "stopped in time"
         )
     return [*lines, ("state", state)]
+
+
+def _tally_lines(
+    conn: Connection, item: CompiledTally, key: Any, matched: bool, as_of: datetime
+) -> Lines:
+    rule, ledger = item.rule, item.ledger
+    row = tally.one_row(conn, item, key, as_of) or {}
+    day = tally_amounts.local_day(item, row) if row.get(rule.at) is not None else None
+    if day is None:
+        return [(rule.at, "empty: the entity belongs to no period"), ("state", "not counted")]
+    local = row.get(tally_amounts.LOCAL)
+    lines: Lines = [(rule.at, f"{local} (branch time)" if local else str(day))]
+    inside = True
+    if rule.local_hours and local:
+        inside = tally_amounts.inside(local[11:16], rule.local_hours)
+        hours = "-".join(rule.local_hours)
+        lines.append(("local hours", f"{hours}: {'inside' if inside else 'outside'}"))
+    period = Period.containing(rule.period, day)
+    closes, until = period.closes_at(ledger), period.open_until(ledger)
+    state = "closed" if period.key in closed(conn, [period.key]) else "not closed yet"
+    lines.append(("period", f"{period}: closes {closes.isoformat()}, {state}"))
+    candidates = [
+        (role, row.get(tally_amounts.PARTY.format(i))) for i, role in enumerate(rule.charge)
+    ]
+    names = dict(
+        conn.execute(
+            select(Staff.id, Staff.name).where(Staff.id.in_([w for _, w in candidates if w]))
+        ).all()
+    )
+    for role, who in candidates:
+        lines.append(
+            ("charge", f"{role}: {names.get(who, who)} (staff {who})" if who else f"{role}: nobody")
+        )
+    base = tally_amounts.base_amount(item, row, Counter())
+    what = "penalty" if rule.sign < 0 else "reward"
+    if base is not None:
+        times, why = tally_amounts.factor(rule, row)
+        shown = f"{tally_amounts.money(base)} {item.currency}"
+        lines.append(("amount", f"{what} {shown}" + (f" × {times} ({why})" if why else "")))
+    else:
+        measured = rule.measure or "score"
+        lines.append(("amount", f"{what} {rule.amount}, on the {measured} per person and period"))
+    entries = conn.execute(
+        select(
+            LedgerEntry.period,
+            LedgerEntry.kind,
+            LedgerEntry.amount,
+            LedgerEntry.party_id,
+            LedgerEntry.entity_ids,
+        )
+        .where(LedgerEntry.rule_id == rule.id, LedgerEntry.period == period.key)
+        .order_by(LedgerEntry.id)
+    ).all()
+    for when, kind, amount, party, ids in entries:
+        if str(key) in map(str, ids):
+            lines.append(("ledger", f"{when} {kind} {amount} {item.currency} to staff {party}"))
+    if not tally.is_effective(item, as_of):
+        verdict = f"rule not effective before {rule.effective_from}"
+    elif not matched or not inside or not any(who for _, who in candidates):
+        verdict = "not counted"
+    elif as_of < closes:
+        verdict = f"counts in {period}, booked at its close"
+    elif as_of >= until:
+        verdict = f"counts in {period}; closed and no longer corrected"
+    else:
+        verdict = f"counts in {period}; open for corrections until {until.isoformat()}"
+    return [*lines, ("state", verdict)]
 
 
 def _hm(span: timedelta) -> str:

@@ -15,15 +15,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from jinja2 import TemplateError
 from sqlalchemy import Connection, Engine, insert, update
 
 from engine.artifact import artifact_path, write_artifact
 from engine.db.models import Run
 from engine.db.schema import require_current
 from engine.findings import Finding, record_findings
+from engine.ledger.close import Settlement, settle
 from engine.notices.outbox import queue_notices
 from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy, load_policy
+from engine.reports.penalties import write_reports
 from engine.rules import FAMILIES
 from engine.settings import Settings
 
@@ -52,6 +55,7 @@ class RunResult:
     rules: list[RuleOutcome]
     findings: list[dict[str, Any]] = field(default_factory=list)
     set_aside: dict[str, int] = field(default_factory=dict)
+    ledger: dict[str, Any] = field(default_factory=dict)
     artifact: Path | None = None
 
     def document(self, policy_hash: str, dry_run: bool) -> dict[str, Any]:
@@ -66,6 +70,7 @@ class RunResult:
             "timings": self.timings,
             "rules": [vars(r) for r in self.rules],
             "notices_set_aside": self.set_aside,
+            "ledger": self.ledger,
             "findings": self.findings,
         }
 
@@ -142,22 +147,53 @@ def _evaluate_and_queue(
                 run_id=run_id,
                 as_of=as_of,
             )
+            # The ledger is written in the same transaction as the findings it books.
+            settled = settle(
+                conn,
+                new,
+                policy=policy,
+                templates=templates,
+                mail_from=settings.mail_from,
+                run_id=run_id,
+                as_of=as_of,
+            )
             timings["notices_s"] = round(time.perf_counter() - step, 4)
             result.findings = [f.artifact(f.key in new_keys) for f in found]
             result.counts = {
                 "findings_new": len(new_keys),
                 "findings_total": len(found),
-                "notices_queued": queued.queued,
-                "notices_set_aside": queued.set_aside,
+                "notices_queued": queued.queued + settled.queued,
+                "notices_set_aside": queued.set_aside + settled.set_aside,
                 "rule_errors": sum(1 for r in result.rules if r.error),
             }
-            result.set_aside = dict(queued.reasons)
+            result.set_aside = dict(queued.reasons + settled.reasons)
+            result.ledger = settled.artifact()
             result.outcome = "error" if result.counts["rule_errors"] else "success"
             _finish_run(conn, result)
             if dry_run:
                 tx.rollback()
     finally:
         conn.close()
+
+    if not dry_run:
+        _write_reports(result, settled, settings, templates, policy)
+
+def _write_reports(
+    result: RunResult,
+    settled: Settlement,
+    settings: Settings,
+    templates: NoticeTemplates,
+    policy: Policy,
+) -> None:
+    """The summaries of the months settled, as HTML and CSV beside the run artifacts."""
+    folder = settings.artifacts_dir / "reports"
+    locale, zone = policy.defaults.locale, policy.ledger.timezone
+    try:
+        paths = write_reports(settled.summaries, folder, templates, locale, zone)
+    except (TemplateError, OSError) as exc:  # the night is committed; say so, don't crash
+        result.ledger["reports_error"] = f"{type(exc).__name__}: {exc}"
+        return
+    result.ledger["reports"] = [str(p) for p in paths]
 
 
 def _evaluate(

@@ -3,7 +3,8 @@
 `load_demo(engine, as_of, scale=N, seed=S)` fills the twelve service tables: four branches
 (Shanghai urban, Shanghai Songjiang suburban, Taipei, Madrid), staff in every role plus head
 office, customers writing in zh-CN, zh-TW, es and en, units, contracts, service requests in every
-status with their status history, complaints, surveys, hotline calls and inspections. The same
+status with their status history, complaints, surveys, hotline calls and inspections, and for
+the penalty and reward tallies last month's improvements and last quarter's targets. The same
 (as_of, scale, seed) gives the same rows on every database; nothing reads the wall clock.
 
 Volume: scale 1 is exactly 300 service requests; each further unit adds 300 more with
@@ -179,6 +180,9 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "duration_s",
         "inspections": "id branch_id contract_id technician_id inspected_on report_submitted_at "
         "falsified notes",
+        "improvements": "id branch_id staff_id title proposed_on approved_at effective "
+        "reward_amount",
+        "targets": "id branch_id staff_id period_start item target actual",
     }.items()
 }
 
@@ -504,6 +508,17 @@ _BRANCHES = (
 )  # fmt: skip
 assert sum(b.requests for b in _BRANCHES) == REQUESTS_PER_SCALE
 
+_IMPROVEMENTS = {
+    "zh-CN": ("备件预约流程优化", "回访话术标准化", "工单自动派工规则"),
+    "zh-TW": ("備件預約流程優化", "回訪話術標準化", "工單自動派工規則"),
+    "es": ("Reserva de repuestos simplificada", "Guion de llamadas de seguimiento",
+           "Asignación automática de avisos"),
+    "en": ("Spare-part booking simplified", "Follow-up call script", "Automatic job dispatch"),
+}  # fmt: skip
+_TARGET_RATIOS = tuple(
+    Decimal(r) for r in ("1.05", "1", "0.95", "0.9499", "0.97", "0.9", "0.85", "0.92")
+)
+
 # Request scenarios, placed backwards from as_of in office hours so they land near deadlines:
 # (name, statuses, office hours between consecutive statuses, office hours spent in the last
 #  status so far, flags). Flags: parts, factory, late_promise.
@@ -631,6 +646,9 @@ class _Demo:
         self.branches: list[_Branch] = []
         self.head_office: dict[str, int] = {}
         self.falsify_next = False
+        # Improvements and targets draw from their own stream, so adding them left every
+        # other table exactly as it was for a given seed.
+        self.tally_rng = random.Random(f"{seed}:tallies")
 
     def _next(self, table: str) -> int:
         return next(self.ids[table])
@@ -667,6 +685,8 @@ class _Demo:
                 self.falsify_next = scenarios and branch is self.branches[0]
                 self._block(branch, scenarios)
             self.out.maybe_flush()
+        for branch in self.branches:
+            self._targets(branch)
 
     def _person(self, locale: str) -> tuple[str, str]:
         """A realistic name for the locale and the ASCII stem of an email address."""
@@ -742,6 +762,8 @@ class _Demo:
         self._requests(branch, customers, scenarios)
         self._complaints(branch, customers, scenarios)
         self._hotline(branch, scenarios)
+        if scenarios:
+            self._improvements(branch)
 
     def _customers(self, branch: _Branch) -> list[_Customer]:
         spec, rnd = branch.spec, self.rng.random
@@ -906,7 +928,9 @@ class _Demo:
             if not starts <= day <= min(ends, today - 1):
                 continue
             submitted = branch.utc((day + int(rnd() * 3)) * DAY + 16 * HOUR + int(rnd() * 2 * HOUR))
-            falsified, self.falsify_next = self.falsify_next, False
+            # The latest report (about a month ago) is the false one: the close finds it.
+            falsified = self.falsify_next and months_back == 1
+            self.falsify_next = self.falsify_next and not falsified
             self.out.add(
                 "inspections",
                 (self._next("inspections"), branch.id, contract_id, self._pick(branch.technicians),
@@ -1230,3 +1254,46 @@ class _Demo:
                 (self._next("hotline_calls"), branch.id, at, answered, on_duty, phone,
                  30 + int(rnd() * 870) if answered else None),
             )  # fmt: skip
+
+    # ------------------------------------------------------------ improvements and targets
+
+    def _improvements(self, branch: _Branch) -> None:
+        """Last month: one effective improvement (rewarded), one without effect; one pending."""
+        rnd = self.tally_rng.random
+        month_start = self._previous_month_start(branch) // DAY
+        titles = _IMPROVEMENTS[branch.spec.locale]
+        base = Decimal(500)  # rewards are in the ledger's currency, whatever the branch's
+        for index, (effective, approved) in enumerate(((True, True), (False, True), (True, False))):
+            proposed = month_start + 2 + int(rnd() * 10)
+            approved_at = None
+            if approved:
+                approved_at = branch.utc((proposed + 7) * DAY + 10 * HOUR + int(rnd() * 6 * HOUR))
+            else:
+                proposed = branch.as_of_local // DAY - 3
+            technician = branch.technicians[int(rnd() * len(branch.technicians))]
+            self.out.add(
+                "improvements",
+                (self._next("improvements"), branch.id, technician, titles[index], _day(proposed),
+                 approved_at, effective, base * (1 + index) if effective else None),
+            )  # fmt: skip
+
+    def _targets(self, branch: _Branch) -> None:
+        """Last complete quarter: each technician's task, service review and training score."""
+        rnd = self.tally_rng.random
+        today = _day(branch.as_of_local // DAY)
+        this_quarter = today.replace(month=(today.month - 1) // 3 * 3 + 1, day=1)
+        last_month = this_quarter - timedelta(days=1)
+        start = last_month.replace(month=(last_month.month - 1) // 3 * 3 + 1, day=1)
+        for index, technician in enumerate(branch.technicians):
+            # Around the bands' edges: 100%, exactly 95%, just under 95%, below 90%.
+            ratio = _TARGET_RATIOS[index % len(_TARGET_RATIOS)]
+            target = Decimal(100_000 + 10_000 * int(rnd() * 10))
+            for item, goal, actual in (
+                ("task", target, (target * ratio).quantize(Decimal("0.01"))),
+                ("service_review", None, Decimal(60 + int(rnd() * 40))),
+                ("training", None, Decimal(55 + int(rnd() * 45))),
+            ):
+                self.out.add(
+                    "targets",
+                    (self._next("targets"), branch.id, technician, start, item, goal, actual),
+                )

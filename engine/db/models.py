@@ -252,6 +252,7 @@ class Survey(Base):
     """The next-day satisfaction survey of a service request; each item rated 1 (poor) to 4."""
 
     __tablename__ = "surveys"
+    __table_args__ = (Index("ix_surveys_surveyed_at", "surveyed_at"),)
     id: Mapped[intpk]
     branch_id: Mapped[int] = _fk("branches.id", "Branch")
     service_request_id: Mapped[int] = _fk("service_requests.id", "Service request surveyed")
@@ -292,6 +293,39 @@ class Inspection(Base):
     notes: Mapped[str | None] = _col("Findings of the inspection")
 
 
+class Improvement(Base):
+    """An improvement proposed by after-sales staff; rewarded once approved and effective."""
+
+    __tablename__ = "improvements"
+    __table_args__ = (Index("ix_improvements_approved_at", "approved_at"),)
+    id: Mapped[intpk]
+    branch_id: Mapped[int] = _fk("branches.id", "Branch")
+    staff_id: Mapped[int] = _fk("staff.id", "Who proposed it")
+    title: Mapped[str200] = _col("What was improved")
+    proposed_on: Mapped[date] = _col("Day the team lead submitted the reward request")
+    approved_at: Mapped[datetime | None] = _col("Approved by the management committee")
+    effective: Mapped[bool] = _col(
+        "Brought a significant effect, as confirmed by the sales director", default=False
+    )
+    reward_amount: Mapped[money | None] = _col("Reward approved, in the ledger's currency")
+
+
+class Target(Base):
+    """One person's target for one period and what they achieved (tasks, assessment scores)."""
+
+    __tablename__ = "targets"
+    __table_args__ = (Index("ix_targets_period_start", "period_start"),)
+    id: Mapped[intpk]
+    branch_id: Mapped[int] = _fk("branches.id", "Branch")
+    staff_id: Mapped[int] = _fk("staff.id", "Person the target is for")
+    period_start: Mapped[date] = _col("First day of the period, e.g. 2026-10-01 for 2026-Q4")
+    item: Mapped[str40] = _col(
+        "What is measured, e.g. task (output or sales), service_review, training"
+    )
+    target: Mapped[money | None] = _col("Value to reach; empty for assessment scores")
+    actual: Mapped[money | None] = _col("Value reached, or the assessment score (0-100)")
+
+
 SERVICE_TABLES: tuple[type[Base], ...] = (
     Branch,
     Staff,
@@ -305,6 +339,8 @@ SERVICE_TABLES: tuple[type[Base], ...] = (
     Survey,
     HotlineCall,
     Inspection,
+    Improvement,
+    Target,
 )
 """The tables operations import and rules read, in dependency order."""
 
@@ -385,3 +421,51 @@ class Notice(Base):
     created_at: Mapped[datetime] = _col("as_of of the run that queued it")
     sent_at: Mapped[datetime | None] = _col("When the server accepted it")
     run_id: Mapped[str40] = _col("Run that queued it")
+
+
+LEDGER_KINDS = ("original", "correction")
+
+
+class LedgerEntry(Base):
+    """A penalty or reward booked to a person: append-only; changes are new correcting entries."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("key"),
+        Index("ix_ledger_entries_period", "period", "party_id"),
+        Index("ix_ledger_entries_rule", "rule_id", "period"),
+    )
+    id: Mapped[intpk]
+    key: Mapped[str400] = _col("rule|staff|party|period|state, the key of the finding it books")
+    period: Mapped[str20] = _col("Period booked: 2026-10 (a month) or 2026-Q4 (a quarter)")
+    party_id: Mapped[int] = _fk("staff.id", "Person fined or rewarded (staff id)")
+    branch_id: Mapped[int | None] = _fk("branches.id", "That person's branch; empty: head office")
+    rule_id: Mapped[str200] = _col("Tally rule that booked it")
+    kind: Mapped[str20] = _col(
+        "original (booked at the close) or correction (booked later)",
+        info=choices(*LEDGER_KINDS),
+    )
+    amount: Mapped[money] = _col("Signed amount: rewards positive, penalties negative")
+    currency: Mapped[str20] = _col("ISO 4217 currency of amount")
+    entity: Mapped[str40] = _col("Table of the source entities")
+    entity_ids: Mapped[list[Any]] = _col("Source entities (ids) this entry is about", default=list)
+    details: Mapped[dict[str, Any]] = _col(
+        "How it was computed: amount per entity, measure, band, points", default=dict
+    )
+    reason: Mapped[str] = _col("Why, in words")
+    policy_hash: Mapped[str40] = _col("Policy version that computed it")
+    run_id: Mapped[str40] = _fk("runs.id", "Run that booked it")
+    created_at: Mapped[datetime] = _col("as_of of that run")
+
+
+class LedgerClose(Base):
+    """A period closed by a run: entries booked for it later are corrections."""
+
+    __tablename__ = "ledger_closes"
+    __table_args__ = (UniqueConstraint("period"),)
+    id: Mapped[intpk]
+    period: Mapped[str20] = _col("Period closed: 2026-10 or 2026-Q4")
+    closes_at: Mapped[datetime] = _col("When the policy closes it (close_on_day, 00:00)")
+    run_id: Mapped[str40] = _fk("runs.id", "Run that closed it")
+    policy_hash: Mapped[str40] = _col("Policy version of that run")
+    created_at: Mapped[datetime] = _col("as_of of that run")

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from engine.db.local_time import local_text
 from engine.expr.temporal import add_months
 
 
 def register(dbapi_conn: Any) -> None:
     """Add the engine's functions to one SQLite connection."""
     dbapi_conn.create_function("aftersales_add_months", 2, _add_months, deterministic=True)
+    dbapi_conn.create_function("aftersales_local_time", 2, local_text, deterministic=True)
 
 
 def _add_months(value: str | None, months: int | None) -> str | None:

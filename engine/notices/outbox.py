@@ -28,6 +28,16 @@ from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy
 
 
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """A notice not tied to one finding (a digest, a close notice): its key, reader and context."""
+
+    key: str
+    person: Recipient
+    template: str
+    context: dict[str, Any]
+
+
 @dataclass
 class QueueReport:
     """What queueing did: rows queued, set aside (with reasons), already present."""
@@ -74,18 +84,53 @@ def queue_notices(
             for person in people:
                 context = _context(finding, person, directory, titles[finding.rule_id], as_of)
                 rows.append(
-                    _row(finding, person, template, templates, context, mail_from, run_id, as_of)
+                    _row(
+                        finding.key, person, template, templates, context, mail_from, run_id, as_of
+                    )
                 )
-    if rows:
-        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        stmt = insert(Notice).on_conflict_do_nothing(index_elements=["dedup_key"])
-        for status, error in conn.execute(stmt.returning(Notice.status, Notice.last_error), rows):
-            if status == "pending":
-                report.queued += 1
-            else:
-                report.set_aside += 1
-                report.reasons[(error or status).split(":")[0]] += 1
+    _insert(conn, rows, report)
     return report
+
+
+def queue_letters(
+    conn: Connection,
+    letters: Sequence[Letter],
+    *,
+    templates: NoticeTemplates,
+    mail_from: str,
+    run_id: str,
+    as_of: datetime,
+) -> QueueReport:
+    """Render and insert one outbox row per letter; a letter's key makes it exist once."""
+    report = QueueReport()
+    rows = [
+        _row(
+            letter.key,
+            letter.person,
+            letter.template,
+            templates,
+            {"as_of": as_of, **letter.context},
+            mail_from,
+            run_id,
+            as_of,
+        )
+        for letter in letters
+    ]
+    _insert(conn, rows, report)
+    return report
+
+
+def _insert(conn: Connection, rows: list[dict[str, Any]], report: QueueReport) -> None:
+    if not rows:
+        return
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(Notice).on_conflict_do_nothing(index_elements=["dedup_key"])
+    for status, error in conn.execute(stmt.returning(Notice.status, Notice.last_error), rows):
+        if status == "pending":
+            report.queued += 1
+        else:
+            report.set_aside += 1
+            report.reasons[(error or status).split(":")[0]] += 1
 
 
 def _context(
@@ -112,7 +157,7 @@ def _context(
 
 
 def _row(
-    finding: Finding,
+    key: str,
     person: Recipient,
     template: str,
     templates: NoticeTemplates,
@@ -121,11 +166,11 @@ def _row(
     run_id: str,
     as_of: datetime,
 ) -> dict[str, Any]:
-    dedup = f"{finding.key}|{person.role}|{person.ref}"
+    dedup = f"{key}|{person.role}|{person.ref}"
     row: dict[str, Any] = {
         "dedup_key": dedup,
         "message_id": message_id(dedup, mail_from),
-        "finding_key": finding.key,
+        "finding_key": key,
         "template": template,
         "recipient_role": person.role,
         "recipient_name": person.name,

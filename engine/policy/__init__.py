@@ -1,6 +1,6 @@
 """Policy files: reading, validating and cross-checking `rules/*.yaml`."""
 
-from engine.policy.loader import CompiledRule, Policy, load_policy, policy_hash
+from engine.policy.loader import CompiledRule, CompiledTally, Policy, load_policy, policy_hash
 from engine.policy.models import (
     Action,
     DeadlineRule,
@@ -9,16 +9,20 @@ from engine.policy.models import (
     Recipient,
     ReminderRule,
 )
+from engine.policy.tally_spec import LedgerSettings, TallyRule
 
 __all__ = [
     "Action",
     "CompiledRule",
+    "CompiledTally",
     "DeadlineRule",
     "Defaults",
+    "LedgerSettings",
     "Policy",
     "PolicyFile",
     "Recipient",
     "ReminderRule",
+    "TallyRule",
     "load_policy",
     "policy_hash",
 ]

@@ -7,13 +7,13 @@ import hashlib
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from jinja2 import TemplateSyntaxError
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Column, Date, DateTime, Table
+from sqlalchemy import Column, Date, DateTime, Integer, Numeric, Table
 
 from engine.calendar import BusinessCalendar, build_calendar
 from engine.db.catalogue import entity_table, role_routes
@@ -31,6 +31,7 @@ from engine.policy.models import (
     Rule,
 )
 from engine.policy.source import Path_, SourceFile, read_policy_file
+from engine.policy.tally_spec import LedgerSettings, TallyRule
 
 R = TypeVar("R", bound=Rule)
 
@@ -46,6 +47,18 @@ class CompiledRule(Generic[R]):
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledTally(CompiledRule[TallyRule]):
+    """A tally rule with the ledger settings it books under (currency, close day)."""
+
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+
+    @property
+    def currency(self) -> str:
+        """The rule's currency, else the ledger's (the loader makes sure one is given)."""
+        return self.rule.currency or self.ledger.currency or ""
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Every rule of the department, validated; `hash` identifies this exact version."""
 
@@ -56,10 +69,12 @@ class Policy:
     calendars: Mapping[str, BusinessCalendar]
     reminders: tuple[CompiledRule[ReminderRule], ...]
     deadlines: tuple[CompiledRule[DeadlineRule], ...]
+    tallies: tuple[CompiledTally, ...] = ()
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
 
     def by_family(self) -> dict[str, tuple[CompiledRule[Any], ...]]:
         """The rules of each family, in file order."""
-        return {"reminder": self.reminders, "deadline": self.deadlines}
+        return {"reminder": self.reminders, "deadline": self.deadlines, "tally": self.tallies}
 
     def rules(self) -> list[CompiledRule[Any]]:
         """Every rule, family by family, in file order."""
@@ -100,14 +115,31 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     defaults = _defaults(parsed, problems)
     templates = templates or NoticeTemplates(Path("templates/notices"), defaults.locale)
     calendars = _calendars(parsed, problems)
-    checks = _RuleChecks(templates, calendars, problems)
+    ledger = _single(parsed, "ledger", problems)
+    settings = ledger[1] if ledger else LedgerSettings()
+    checks = _RuleChecks(templates, calendars, problems, settings)
     reminders = checks.family(parsed, "reminders", checks.reminder)
     deadlines = checks.family(parsed, "deadlines", checks.deadline)
+    tallies = checks.family(parsed, "tallies", checks.tally)
+    if tallies:
+        checks.ledger(parsed, ledger)
     if problems:
         raise PolicyError(problems)
     return Policy(
-        folder, tuple(files), policy_hash(files), defaults, calendars, reminders, deadlines
+        folder,
+        tuple(files),
+        policy_hash(files),
+        defaults,
+        calendars,
+        reminders,
+        deadlines,
+        tuple(CompiledTally(*_fields(t), settings) for t in tallies),
+        settings,
     )
+
+
+def _fields(compiled: CompiledRule[Any]) -> tuple[Any, ...]:
+    return (compiled.rule, compiled.table, compiled.condition, compiled.location)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,16 +233,25 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def _defaults(parsed: list[_Parsed], problems: list[Problem]) -> Defaults:
-    given = [(p.source, p.model.defaults) for p in parsed if p.model.defaults is not None]
+    given = _single(parsed, "defaults", problems)
+    return given[1] if given else Defaults()
+
+
+def _single(
+    parsed: list[_Parsed], section: str, problems: list[Problem]
+) -> tuple[SourceFile, Any] | None:
+    """A section that only one file may give (`defaults`, `ledger`), with the file giving it."""
+    given = [(p.source, getattr(p.model, section)) for p in parsed]
+    given = [(src, value) for src, value in given if value is not None]
     for src, _ in given[1:]:
         problems.append(
             Problem(
-                "`defaults` is given in more than one file",
-                src.location(("defaults",), key=True),
+                f"`{section}` is given in more than one file",
+                src.location((section,), key=True),
                 f"keep one, e.g. in {given[0][0].path.name}",
             )
         )
-    return given[0][1] if given else Defaults()
+    return given[0] if given else None
 
 
 def _calendars(parsed: list[_Parsed], problems: list[Problem]) -> dict[str, BusinessCalendar]:
@@ -238,10 +279,12 @@ class _RuleChecks:
         templates: NoticeTemplates,
         calendars: Mapping[str, BusinessCalendar],
         problems: list[Problem],
+        ledger: LedgerSettings | None = None,
     ):
         self.templates = templates
         self.calendars = calendars
         self.problems = problems
+        self.ledger_settings = ledger or LedgerSettings()
         self.seen: dict[str, Location] = {}
         self.checked: set[str] = set()  # templates whose syntax was already checked
 
@@ -350,7 +393,7 @@ class _RuleChecks:
         if column is not None and _is_a(column, kinds):
             return
         fitting = [c.name for c in table.c if _is_a(c, kinds)]
-        kind = "timestamp" if kinds == (DateTime,) else "date"
+        kind = _KIND_NAMES.get(kinds, "date")
         what = f"is not a {kind} field" if column is not None else "is not a field"
         close = difflib.get_close_matches(name, fitting, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"{kind} fields: {', '.join(fitting)}"
@@ -380,6 +423,83 @@ class _RuleChecks:
     def notice(self, source: SourceFile, where: Path_, name: str) -> None:
         """The notice has templates, and they parse."""
         _check_notice(source, where, name, self.templates, self.problems, self.checked)
+
+    def tally(self, source: SourceFile, where: Path_, rule: TallyRule, table: Table) -> None:
+        """A tally places entities in periods by a date, charges staff, measures numbers."""
+        at_kinds = (DateTime,) if rule.local_hours else (Date, DateTime)
+        self.field(source, (*where, "at"), rule.at, table, at_kinds)
+        self.charge(source, (*where, "charge"), rule.charge, table)
+        for index, multiplier in enumerate(rule.multiply):
+            _condition(
+                source, (*where, "multiply", index, "when"), multiplier.when, table, self.problems
+            )
+        key = "penalty" if rule.penalty is not None else "reward"
+        if rule.amount.of is not None:
+            self.field(source, (*where, key, "of"), rule.amount.of, table, (Integer, Numeric))
+        for name in rule.measure.fields if rule.measure else ():
+            self.field(source, (*where, "measure"), name, table, (Integer, Numeric))
+        for index, item in enumerate(rule.score):
+            at: Path_ = (*where, "score", index)
+            _condition(source, (*at, "when"), item.when, table, self.problems)
+            for name in item.measure.fields:
+                self.field(source, (*at, "measure"), name, table, (Integer, Numeric))
+        if rule.currency is None and self.ledger_settings.currency is None:
+            self.problems.append(
+                Problem(
+                    "no currency for this tally's amounts",
+                    source.location(where),
+                    "add `currency: CNY` to the rule, or `ledger: {currency: CNY}` to the policy",
+                )
+            )
+
+    def charge(
+        self,
+        source: SourceFile,
+        where: Path_,
+        roles: tuple[str, ...],
+        table: Table,
+        verb: str = "charge",
+    ) -> None:
+        """Entries are booked to staff: a staff column of the entity or a role at its branch."""
+        routes = role_routes(table)
+        staff = [name for name, route in routes.items() if route.kind != "customer"]
+        text = source.values[where].value if where in source.values else ""
+        for role in roles:
+            if role in staff:
+                continue
+            close = difflib.get_close_matches(role, staff, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"staff roles: {', '.join(staff)}"
+            why = "is not a person of staff" if role in routes else "is not a role"
+            offset = max(str(text).find(role), 0)
+            self.problems.append(
+                Problem(
+                    f"cannot {verb} {role!r}: it {why} for {table.name}",
+                    source.scalar_column(where, offset),
+                    hint,
+                )
+            )
+
+    def ledger(
+        self,
+        parsed: list[_Parsed],
+        given: tuple[SourceFile, LedgerSettings] | None,
+    ) -> None:
+        """The close's notices have templates, and their recipients are staff roles."""
+        if given is None:  # the defaults apply: report against the first file with tallies
+            source = next(p.source for p in parsed if p.model.tallies)
+            settings, where = LedgerSettings(), ("tallies",)
+        else:
+            (source, settings), where = given, ("ledger",)
+        staff = entity_table("staff")
+        for key in ("notice", "summary"):
+            self.notice(source, (*where, key) if given else where, getattr(settings, key))
+        for key in ("copy_to", "summary_to"):
+            for index, role in enumerate(getattr(settings, key)):
+                at = (*where, key, index) if given else where
+                self.charge(source, at, (role,), staff, "send the close's notices to")
+
+
+_KIND_NAMES = {(DateTime,): "timestamp", (Integer, Numeric): "number"}
 
 
 def _is_a(column: Column[Any], kinds: tuple[type, ...]) -> bool:

@@ -206,6 +206,10 @@ class DeadlineRule(Rule):
         return out
 
 
+# Tallies build on the pieces above (Rule, Word, _Frozen), so they are imported only here.
+from engine.policy.tally_spec import LedgerSettings, TallyRule  # noqa: E402
+
+
 class PolicyFile(_Frozen):
     """One file of `rules/`: every section is optional."""
 
@@ -215,6 +219,8 @@ class PolicyFile(_Frozen):
     )
     reminders: tuple[ReminderRule, ...] = ()
     deadlines: tuple[DeadlineRule, ...] = ()
+    ledger: LedgerSettings | None = Field(None, description="The ledger and the monthly close")
+    tallies: tuple[TallyRule, ...] = ()
 
 
 SECTIONS = tuple(PolicyFile.model_fields)

@@ -4,8 +4,8 @@ Each module offers `FAMILY` (its name), `is_effective(rule, as_of)` and
 `judge(conn, rule, calendars, as_of) -> (findings, skipped reasons)`.
 """
 
-from engine.rules import deadline, reminder
+from engine.rules import deadline, reminder, tally
 
-FAMILIES = {reminder.FAMILY: reminder, deadline.FAMILY: deadline}
+FAMILIES = {reminder.FAMILY: reminder, deadline.FAMILY: deadline, tally.FAMILY: tally}
 
-__all__ = ["FAMILIES", "deadline", "reminder"]
+__all__ = ["FAMILIES", "deadline", "reminder", "tally"]

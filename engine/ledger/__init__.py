@@ -1,0 +1,1 @@
+"""The append-only ledger of penalties and rewards, its periods, and the monthly close."""

@@ -1,0 +1,207 @@
+"""Settling the ledger in a night: book the tallies' findings, close periods, send the notices.
+
+Runs inside the night's transaction, after the findings are recorded:
+
+1. every new tally finding becomes one ledger entry (engine.ledger.book);
+2. the periods whose close has passed are recorded as closed by this run, so what is booked
+   for them later is a correction;
+3. each person with new entries gets one reward/penalty notice (奖罚通知单) per closing
+   month, copied to accounting and payroll (`ledger.copy_to`);
+4. for each month closed now, each branch's service manager (`ledger.summary_to`) gets the
+   penalty and reward summary of the branch.
+
+The summaries of every month touched are returned, for the run to write as HTML and CSV next
+to its artifact once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection
+
+from engine.db.catalogue import entity_table
+from engine.findings import Finding
+from engine.ledger.book import LEDGER_DETAILS, book, close
+from engine.ledger.periods import Period, settling
+from engine.notices.outbox import Letter, queue_letters
+from engine.notices.recipients import Directory, Recipient
+from engine.notices.templates import NoticeTemplates
+from engine.policy import Policy
+from engine.reports.penalties import Line, Summary, build_summary, closing_months, total
+
+HEAD_OFFICE = {"id": None, "name": "Head office", "email": None, "timezone": "UTC"}
+
+
+@dataclass
+class Settlement:
+    """What settling did in one night."""
+
+    entries: int = 0
+    closed: list[str] = field(default_factory=list)
+    queued: int = 0
+    set_aside: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    summaries: list[Summary] = field(default_factory=list)
+
+    def artifact(self) -> dict[str, Any]:
+        """The `ledger` part of the run artifact."""
+        return {
+            "entries_booked": self.entries,
+            "periods_closed": self.closed,
+            "notices_queued": self.queued,
+            "months_reported": [s.period for s in self.summaries],
+        }
+
+
+def settle(
+    conn: Connection,
+    findings: Sequence[Finding],
+    *,
+    policy: Policy,
+    templates: NoticeTemplates,
+    mail_from: str,
+    run_id: str,
+    as_of: datetime,
+) -> Settlement:
+    """Book new tally findings, close the periods due, and queue the close's notices."""
+    result = Settlement()
+    if not policy.tallies:
+        return result
+    booked = book(conn, findings, run_id=run_id, as_of=as_of, policy_hash=policy.hash)
+    kinds = sorted({t.rule.period for t in policy.tallies})
+    due = [p for kind in kinds for p in settling(kind, as_of, policy.ledger)]
+    closed = close(conn, due, policy.ledger, run_id=run_id, as_of=as_of, policy_hash=policy.hash)
+    result.entries, result.closed = len(booked), [p.key for p in closed]
+    touched = [Period.parse(f.occurrence) for f in booked]
+    months = closing_months([*closed, *touched])
+    if not months:
+        return result
+    titles = {t.rule.id: t.rule.title for t in policy.tallies}
+    summaries = {m.key: build_summary(conn, m, titles) for m in months}
+    result.summaries = [s for s in summaries.values() if s.entries or s.period in result.closed]
+    directory = Directory(conn)
+    lines = {f.key: _line(f, titles, run_id, as_of) for f in booked}
+    letters = _person_letters(booked, lines, policy, directory, result.reasons)
+    for month in closing_months(closed):
+        letters += _summary_letters(summaries[month.key], policy, directory, result.reasons)
+    queued = queue_letters(
+        conn, letters, templates=templates, mail_from=mail_from, run_id=run_id, as_of=as_of
+    )
+    result.queued, result.set_aside = queued.queued, queued.set_aside + sum(result.reasons.values())
+    result.reasons.update(queued.reasons)
+    return result
+
+
+def _person_letters(
+    booked: Sequence[Finding],
+    lines: dict[str, Line],
+    policy: Policy,
+    directory: Directory,
+    reasons: Counter[str],
+) -> list[Letter]:
+    """One notice per person and closing month for this night's entries, with its copies."""
+    ledger, staff = policy.ledger, entity_table("staff")
+    by_person: dict[tuple[str, int], list[Finding]] = defaultdict(list)
+    for finding in booked:
+        month = Period.parse(finding.occurrence).closing_month.key
+        by_person[(month, int(finding.entity_id))].append(finding)
+    letters: list[Letter] = []
+    for (month, party), found in sorted(by_person.items()):
+        person = directory.staff.get(party) or found[0].record
+        keys = sorted(f.key for f in found)
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+        mine = [lines[key] for key in keys]
+        context = {
+            "party": person,
+            "branch": _branch(directory, person.get("branch_id")),
+            "month": month,
+            "periods": sorted({line.period for line in mine}),
+            "lines": mine,
+            "totals": total(mine),
+            "correction": all(f.state != "charged" for f in found),
+        }
+        context["timezone"] = context["branch"]["timezone"]
+        readers = [_self(person)]
+        for role in ledger.copy_to:
+            copies = directory.resolve(staff, role, person)
+            if not copies:
+                reasons[f"nobody in role {role}"] += 1
+            readers += copies
+        for reader in readers:
+            letters.append(
+                Letter(
+                    f"ledger|{month}|staff:{party}|{digest}",
+                    reader,
+                    ledger.notice,
+                    {**context, "recipient": _reader(reader)},
+                )
+            )
+    return letters
+
+
+def _summary_letters(
+    summary: Summary, policy: Policy, directory: Directory, reasons: Counter[str]
+) -> list[Letter]:
+    """The closed month's summary of each branch, to the branch's service manager."""
+    letters: list[Letter] = []
+    staff = entity_table("staff")
+    for part in summary.branches:
+        branch = _branch(directory, part.branch_id)
+        for role in policy.ledger.summary_to:
+            readers = directory.resolve(staff, role, {"branch_id": part.branch_id})
+            if not readers:
+                reasons[f"nobody in role {role}"] += 1
+            for reader in readers:
+                context = {
+                    "summary": summary.only(part.branch_id),
+                    "branch": branch,
+                    "timezone": branch["timezone"],
+                    "recipient": _reader(reader),
+                }
+                key = f"ledger-summary|{summary.period}|branch:{part.branch_id or 'head-office'}"
+                letters.append(Letter(key, reader, policy.ledger.summary, context))
+    return letters
+
+
+def _line(finding: Finding, titles: dict[str, str], run_id: str, as_of: datetime) -> Line:
+    booking = finding.details[LEDGER_DETAILS]
+    return Line(
+        period=finding.occurrence,
+        rule_id=finding.rule_id,
+        rule_title=titles.get(finding.rule_id, finding.rule_id),
+        direction=booking["details"]["direction"],
+        kind=booking["kind"],
+        amount=finding.amount or Decimal(0),
+        currency=finding.currency or "",
+        entity=booking["entity"],
+        entity_ids=tuple(booking["entity_ids"]),
+        reason=finding.reason,
+        run_id=run_id,
+        booked_at=as_of,
+    )
+
+
+def _branch(directory: Directory, branch_id: int | None) -> dict[str, Any]:
+    return dict(directory.branches.get(branch_id) or HEAD_OFFICE)  # type: ignore[arg-type]
+
+
+def _self(person: dict[str, Any]) -> Recipient:
+    return Recipient(
+        role="party",
+        kind="staff",
+        id=person["id"],
+        name=person["name"],
+        address=person.get("email"),
+        locale=person.get("locale") or "en",
+    )
+
+
+def _reader(reader: Recipient) -> dict[str, Any]:
+    return {"name": reader.name, "role": reader.role, "email": reader.address}

@@ -1,0 +1,1 @@
+"""Manager reports: summaries from the ledger as email-ready HTML and CSV."""

@@ -1,0 +1,282 @@
+"""The penalty and reward summary of a closed month, per branch and person, from the ledger.
+
+`build_summary` reads every entry of the periods a month's close closes (the month, and the
+quarter it ends), originals and corrections alike, so the summary always shows the current
+state of those periods. It is rendered as an email-ready HTML page (the same table the
+service manager's notice carries, `templates/notices/_reports/penalty_table.html.j2`) and as
+a CSV with one row per entry, for accounting and payroll.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from engine.db.models import Branch, LedgerClose, LedgerEntry, Staff
+from engine.ledger.periods import Period, closing_with
+from engine.notices.templates import NoticeTemplates
+
+PAGE_TEMPLATE = "_reports/penalties.html.j2"
+CSV_COLUMNS = (
+    "period",
+    "report",
+    "branch",
+    "branch_name",
+    "staff_id",
+    "staff_name",
+    "role",
+    "rule_id",
+    "rule_title",
+    "direction",
+    "kind",
+    "amount",
+    "currency",
+    "entity",
+    "entity_ids",
+    "reason",
+    "run_id",
+    "booked_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One ledger entry as the summary shows it."""
+
+    period: str
+    rule_id: str
+    rule_title: str
+    direction: str  # penalty or reward
+    kind: str  # original or correction
+    amount: Decimal  # signed: rewards positive, penalties negative
+    currency: str
+    entity: str
+    entity_ids: tuple[str, ...]
+    reason: str
+    run_id: str
+    booked_at: datetime
+
+
+@dataclass
+class Totals:
+    """Penalties and rewards in one currency; net is what pay changes by."""
+
+    currency: str
+    penalties: Decimal = Decimal(0)
+    rewards: Decimal = Decimal(0)
+
+    @property
+    def net(self) -> Decimal:
+        """Rewards less penalties."""
+        return self.rewards - self.penalties
+
+
+@dataclass
+class Person:
+    """One person's entries and totals."""
+
+    staff_id: int
+    name: str
+    role: str
+    lines: list[Line] = field(default_factory=list)
+
+    @property
+    def totals(self) -> list[Totals]:
+        """Per currency."""
+        return total(self.lines)
+
+
+@dataclass
+class BranchPart:
+    """One branch's people (head office has no branch id)."""
+
+    branch_id: int | None
+    code: str
+    name: str
+    timezone: str
+    people: list[Person] = field(default_factory=list)
+
+    @property
+    def totals(self) -> list[Totals]:
+        """Per currency."""
+        return total(line for person in self.people for line in person.lines)
+
+
+@dataclass
+class Summary:
+    """Penalties and rewards of a period: a month with the quarter it ends, or a quarter."""
+
+    period: str
+    periods: tuple[str, ...]
+    closed_at: datetime | None
+    branches: list[BranchPart] = field(default_factory=list)
+
+    @property
+    def totals(self) -> list[Totals]:
+        """Per currency, all branches."""
+        return total(line for part in self.branches for p in part.people for line in p.lines)
+
+    @property
+    def entries(self) -> int:
+        """Number of ledger entries shown."""
+        return sum(len(p.lines) for part in self.branches for p in part.people)
+
+    def only(self, branch_id: int | None) -> Summary:
+        """The same summary for one branch."""
+        parts = [part for part in self.branches if part.branch_id == branch_id]
+        return Summary(self.period, self.periods, self.closed_at, parts)
+
+
+def total(lines: Iterable[Line]) -> list[Totals]:
+    """Penalties and rewards per currency, as positive amounts."""
+    out: dict[str, Totals] = {}
+    for line in lines:
+        sums = out.setdefault(line.currency, Totals(line.currency))
+        if line.direction == "penalty":
+            sums.penalties -= line.amount
+        else:
+            sums.rewards += line.amount
+    return [out[c] for c in sorted(out)]
+
+
+def build_summary(conn: Connection, period: Period, titles: Mapping[str, str]) -> Summary:
+    """Every ledger entry of `period` by branch and person (a month: with the quarter it ends)."""
+    periods = [p.key for p in closing_with(period)] if period.kind == "month" else [period.key]
+    entries, staff, branches = (t.__table__ for t in (LedgerEntry, Staff, Branch))
+    rows = conn.execute(
+        select(entries, staff.c.name.label("staff_name"), staff.c.role.label("staff_role"))
+        .join(staff, staff.c.id == entries.c.party_id)
+        .where(entries.c.period.in_(periods))
+        .order_by(entries.c.branch_id, staff.c.name, entries.c.party_id, entries.c.id)
+    ).mappings()
+    known = {b["id"]: b for b in conn.execute(select(branches)).mappings()}
+    closes = LedgerClose.__table__
+    closed_at = conn.scalar(select(closes.c.created_at).where(closes.c.period == period.key))
+    summary = Summary(period.key, tuple(periods), closed_at)
+    parts: dict[int | None, BranchPart] = {}
+    people: dict[int, Person] = {}
+    for row in rows:
+        branch_id = row["branch_id"]
+        if branch_id not in parts:
+            branch = known.get(branch_id) or {}
+            parts[branch_id] = BranchPart(
+                branch_id,
+                branch.get("code", "HQ"),
+                branch.get("name", "Head office"),
+                branch.get("timezone", "UTC"),
+            )
+            summary.branches.append(parts[branch_id])
+        person = people.get(row["party_id"])
+        if person is None:
+            person = Person(row["party_id"], row["staff_name"], row["staff_role"])
+            people[row["party_id"]] = person
+            parts[branch_id].people.append(person)
+        person.lines.append(_line(row, titles))
+    return summary
+
+
+def _line(row: Mapping[str, Any], titles: Mapping[str, str]) -> Line:
+    details = row["details"] or {}
+    amount: Decimal = row["amount"]
+    direction = details.get("direction") or ("penalty" if amount < 0 else "reward")
+    return Line(
+        period=row["period"],
+        rule_id=row["rule_id"],
+        rule_title=titles.get(row["rule_id"], row["rule_id"]),
+        direction=direction,
+        kind=row["kind"],
+        amount=amount,
+        currency=row["currency"],
+        entity=row["entity"],
+        entity_ids=tuple(str(i) for i in row["entity_ids"] or ()),
+        reason=row["reason"],
+        run_id=row["run_id"],
+        booked_at=row["created_at"],
+    )
+
+
+def render_csv(summary: Summary) -> str:
+    """One row per ledger entry, with the branch and the person."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for part in summary.branches:
+        for person in part.people:
+            for line in person.lines:
+                writer.writerow(
+                    (
+                        line.period,
+                        summary.period,
+                        part.code,
+                        part.name,
+                        person.staff_id,
+                        person.name,
+                        person.role,
+                        line.rule_id,
+                        line.rule_title,
+                        line.direction,
+                        line.kind,
+                        f"{line.amount:.2f}",
+                        line.currency,
+                        line.entity,
+                        " ".join(line.entity_ids),
+                        line.reason,
+                        line.run_id,
+                        line.booked_at.isoformat(),
+                    )
+                )
+    return out.getvalue()
+
+
+def render_html(
+    summary: Summary, templates: NoticeTemplates, locale: str, timezone: str = "UTC"
+) -> str:
+    """The summary as a standalone, email-ready HTML page in `locale`, times in `timezone`."""
+    values = {"summary": summary, "locale": locale, "timezone": timezone}
+    return templates.env.get_template(PAGE_TEMPLATE).render(values)
+
+
+def report_paths(folder: Path, period: str) -> tuple[Path, Path]:
+    """Where a period's HTML page and CSV go: `<folder>/penalties_<period>.{html,csv}`."""
+    return folder / f"penalties_{period}.html", folder / f"penalties_{period}.csv"
+
+
+def write_reports(
+    summaries: Sequence[Summary],
+    folder: Path,
+    templates: NoticeTemplates,
+    locale: str,
+    timezone: str = "UTC",
+) -> list[Path]:
+    """Write each summary's HTML page and CSV (atomically); returns the paths written."""
+    written: list[Path] = []
+    for summary in summaries:
+        html_path, csv_path = report_paths(folder, summary.period)
+        # utf-8-sig: spreadsheet programs then read the Chinese names right.
+        _write(csv_path, render_csv(summary), "utf-8-sig")
+        _write(html_path, render_html(summary, templates, locale, timezone), "utf-8")
+        written += [html_path, csv_path]
+    return written
+
+
+def _write(path: Path, text: str, encoding: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report_")
+    with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def closing_months(periods: Iterable[Period]) -> list[Period]:
+    """The distinct months whose close covers these periods, in order."""
+    return sorted({period.closing_month for period in periods})
