@@ -178,6 +178,7 @@ def _evaluate_and_queue(
     if not dry_run:
         _write_reports(result, settled, settings, templates, policy)
 
+
 def _write_reports(
     result: RunResult,
     settled: Settlement,
