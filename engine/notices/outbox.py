@@ -78,7 +78,7 @@ def queue_notices(
             if not people:
                 # Kept as a dead row, so the gap shows in the outbox and can be followed up.
                 nobody = Recipient(role, "nobody", 0, f"(nobody in role {role})", None, "en")
-                row = _row(finding, nobody, template, templates, {}, mail_from, run_id, as_of)
+                row = _row(finding.key, nobody, template, templates, {}, mail_from, run_id, as_of)
                 rows.append({**row, "status": "dead", "last_error": f"nobody in role {role}"})
                 continue
             for person in people:
