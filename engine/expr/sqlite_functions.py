@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
-from engine.expr.temporal import add_months
+from engine.expr.temporal import add_months, local_date
 
 
 def register(dbapi_conn: Any) -> None:
     """Add the engine's functions to one SQLite connection."""
     dbapi_conn.create_function("aftersales_add_months", 2, _add_months, deterministic=True)
+    dbapi_conn.create_function("aftersales_local_date", 2, _local_date, deterministic=True)
 
 
 def _add_months(value: str | None, months: int | None) -> str | None:
@@ -21,3 +22,10 @@ def _add_months(value: str | None, months: int | None) -> str | None:
     # month arithmetic, so the rest of the text is kept as it is.
     day = date.fromisoformat(value[:10])
     return add_months(day, int(months)).isoformat() + value[10:]
+
+
+def _local_date(value: str | None, timezone: str | None) -> str | None:
+    """'2026-10-31 17:30:00' (UTC, as UtcDateTime stores it) as its day in `timezone`."""
+    if value is None or timezone is None:
+        return None
+    return local_date(datetime.fromisoformat(value), timezone).isoformat()

@@ -8,6 +8,7 @@ dateutil do, and a date meeting an instant stands for midnight UTC of that day.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
@@ -69,3 +70,9 @@ def shift(value: date, amount: int, unit: Unit) -> date:
         case "year":
             return add_months(value, 12 * amount)
     raise ValueError(f"unknown unit {unit!r}")
+
+
+def local_date(instant: datetime, timezone: str) -> date:
+    """The calendar day `instant` falls on in an IANA time zone; naive means UTC (storage)."""
+    aware = instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+    return aware.astimezone(ZoneInfo(timezone)).date()

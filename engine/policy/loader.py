@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from jinja2 import TemplateSyntaxError
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Column, Date, DateTime, Table
+from sqlalchemy import Column, Date, DateTime, FromClause, String
 
 from engine.calendar import BusinessCalendar, build_calendar
 from engine.db.catalogue import entity_table, role_routes
 from engine.db.models import StatusChange
+from engine.derived import Views, build_views, call_scope
 from engine.errors import Location, PolicyError, Problem
-from engine.expr import Expr, ExprSyntaxError, check, parse
+from engine.expr import Expr, ExprSyntaxError, check, fields, parse
+from engine.expr.nodes import AsOf, walk
 from engine.notices.templates import NoticeTemplates
 from engine.policy.models import (
     END_OF_WORKING_DAY,
     Action,
+    ClassificationRule,
     DeadlineRule,
     Defaults,
     PolicyFile,
@@ -31,16 +35,20 @@ from engine.policy.models import (
     Rule,
 )
 from engine.policy.source import Path_, SourceFile, read_policy_file
+from engine.policy.warranty_spec import WarrantySpec
+from engine.warranty import WarrantyBook, build_book
 
 R = TypeVar("R", bound=Rule)
+RESERVED_ID = "warranty"
+"""Not a rule id: `aftersales explain warranty UNIT_ID` explains a unit's warranty."""
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule(Generic[R]):
-    """A rule with its condition parsed and its table resolved."""
+    """A rule with its condition parsed and its table (or derived view) resolved."""
 
     rule: R
-    table: Table
+    table: FromClause  # the entity's table, or its view when the rule names derived fields
     condition: Expr | None
     location: Location
 
@@ -56,10 +64,21 @@ class Policy:
     calendars: Mapping[str, BusinessCalendar]
     reminders: tuple[CompiledRule[ReminderRule], ...]
     deadlines: tuple[CompiledRule[DeadlineRule], ...]
+    classifications: tuple[CompiledRule[ClassificationRule], ...] = ()
+    views: Views = field(default_factory=lambda: build_views(WarrantyBook()))
+
+    @property
+    def warranty(self) -> WarrantyBook:
+        """The warranty terms and promotions (empty when no file has a `warranty` section)."""
+        return self.views.book
 
     def by_family(self) -> dict[str, tuple[CompiledRule[Any], ...]]:
         """The rules of each family, in file order."""
-        return {"reminder": self.reminders, "deadline": self.deadlines}
+        return {
+            "reminder": self.reminders,
+            "deadline": self.deadlines,
+            "classification": self.classifications,
+        }
 
     def rules(self) -> list[CompiledRule[Any]]:
         """Every rule, family by family, in file order."""
@@ -100,13 +119,23 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     defaults = _defaults(parsed, problems)
     templates = templates or NoticeTemplates(Path("templates/notices"), defaults.locale)
     calendars = _calendars(parsed, problems)
-    checks = _RuleChecks(templates, calendars, problems)
+    views = build_views(_warranty(parsed, problems))
+    checks = _RuleChecks(templates, calendars, problems, views)
     reminders = checks.family(parsed, "reminders", checks.reminder)
     deadlines = checks.family(parsed, "deadlines", checks.deadline)
+    classifications = checks.family(parsed, "classifications", checks.classification)
     if problems:
         raise PolicyError(problems)
     return Policy(
-        folder, tuple(files), policy_hash(files), defaults, calendars, reminders, deadlines
+        folder,
+        tuple(files),
+        policy_hash(files),
+        defaults,
+        calendars,
+        reminders,
+        deadlines,
+        classifications,
+        views,
     )
 
 
@@ -189,17 +218,72 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _defaults(parsed: list[tuple[SourceFile, PolicyFile]], problems: list[Problem]) -> Defaults:
-    given = [(src, model.defaults) for src, model in parsed if model.defaults is not None]
+def _once(
+    parsed: list[tuple[SourceFile, PolicyFile]], section: str, problems: list[Problem]
+) -> tuple[SourceFile, Any] | None:
+    """The file giving a policy-wide section, and the section; a second file is a problem."""
+    given = [(src, getattr(model, section)) for src, model in parsed]
+    given = [(src, value) for src, value in given if value is not None]
     for src, _ in given[1:]:
         problems.append(
             Problem(
-                "`defaults` is given in more than one file",
-                src.location(("defaults",), key=True),
+                f"`{section}` is given in more than one file",
+                src.location((section,), key=True),
                 f"keep one, e.g. in {given[0][0].path.name}",
             )
         )
-    return given[0][1] if given else Defaults()
+    return given[0] if given else None
+
+
+def _defaults(parsed: list[tuple[SourceFile, PolicyFile]], problems: list[Problem]) -> Defaults:
+    given = _once(parsed, "defaults", problems)
+    return given[1] if given else Defaults()
+
+
+def _warranty(parsed: list[tuple[SourceFile, PolicyFile]], problems: list[Problem]) -> WarrantyBook:
+    """The warranty book, with every exclusion checked against the repair call's fields."""
+    given = _once(parsed, "warranty", problems)
+    if given is None:
+        return build_book(None, {})
+    source, spec = given
+    spec = typing.cast(WarrantySpec, spec)
+    scope = call_scope()
+
+    def void(where: Path_, text: str | None) -> Expr | None:
+        expr = _condition(source, where, text, scope, problems)
+        if expr is not None and any(isinstance(node, AsOf) for node in walk(expr)):
+            problems.append(
+                Problem(
+                    "void_when describes the repair call; it cannot use as_of",
+                    source.location(where),
+                    "compare the call's own dates, e.g. received_at",
+                )
+            )
+        return expr
+
+    section_void = void(("warranty", "void_when"), spec.void_when)
+    voids = {
+        term.id: void(("warranty", "terms", i, "void_when"), term.void_when)
+        if term.void_when is not None
+        else section_void
+        for i, term in enumerate(spec.terms)
+    }
+    parts = {name for term in spec.terms for name in term.parts}
+    for i, promotion in enumerate(spec.promotions):
+        for name in promotion.extend:
+            if name not in parts:
+                close = difflib.get_close_matches(name, sorted(parts), n=1)
+                hint = (
+                    f"did you mean {close[0]!r}?" if close else f"parts: {', '.join(sorted(parts))}"
+                )
+                problems.append(
+                    Problem(
+                        f"promotion {promotion.id!r} extends {name!r}, which no term covers",
+                        source.location(("warranty", "promotions", i, "extend", name), key=True),
+                        hint,
+                    )
+                )
+    return build_book(spec, voids)
 
 
 def _calendars(
@@ -229,10 +313,12 @@ class _RuleChecks:
         templates: NoticeTemplates,
         calendars: Mapping[str, BusinessCalendar],
         problems: list[Problem],
+        views: Views,
     ):
         self.templates = templates
         self.calendars = calendars
         self.problems = problems
+        self.views = views
         self.seen: dict[str, Location] = {}
         self.checked: set[str] = set()  # templates whose syntax was already checked
 
@@ -240,21 +326,41 @@ class _RuleChecks:
         self,
         parsed: list[tuple[SourceFile, PolicyFile]],
         section: str,
-        specific: Callable[[SourceFile, Path_, Any, Table], None],
+        specific: Callable[[SourceFile, Path_, Any, FromClause], None],
     ) -> tuple[CompiledRule[Any], ...]:
         """Check and compile every rule of one section, in every file."""
         out: list[CompiledRule[Any]] = []
         for source, model in parsed:
             for index, rule in enumerate(getattr(model, section)):
                 where: Path_ = (section, index)
-                table = entity_table(rule.entity)
+                table = self.source(rule)
                 condition = self.common(source, where, rule, table)
                 specific(source, where, rule, table)
                 out.append(CompiledRule(rule, table, condition, source.location(where)))
         return tuple(out)
 
-    def common(self, source: SourceFile, where: Path_, rule: Rule, table: Table) -> Expr | None:
+    def source(self, rule: Rule) -> FromClause:
+        """What a rule reads: its table, or the table's view when it names derived fields."""
+        if isinstance(rule, ClassificationRule):
+            return self.views.full(rule.entity)
+        named = {getattr(rule, key, None) for key in ("date", "start", "stop", "by")}
+        with contextlib.suppress(ExprSyntaxError):  # reported by `common`
+            named |= fields(parse(rule.when)) if rule.when else set()
+        return self.views.for_fields(rule.entity, {n for n in named if isinstance(n, str)})
+
+    def common(
+        self, source: SourceFile, where: Path_, rule: Rule, table: FromClause
+    ) -> Expr | None:
         """Checks every rule needs: a unique id and a condition on known fields."""
+        if rule.id == RESERVED_ID:
+            self.problems.append(
+                Problem(
+                    f"the rule id {RESERVED_ID!r} is reserved",
+                    source.location((*where, "id")),
+                    f"`aftersales explain {RESERVED_ID} UNIT_ID` explains a unit's warranty; "
+                    "choose another id",
+                )
+            )
         if rule.id in self.seen:
             self.problems.append(
                 Problem(
@@ -266,7 +372,9 @@ class _RuleChecks:
         self.seen.setdefault(rule.id, source.location(where))
         return _condition(source, (*where, "when"), rule.when, table, self.problems)
 
-    def reminder(self, source: SourceFile, where: Path_, rule: ReminderRule, table: Table) -> None:
+    def reminder(
+        self, source: SourceFile, where: Path_, rule: ReminderRule, table: FromClause
+    ) -> None:
         """A reminder hangs on a date field, in calendar time."""
         self.field(source, (*where, "date"), rule.date, table, (Date, DateTime))
         self.action(source, where, rule, table)
@@ -279,7 +387,9 @@ class _RuleChecks:
                 )
             )
 
-    def deadline(self, source: SourceFile, where: Path_, rule: DeadlineRule, table: Table) -> None:
+    def deadline(
+        self, source: SourceFile, where: Path_, rule: DeadlineRule, table: FromClause
+    ) -> None:
         """A deadline runs between two timestamps, on a calendar that must exist."""
         self.field(source, (*where, "start"), rule.start, table, (DateTime,))
         self.field(source, (*where, "stop"), rule.stop, table, (DateTime,))
@@ -300,7 +410,51 @@ class _RuleChecks:
             at: Path_ = (*where, *_action_path(key))
             self.action(source, at, action, table)
 
-    def pauses(self, source: SourceFile, where: Path_, rule: DeadlineRule, table: Table) -> None:
+    def classification(
+        self, source: SourceFile, where: Path_, rule: ClassificationRule, table: FromClause
+    ) -> None:
+        """Each row's condition reads the view; outcomes are values the recorded field holds."""
+        choices: tuple[str, ...] = ()
+        if rule.recorded is not None:
+            column = table.c.get(rule.recorded)
+            if column is None or not _is_a(column, (String,)):
+                texts = [c.name for c in table.c if _is_a(c, (String,))]
+                close = difflib.get_close_matches(rule.recorded, texts, n=1)
+                what = "is not a field" if column is None else "is not a text field"
+                self.problems.append(
+                    Problem(
+                        f"{rule.recorded!r} {what} of {table.name}",
+                        source.location((*where, "recorded")),
+                        f"did you mean {close[0]!r}?"
+                        if close
+                        else "name the field holding the value as recorded, e.g. category",
+                    )
+                )
+            else:
+                choices = tuple(getattr(column, "info", {}).get("choices") or ())
+        for index, row in enumerate(rule.first_match):
+            at: Path_ = (*where, "first_match", index)
+            _condition(source, (*at, "when"), row.when, table, self.problems)
+            if choices and row.outcome not in choices:
+                close = difflib.get_close_matches(row.outcome, choices, n=1)
+                key = "then" if row.otherwise is None else "otherwise"
+                self.problems.append(
+                    Problem(
+                        f"{row.outcome!r} is not a value of {rule.recorded}",
+                        source.location((*at, key)),
+                        f"did you mean {close[0]!r}?" if close else f"one of {', '.join(choices)}",
+                    )
+                )
+        if rule.on_mismatch is not None:
+            self.action(source, (*where, "on_mismatch"), rule.on_mismatch, table)
+        for outcome, action in rule.on_outcome.items():
+            at = (*where, "on_outcome", outcome)
+            _condition(source, (*at, "when"), action.when, table, self.problems)
+            self.action(source, at, action, table)
+
+    def pauses(
+        self, source: SourceFile, where: Path_, rule: DeadlineRule, table: FromClause
+    ) -> None:
         """Pauses come from status_changes, which only service requests have."""
         if table.name != "service_requests":
             self.problems.append(
@@ -323,7 +477,12 @@ class _RuleChecks:
                 )
 
     def field(
-        self, source: SourceFile, where: Path_, name: str, table: Table, kinds: tuple[type, ...]
+        self,
+        source: SourceFile,
+        where: Path_,
+        name: str,
+        table: FromClause,
+        kinds: tuple[type, ...],
     ) -> None:
         """`name` must be a column of `table` of one of the given types."""
         column = table.c.get(name)
@@ -339,10 +498,10 @@ class _RuleChecks:
         )
 
     def action(
-        self, source: SourceFile, where: Path_, action: ReminderRule | Action, table: Table
+        self, source: SourceFile, where: Path_, action: ReminderRule | Action, table: FromClause
     ) -> None:
         """Every notified role is reachable from `table`; every notice has templates."""
-        known = role_routes(table)
+        known = role_routes(entity_table(table.name))
         for index, recipient in enumerate(action.notify):
             for key, role in (("role", recipient.role), ("otherwise", recipient.otherwise)):
                 if role is None or role in known:
@@ -374,7 +533,7 @@ def _action_path(key: str) -> Path_:
 
 
 def _condition(
-    source: SourceFile, where: Path_, text: str | None, table: Table, problems: list[Problem]
+    source: SourceFile, where: Path_, text: str | None, table: FromClause, problems: list[Problem]
 ) -> Expr | None:
     if text is None:
         return None

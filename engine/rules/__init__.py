@@ -4,8 +4,12 @@ Each module offers `FAMILY` (its name), `is_effective(rule, as_of)` and
 `judge(conn, rule, calendars, as_of) -> (findings, skipped reasons)`.
 """
 
-from engine.rules import deadline, reminder
+from engine.rules import classification, deadline, reminder
 
-FAMILIES = {reminder.FAMILY: reminder, deadline.FAMILY: deadline}
+FAMILIES = {
+    reminder.FAMILY: reminder,
+    deadline.FAMILY: deadline,
+    classification.FAMILY: classification,
+}
 
-__all__ = ["FAMILIES", "deadline", "reminder"]
+__all__ = ["FAMILIES", "classification", "deadline", "reminder"]
