@@ -95,6 +95,12 @@ class Selector:
         """The selector of a spec's `products` (None: every product)."""
         return cls() if products is None else cls(products.category, tuple(products.model))
 
+    def __str__(self) -> str:
+        parts = [f"category {self.category}"] if self.category else []
+        if self.models:
+            parts.append(f"model {', '.join(self.models)}")
+        return " and ".join(parts) or "every product"
+
     def fits(self, category: str | None, model: str | None) -> bool:
         """True when a product of this category and model is meant."""
         if self.category is not None and category != self.category:

@@ -51,6 +51,7 @@ class CompiledRule(Generic[R]):
     table: FromClause  # the entity's table, or its view when the rule names derived fields
     condition: Expr | None
     location: Location
+    views: Views | None = None  # set when `table` is a view, to narrow it (engine.derived)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +337,8 @@ class _RuleChecks:
                 table = self.source(rule)
                 condition = self.common(source, where, rule, table)
                 specific(source, where, rule, table)
-                out.append(CompiledRule(rule, table, condition, source.location(where)))
+                views = self.views if table is not entity_table(rule.entity) else None
+                out.append(CompiledRule(rule, table, condition, source.location(where), views))
         return tuple(out)
 
     def source(self, rule: Rule) -> FromClause:

@@ -24,8 +24,10 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Connection,
+    FromClause,
     Integer,
     Select,
+    Table,
     and_,
     case,
     false,
@@ -37,7 +39,10 @@ from sqlalchemy import (
     type_coerce,
 )
 
-from engine.expr import Expr, parse, to_sql
+from engine.db.catalogue import entity_table
+from engine.derived import Narrowing, layer
+from engine.expr import Expr, fields, parse, to_sql
+from engine.expr.nodes import And
 from engine.findings import Finding
 from engine.policy import CompiledRule
 from engine.policy.models import ClassificationRule
@@ -63,9 +68,33 @@ def row_conditions(item: Classification) -> list[Expr | None]:
     return [parse(row.when) if row.when else None for row in item.rule.first_match]
 
 
-def decisions(item: Classification, as_of: datetime) -> Select[Any]:
-    """Every entity the rule classifies, with the decision (`_decision`) and its row (`_row`)."""
-    view, rule = item.table, item.rule
+def source(item: Classification, as_of: datetime, only: Narrowing | None = None) -> FromClause:
+    """The rule's view, computed only for rows that pass the stored-field part of `when`.
+
+    Derived fields cost work per row, and the view's layers keep the database from pushing
+    the rule's filter down on its own (engine.derived): the conjuncts of `when` that read
+    stored fields only (`received_at >= as_of - 90 days`) go into the innermost layer.
+    """
+    if item.views is None:
+        return item.table
+    table = entity_table(item.rule.entity)
+    stored = [part for part in _conjuncts(item.condition) if fields(part) <= set(table.c.keys())]
+    if not stored and only is None:
+        return item.table
+
+    def where(base: Table) -> ColumnElement[bool]:
+        parts = [to_sql(part, base, as_of) for part in stored]
+        return and_(*parts, *([only(base)] if only is not None else []))
+
+    return item.views.narrowed(item.rule.entity, where)
+
+
+def decisions(item: Classification, as_of: datetime, only: Narrowing | None = None) -> Select[Any]:
+    """Every entity the rule classifies, with the decision (`_decision`) and its row (`_row`).
+
+    `only` narrows it further, e.g. to one entity for explain.
+    """
+    view, rule = source(item, as_of, only), item.rule
     whens = [
         (to_sql(condition, view, as_of), index)
         for index, condition in enumerate(row_conditions(item))
@@ -74,21 +103,21 @@ def decisions(item: Classification, as_of: datetime) -> Select[Any]:
     last = len(rule.first_match) - 1
     fallback = last if rule.first_match[last].otherwise is not None else None
     row = type_coerce(case(*whens, else_=fallback), Integer()) if whens else literal(fallback)
-    # The outcome is read off the row number, so the table's conditions are written once.
-    outcome = case(
-        *((row == index, literal(r.outcome)) for index, r in enumerate(rule.first_match)),
-        else_=null(),
-    )
-    stmt = select(view, outcome.label(DECISION), row.label(ROW))
+    ranked = select(view, row.label(ROW))
     if item.condition is not None:
-        stmt = stmt.where(to_sql(item.condition, view, as_of))
-    return stmt.order_by(view.c.id)
+        ranked = ranked.where(to_sql(item.condition, view, as_of))
+    # The table's conditions run once per row in their own layer; the outcome is read off
+    # the row number.
+    ranked_rows = layer(ranked)
+    outcomes = {index: r.outcome for index, r in enumerate(rule.first_match)}
+    outcome = case(outcomes, value=ranked_rows.c[ROW], else_=null())
+    return select(ranked_rows, outcome.label(DECISION))
 
 
 def statement(item: Classification, as_of: datetime) -> Select[Any]:
     """The one statement a night runs: the entities whose decision makes a finding."""
     rule = item.rule
-    decided = decisions(item, as_of).subquery("decided")
+    decided = layer(decisions(item, as_of))
     outcome = decided.c[DECISION]
     mismatch: ColumnElement[bool] = false()
     if rule.recorded is not None:
@@ -118,6 +147,7 @@ def evaluate(
     for row in rows:
         record = {k: v for k, v in row.items() if k not in _INTERNAL}
         outcome, index = row[DECISION], row[ROW]
+        why = details(item, record, outcome, index)
         base = {
             "rule_id": rule.id,
             "family": FAMILY,
@@ -125,7 +155,7 @@ def evaluate(
             "entity_id": str(record["id"]),
             "occurrence": outcome,
             "record": record,
-            "details": details(item, record, outcome, index),
+            "details": why,
         }
         if row[MISMATCH]:
             action = rule.on_mismatch
@@ -133,7 +163,7 @@ def evaluate(
                 Finding(
                     **base,
                     state="mismatch",
-                    reason=describe(item, record, outcome, index, mismatch=True),
+                    reason=describe(item, record, why, mismatch=True),
                     recipients=tuple(r.role for r in action.notify) if action else (),
                     notices=action.notices() if action else (),
                 )
@@ -144,7 +174,7 @@ def evaluate(
                 Finding(
                     **base,
                     state="outcome",
-                    reason=describe(item, record, outcome, index, mismatch=False),
+                    reason=describe(item, record, why, mismatch=False),
                     recipients=tuple(r.role for r in action.notify),
                     notices=action.notices(),
                 )
@@ -177,27 +207,25 @@ def details(
 
 
 def describe(
-    item: Classification,
-    record: Mapping[str, Any],
-    outcome: str | None,
-    index: int | None,
-    *,
-    mismatch: bool,
+    item: Classification, record: Mapping[str, Any], why: Mapping[str, Any], *, mismatch: bool
 ) -> str:
     """The finding's reason: the decision, the row that made it, and the coverage behind it."""
-    rule = item.rule
     label = record.get("number") or f"#{record['id']}"
-    row = rule.first_match[index] if index is not None else None
-    why = f"row {index + 1}: {row.when or 'otherwise'}" if row else "no row matched"
-    said = f"policy says {outcome} ({why})"
-    if mismatch and rule.recorded:
-        said = f"recorded {record[rule.recorded]}, {said}"
+    row = f"row {why['row']}: {why['row_when']}" if why["row"] else "no row matched"
+    said = f"policy says {why['outcome']} ({row})"
+    if mismatch:
+        said = f"recorded {why['recorded']}, {said}"
     parts = [f"{item.table.name} {label}: {said}"]
-    if "warranty_term" in record:
-        parts.append(coverage_text(record))
+    if why["coverage"] is not None:
         number = record.get("contract_number")
-        parts.append(f"contract {number} covers it" if number else "no contract covers it")
+        parts += [why["coverage"], f"contract {number} covers it" if number else "no contract"]
     return "; ".join(parts)
+
+
+def _conjuncts(condition: Expr | None) -> tuple[Expr, ...]:
+    if condition is None:
+        return ()
+    return condition.items if isinstance(condition, And) else (condition,)
 
 
 def _flag(condition: ColumnElement[bool]) -> ColumnElement[bool]:
