@@ -10,7 +10,7 @@ statement, rows streamed out to become findings. A `before_cursor_execute` liste
 the statements each rule sends, to show that the decision is set-based (one statement per
 rule) and not a Python loop over rows. `decide all` counts the decisions of every call by
 outcome, in one statement too. PostgreSQL uses a scratch database on AFTERSALES_TEST_PG's
-server, dropped afterwards; `--keep FILE` keeps (and reuses) the SQLite file.
+server, dropped afterwards; `--keep FILE` and `--keep-pg NAME` keep (and reuse) the data.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ PG_ADMIN_URL = os.environ.get(
 )
 AS_OF = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
 EVERY_CALL = "status != 'cancelled'"
+_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
 class StatementCounter:
@@ -53,8 +54,10 @@ class StatementCounter:
         self.count = 0
         event.listen(engine, "before_cursor_execute", self._seen)
 
-    def _seen(self, *_args: Any) -> None:
-        self.count += 1
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        # SQLite's BEGIN (engine.db.session) is transaction control, not work.
+        if not statement.lstrip().upper().startswith(_CONTROL):
+            self.count += 1
 
     @contextmanager
     def counting(self) -> Iterator[list[int]]:
@@ -126,6 +129,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--keep", type=Path, help="SQLite file to build once and reuse")
+    parser.add_argument("--keep-pg", help="PostgreSQL database to build once and reuse")
     args = parser.parse_args()
     if args.db in ("sqlite", "both"):
         if args.keep:
@@ -134,15 +138,18 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 bench("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", args.requests)
     if args.db in ("postgresql", "both"):
-        name = f"aftersales_bench_{uuid.uuid4().hex[:8]}"
+        name = args.keep_pg or f"aftersales_bench_{uuid.uuid4().hex[:8]}"
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
         try:
             bench("postgresql", PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name, args.requests)
         finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if not args.keep_pg:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
 
 

@@ -396,9 +396,13 @@ def _ends(
 
 
 def _last_day(start: ColumnElement[Any], length: Length) -> ColumnElement[Any]:
-    # The order of Length.last_day: months first, then days.
-    moved = shift_date(start, length.months, "month") if length.months else start
-    return shift_date(moved, length.days - 1, "day")
+    """Length.last_day in SQL, with the same shifts."""
+    if not length.months:
+        return shift_date(start, length.days - 1, "day")
+    anniversary = shift_date(start, length.months, "month")
+    clamped = shift_date(anniversary, -length.months, "month") != start
+    end = _typed([(clamped, anniversary)], Date(), else_=shift_date(anniversary, -1, "day"))
+    return shift_date(end, length.days, "day") if length.days else end
 
 
 def _fits(
@@ -413,10 +417,13 @@ def _fits(
 
 
 def _typed(
-    whens: list[tuple[ColumnElement[bool], Any]], kind: TypeEngine[Any]
+    whens: list[tuple[ColumnElement[bool], Any]],
+    kind: TypeEngine[Any],
+    else_: ColumnElement[Any] | None = None,
 ) -> ColumnElement[Any]:
     """A CASE of a known type (NULL when no row fits, or when there is nothing to choose)."""
-    return type_coerce(case(*whens, else_=null()) if whens else null(), kind)
+    fallback = null() if else_ is None else else_
+    return type_coerce(case(*whens, else_=fallback) if whens else fallback, kind)
 
 
 def _flag(condition: ColumnElement[bool]) -> ColumnElement[bool]:

@@ -8,8 +8,8 @@ expressions); `explain` and the tests decide it here. Both follow these rules:
 - the part: the faulty part's own term, else the `unit` term, else not covered;
 - a promotion: the first (in file order) whose purchase window holds the purchase date of a
   unit bought with proof of purchase, and whose products fit; it lengthens the parts it names;
-- the window: from the start to the day before start + term (1 year from 2025-11-01 covers
-  up to 2026-10-31), months first, clamped to the end of the month like every date shift.
+- the window: from the start to the day before the same day a term later (1 year from
+  2025-11-01 covers up to 2026-10-31), or to the end of a month too short for that day.
 """
 
 from __future__ import annotations
@@ -76,11 +76,18 @@ class Length:
         return " ".join(words) or "0 days"
 
     def last_day(self, start: date) -> date:
-        """The last day covered by a window of this length starting on `start`."""
-        # Months first, then days, as the SQL does: month shifts clamp at the end of a month,
-        # so the order changes the result (Jan 31 + 1 month + 1 day is Mar 1, not Mar 4).
-        end = shift(start, self.months, "month") if self.months else start
-        return shift(end, self.days - 1, "day")
+        """The last day covered by a window of this length starting on `start`.
+
+        The day before the same day `months` later (1 year from 2025-11-01 covers up to
+        2026-10-31); when that month has no such day, its last day (1 month from January 31
+        covers up to February 28), as periods are reckoned in civil law. Days come after.
+        """
+        if not self.months:
+            return shift(start, self.days - 1, "day")
+        anniversary = shift(start, self.months, "month")
+        clamped = shift(anniversary, -self.months, "month") != start
+        end = anniversary if clamped else shift(anniversary, -1, "day")
+        return shift(end, self.days, "day") if self.days else end
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,6 +251,7 @@ def _warranty(parsed: list[tuple[SourceFile, PolicyFile]], problems: list[Proble
     scope = call_scope()
 
     def void(where: Path_, text: str | None) -> Expr | None:
+        before = len(problems)
         expr = _condition(source, where, text, scope, problems)
         if expr is not None and any(isinstance(node, AsOf) for node in walk(expr)):
             problems.append(
@@ -260,7 +261,7 @@ def _warranty(parsed: list[tuple[SourceFile, PolicyFile]], problems: list[Proble
                     "compare the call's own dates, e.g. received_at",
                 )
             )
-        return expr
+        return expr if len(problems) == before else None  # a broken one is not compiled
 
     section_void = void(("warranty", "void_when"), spec.void_when)
     voids = {

@@ -117,7 +117,8 @@ def decisions(item: Classification, as_of: datetime, only: Narrowing | None = No
 def statement(item: Classification, as_of: datetime) -> Select[Any]:
     """The one statement a night runs: the entities whose decision makes a finding."""
     rule = item.rule
-    decided = layer(decisions(item, as_of))
+    # Not a layer of its own: the outcome is a CASE on a row number, cheap to repeat.
+    decided = decisions(item, as_of).subquery("decided")
     outcome = decided.c[DECISION]
     mismatch: ColumnElement[bool] = false()
     if rule.recorded is not None:
