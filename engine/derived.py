@@ -124,25 +124,14 @@ class Views:
 
     def narrowed(self, entity: str, where: Narrowing) -> FromClause:
         """The view computed only for the rows of the table where `where` holds."""
-        if entity == "service_requests":
-            return _call_view(self.book, where)
-        if entity == "units":
-            return _unit_view(self.book, where)
-        if entity == "contracts":
-            return _contract_view(where)
-        return entity_table(entity)  # no derived fields: the rule's own WHERE filters it
+        build = _BUILDERS.get(entity)
+        # No derived fields: the rule's own WHERE filters the plain table.
+        return entity_table(entity) if build is None else build(self.book, where)
 
 
 def build_views(book: WarrantyBook) -> Views:
     """The views of a warranty book: one subquery per entity with derived fields."""
-    return Views(
-        book,
-        {
-            "service_requests": _call_view(book),
-            "units": _unit_view(book),
-            "contracts": _contract_view(),
-        },
-    )
+    return Views(book, {entity: build(book, None) for entity, build in _BUILDERS.items()})
 
 
 def call_scope() -> FromClause:
@@ -224,9 +213,9 @@ def _call_view(book: WarrantyBook, where: Narrowing | None = None) -> FromClause
     )
     stmt = select(
         ends,
-        _flag(inside).label("in_warranty_term"),
-        _flag(and_(inside, ends.c.warranty_void.is_not(true()))).label("in_warranty"),
-        _flag(ends.c.contract_number.is_not(None)).label("under_contract"),
+        flag(inside).label("in_warranty_term"),
+        flag(and_(inside, ends.c.warranty_void.is_not(true()))).label("in_warranty"),
+        flag(ends.c.contract_number.is_not(None)).label("under_contract"),
     )
     return _view(stmt, "service_requests", book)
 
@@ -268,7 +257,7 @@ def _unit_view(book: WarrantyBook, where: Narrowing | None = None) -> FromClause
 # ---------------------------------------------------------------- contracts
 
 
-def _contract_view(where: Narrowing | None = None) -> FromClause:
+def _contract_view(_book: WarrantyBook, where: Narrowing | None = None) -> FromClause:
     contracts = Contract.__table__
     successor = contracts.alias("successor")
     follows = and_(successor.c.renewal_of_id == contracts.c.id, successor.c.status != "cancelled")
@@ -278,8 +267,15 @@ def _contract_view(where: Narrowing | None = None) -> FromClause:
         contracts.c.renewed_at.is_not(None),
         select(successor.c.id).where(follows).exists(),
     )
-    stmt = select(contracts, renewal.label("renewal_number"), _flag(renewed).label("renewed"))
+    stmt = select(contracts, renewal.label("renewal_number"), flag(renewed).label("renewed"))
     return _view(_narrow(stmt, contracts, where), "contracts")
+
+
+_BUILDERS: dict[str, Callable[[WarrantyBook, Narrowing | None], FromClause]] = {
+    "service_requests": _call_view,
+    "units": _unit_view,
+    "contracts": _contract_view,
+}
 
 
 # ---------------------------------------------------------------- the warranty book as SQL
@@ -426,7 +422,7 @@ def _typed(
     return type_coerce(case(*whens, else_=fallback) if whens else fallback, kind)
 
 
-def _flag(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+def flag(condition: ColumnElement[bool]) -> ColumnElement[bool]:
     """A yes/no value that is never NULL: unknown counts as no."""
     return type_coerce(case((condition, true()), else_=false()), Boolean())
 

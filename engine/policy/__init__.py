@@ -3,6 +3,7 @@
 from engine.policy.loader import CompiledRule, Policy, load_policy, policy_hash
 from engine.policy.models import (
     Action,
+    ClassificationRule,
     DeadlineRule,
     Defaults,
     PolicyFile,
@@ -12,6 +13,7 @@ from engine.policy.models import (
 
 __all__ = [
     "Action",
+    "ClassificationRule",
     "CompiledRule",
     "DeadlineRule",
     "Defaults",

@@ -21,7 +21,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
     Connection,
     FromClause,
@@ -40,7 +39,7 @@ from sqlalchemy import (
 )
 
 from engine.db.catalogue import entity_table
-from engine.derived import Narrowing, layer
+from engine.derived import Narrowing, flag, layer
 from engine.expr import Expr, fields, parse, to_sql
 from engine.expr.nodes import And
 from engine.findings import Finding
@@ -133,7 +132,7 @@ def statement(item: Classification, as_of: datetime) -> Select[Any]:
     ]
     acts = or_(*acting) if acting else false()
     return (
-        select(decided, _flag(mismatch).label(MISMATCH), _flag(acts).label(ACTING))
+        select(decided, flag(mismatch).label(MISMATCH), flag(acts).label(ACTING))
         .where(or_(mismatch, acts))
         .order_by(decided.c.id)
     )
@@ -227,8 +226,3 @@ def _conjuncts(condition: Expr | None) -> tuple[Expr, ...]:
     if condition is None:
         return ()
     return condition.items if isinstance(condition, And) else (condition,)
-
-
-def _flag(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    # Never NULL: an unknown comparison (a NULL field) is no.
-    return type_coerce(case((condition, true()), else_=false()), Boolean())
