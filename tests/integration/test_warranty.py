@@ -219,7 +219,7 @@ def test_charged_for_a_part_still_under_warranty_is_one_mismatch(service_data, s
     assert "to 2028-10-31" in finding["reason"]
     (notice,) = _notices(data.engine, "category_mismatch")
     assert notice.recipient_address == "service_supervisor@sh.example"
-    assert "登记为 paid，按政策应为 free" in notice.subject
+    assert "登记为收费，按政策应为免费（保修）" in notice.subject
     assert {right, unrecorded}.isdisjoint(int(f[0]) for f in _findings(data.engine))
 
 
