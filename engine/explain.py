@@ -23,7 +23,14 @@ from engine.policy.models import ClassificationRule
 from engine.rules import classification, deadline, reminder
 from engine.run import load_checked_policy
 from engine.settings import Settings
-from engine.warranty import BASIS_WORDS, basis_field, basis_present, coverage_text, unit_warranty
+from engine.warranty import (
+    BASIS_WORDS,
+    UNIT_PART,
+    basis_field,
+    basis_present,
+    coverage_text,
+    unit_warranty,
+)
 
 Lines = list[tuple[str, str]]
 
@@ -130,7 +137,7 @@ def explain_warranty(settings: Settings, engine: Engine, unit_id: str, as_of: da
         lines.append(
             ("part", f"{window.part} {length}: {window.starts_on} to {window.ends_on}, {state}")
         )
-    if "unit" in term.parts:
+    if UNIT_PART in term.parts:
         lines.append(("other parts", "fall under the unit term"))
     lines.append(("void when", term.void_text or "-"))
     return [*lines, *contracts]

@@ -14,7 +14,7 @@ expressions); `explain` and the tests decide it here. Both follow these rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from engine.policy.warranty_spec import Products, WarrantySpec
 
 _NO_NIGHT = datetime(2000, 1, 1, tzinfo=UTC)  # void_when may not use as_of (the loader refuses it)
-UNIT_PART = "unit"  # engine.policy.warranty_spec.UNIT_PART, repeated to keep imports one-way
+UNIT_PART = "unit"
+"""The whole unit: the part every fault without a term of its own falls back to."""
 BASIS_WORDS = {
     "purchase_with_proof": "purchase date, with proof of purchase",
     "purchased_on": "purchase date",
@@ -313,7 +314,7 @@ def call_coverage(book: WarrantyBook, call: Mapping[str, Any]) -> CallCoverage:
     )
 
 
-def coverage_text(record: Mapping[str, Any], received_field: str = "received_on") -> str:
+def coverage_text(record: Mapping[str, Any]) -> str:
     """The warranty part of a decision's reason, in words, from a row of derived fields."""
     term, part = record.get("warranty_term"), record.get("warranty_part")
     product = record.get("product_model") or "no product"
@@ -336,15 +337,10 @@ def coverage_text(record: Mapping[str, Any], received_field: str = "received_on"
     )
     if record.get("warranty_promotion"):
         text += f", lengthened by promotion {record['warranty_promotion']}"
-    received = record.get(received_field)
+    received = record.get("received_on")
     if received is not None:
         inside = record.get("in_warranty_term")
         text += f"; received {received}, {'inside' if inside else 'outside'} the window"
     if record.get("warranty_void"):
         text += "; warranty void (exclusion holds)"
     return text
-
-
-def windows_by_part(warranty: UnitWarranty) -> Sequence[Window]:
-    """The windows, the whole unit first."""
-    return sorted(warranty.windows, key=lambda w: (w.part != UNIT_PART, w.part))

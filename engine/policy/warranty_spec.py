@@ -42,9 +42,6 @@ from pydantic import (
 from engine.db.models import Contract
 from engine.policy.durations import Duration, parse_duration
 
-UNIT_PART = "unit"
-"""The whole unit: the term every part without its own term falls back to."""
-
 BASES = ("purchase_with_proof", "purchased_on", "installed_on", "manufactured_on")
 """Where a warranty may start: the purchase date with proof of purchase, the purchase date
 taken on trust, the installation date, the production date read from the serial number."""
