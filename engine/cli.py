@@ -319,19 +319,28 @@ def schedule_(
 
 @app.command()
 def explain(
-    rule: Annotated[str, typer.Argument(help="Rule id")],
-    entity_id: Annotated[str, typer.Argument(help="Primary key of the entity")],
+    rule: Annotated[str, typer.Argument(help="Rule id, or `warranty` for a unit's warranty")],
+    entity_id: Annotated[str, typer.Argument(help="Primary key of the entity (or unit)")],
     as_of: AsOfOpt = None,
     db: DbOpt = None,
     rules: RulesOpt = None,
     templates: TemplatesOpt = None,
 ) -> None:
-    """Show why a rule does or does not fire for one entity at --as-of."""
-    from engine.explain import explain_rule
+    """Show why a rule does or does not fire for one entity at --as-of.
+
+    `explain warranty UNIT_ID` shows a unit's warranty instead: every part's window, the
+    basis used, any promotion, and the contracts that cover the unit.
+    """
+    from engine.explain import explain_rule, explain_warranty
+    from engine.policy.loader import RESERVED_ID
 
     with _handled():
         settings = _settings(db=db, rules=rules, templates=templates)
-        lines = explain_rule(settings, _connect(settings), rule, entity_id, parse_as_of(as_of))
+        engine, when = _connect(settings), parse_as_of(as_of)
+        if rule == RESERVED_ID:
+            lines = explain_warranty(settings, engine, entity_id, when)
+        else:
+            lines = explain_rule(settings, engine, rule, entity_id, when)
         table = Table(show_header=False, box=None)
         for label, value in lines:
             table.add_row(f"[bold]{label}[/bold]", value)

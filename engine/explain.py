@@ -14,17 +14,35 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, select
 
 from engine.calendar import BusinessCalendar
-from engine.db.models import Branch, Finding, LedgerEntry, Notice, Staff, StatusChange
+from engine.db.models import (
+    Branch,
+    Contract,
+    Customer,
+    Finding,
+    LedgerEntry,
+    Notice,
+    Staff,
+    StatusChange,
+)
 from engine.db.schema import require_current
 from engine.errors import UsageError
-from engine.expr import evaluate
+from engine.expr import evaluate, parse
 from engine.expr import explain as explain_condition
 from engine.ledger.book import closed
 from engine.ledger.periods import Period
 from engine.policy import CompiledRule, CompiledTally, Policy, ReminderRule
-from engine.rules import deadline, reminder, tally, tally_amounts
+from engine.policy.models import ClassificationRule
+from engine.rules import classification, deadline, reminder, tally, tally_amounts
 from engine.run import load_checked_policy
 from engine.settings import Settings
+from engine.warranty import (
+    BASIS_WORDS,
+    UNIT_PART,
+    basis_field,
+    basis_present,
+    coverage_text,
+    unit_warranty,
+)
 
 Lines = list[tuple[str, str]]
 
@@ -38,11 +56,12 @@ def explain_rule(
     if item is None:
         raise UsageError(f"no rule {rule_id!r}; rules: {', '.join(policy.rule_ids())}")
     require_current(engine)
-    table = item.table
+    if not entity_id.isdigit():
+        raise UsageError(f"{item.table.name} ids are whole numbers, not {entity_id!r}")
+    key = int(entity_id)
+    table = _one_row_source(item, key)
     with engine.connect() as conn:
-        if not entity_id.isdigit():
-            raise UsageError(f"{table.name} ids are whole numbers, not {entity_id!r}")
-        row = conn.execute(select(table).where(table.c.id == int(entity_id))).mappings().first()
+        row = conn.execute(select(table).where(table.c.id == key)).mappings().first()
         if row is None:
             raise UsageError(f"no {table.name} row with id {entity_id}")
         record = dict(row)
@@ -59,9 +78,158 @@ def explain_rule(
             lines += _reminder_lines(item, record, tz, matched, as_of)
         elif isinstance(item, CompiledTally):
             lines += _tally_lines(conn, item, record["id"], matched, as_of)
+        elif isinstance(item.rule, ClassificationRule):
+            lines += _classification_lines(conn, item, record, key, matched, as_of)
         else:
             lines += _deadline_lines(conn, policy, item, record, branch, matched, as_of)
         lines += _recorded(conn, item, record)
+    return lines
+
+
+def explain_warranty(settings: Settings, engine: Engine, unit_id: str, as_of: datetime) -> Lines:
+    """Every part's coverage window of one unit, the basis used and any promotion applied."""
+    policy, _ = load_checked_policy(settings)
+    require_current(engine)
+    if not unit_id.isdigit():
+        raise UsageError(f"a unit id is a number, not {unit_id!r}")
+    key = int(unit_id)
+    units = policy.views.narrowed("units", lambda t: t.c.id == key)
+    with engine.connect() as conn:
+        row = conn.execute(select(units).where(units.c.id == key)).mappings().first()
+        if row is None:
+            raise UsageError(f"no units row with id {unit_id}")
+        unit = dict(row)
+        branch = _branch(conn, unit)
+        customer = conn.scalar(select(Customer.name).where(Customer.id == unit["customer_id"]))
+        contracts = _covering_contracts(conn, unit, policy.warranty.contract_kinds)
+    tz = ZoneInfo(branch.get("timezone") or "UTC")
+    today = as_of.astimezone(tz).date()
+    lines: Lines = [
+        (
+            "unit",
+            f"{unit['serial_number']}: {unit['product_model']} {unit['product_name']} "
+            f"({unit['product_category']})",
+        ),
+        ("customer", customer or "-"),
+        ("as of", f"{as_of.astimezone(tz).isoformat()} ({tz.key})"),
+    ]
+    warranty = unit_warranty(policy.warranty, unit)
+    term = warranty.term
+    if term is None:
+        terms = ", ".join(t.id for t in policy.warranty.terms) or "none in the policy"
+        return [*lines, ("term", f"none for this product (terms: {terms})"), *contracts]
+    lines.append(("term", f"{term.id}: {term.title or '-'} (for {term.selector})"))
+    for basis in term.basis:
+        value = unit.get(basis_field(basis))
+        used = " (used)" if basis == warranty.basis else ""
+        if basis == "purchase_with_proof" and value is not None and not basis_present(basis, unit):
+            shown = f"{value}, no proof of purchase"
+        else:
+            shown = str(value) if value is not None else "-"
+        lines.append(("basis", f"{BASIS_WORDS[basis]}: {shown}{used}"))
+    if warranty.basis is None:
+        lines.append(("coverage", "none: the unit has none of these dates"))
+    promotion = warranty.promotion
+    lines.append(
+        (
+            "promotion",
+            f"{promotion.id}: {promotion.title or '-'} (bought {promotion.first} to "
+            f"{promotion.last})"
+            if promotion
+            else "none",
+        )
+    )
+    for window in warranty.windows:
+        length = str(window.term)
+        if window.extension:
+            length += f" + {window.extension} ({promotion.id if promotion else '-'})"
+        state = (
+            "covered"
+            if window.starts_on <= today <= window.ends_on
+            else "ended"
+            if today > window.ends_on
+            else "not started"
+        )
+        lines.append(
+            ("part", f"{window.part} {length}: {window.starts_on} to {window.ends_on}, {state}")
+        )
+    if UNIT_PART in term.parts:
+        lines.append(("other parts", "fall under the unit term"))
+    lines.append(("void when", term.void_text or "-"))
+    return [*lines, *contracts]
+
+
+def _covering_contracts(conn: Connection, unit: dict[str, Any], kinds: tuple[str, ...]) -> Lines:
+    contracts = Contract.__table__
+    found = conn.execute(
+        select(contracts)
+        .where(
+            contracts.c.customer_id == unit["customer_id"],
+            (contracts.c.unit_id == unit["id"]) | contracts.c.unit_id.is_(None),
+            contracts.c.kind.in_(kinds),
+        )
+        .order_by(contracts.c.starts_on)
+    ).mappings()
+    lines: Lines = [
+        (
+            "contract",
+            f"{c['number']} {c['kind']} {c['status']} {c['starts_on']} to {c['ends_on']}"
+            + ("" if c["unit_id"] is not None else " (all the customer's units)"),
+        )
+        for c in found
+    ]
+    return lines or [("contract", "none covers this unit")]
+
+
+def _one_row_source(item: CompiledRule[Any], key: Any) -> Any:
+    # A derived view is narrowed to the one row before its fields are computed.
+    if item.views is None:
+        return item.table
+    return item.views.narrowed(item.rule.entity, lambda t: t.c.id == key)
+
+
+def _classification_lines(
+    conn: Connection,
+    item: CompiledRule[Any],
+    record: dict[str, Any],
+    key: Any,
+    matched: bool,
+    as_of: datetime,
+) -> Lines:
+    rule = item.rule
+    lines: Lines = []
+    if "warranty_term" in record:
+        lines.append(("warranty", coverage_text(record)))
+        number = record.get("contract_number")
+        day = record.get("received_on")
+        lines.append(("contract", f"{number} covers {day}" if number else f"none covers {day}"))
+    decided = None
+    if matched and classification.is_effective(item, as_of):
+        stmt = classification.decisions(item, as_of, only=lambda t: t.c.id == key)
+        decided = conn.execute(stmt).mappings().first()
+    reached = True
+    for index, row in enumerate(rule.first_match, start=1):
+        if not reached:
+            lines.append((f"row {index}", f"(not reached) {row.when or 'otherwise'}"))
+            continue
+        value = True if row.when is None else evaluate(parse(row.when), record, as_of)
+        mark = "yes" if value else "NO " if value is False else "n/a"
+        lines.append((f"row {index}", f"{mark} {row.when or 'otherwise'} -> {row.outcome}"))
+        reached = value is not True
+    if decided is None:
+        state = (
+            f"rule not effective before {rule.effective_from}"
+            if not classification.is_effective(item, as_of)
+            else "condition does not hold: not classified"
+        )
+        return [*lines, ("decision", state)]
+    outcome, index = decided[classification.DECISION], decided[classification.ROW]
+    where = f"row {index + 1}" if index is not None else "no row matched"
+    lines.append(("decision", f"{outcome} ({where})"))
+    if rule.recorded is not None:
+        value = record.get(rule.recorded)
+        verdict = "not recorded" if value is None else "agrees" if value == outcome else "mismatch"
+        lines.append(("recorded", f"{value or '-'}: {verdict}"))
     return lines
 
 

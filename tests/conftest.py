@@ -21,9 +21,11 @@ from engine.db.models import (
     Complaint,
     Contract,
     Customer,
+    Product,
     ServiceRequest,
     Staff,
     StatusChange,
+    Unit,
 )
 from engine.db.schema import upgrade
 from engine.db.session import connect
@@ -119,6 +121,16 @@ def settings_for(tmp_path) -> Callable[[str], Settings]:
     return make
 
 
+PRODUCTS = {
+    "AC-KFR35": ("Split air conditioner 3.5 kW", "air_conditioner"),
+    "AC-VRF160": ("VRF outdoor unit 16 kW", "air_conditioner"),
+    "IN-SP700": ("UV-Vis spectrophotometer", "instrument"),
+    "WH-ELE60": ("Electric water heater 60 L", "water_heater"),
+    "XX-GARDEN": ("Garden bench", "garden"),
+}
+"""Products ServiceData.unit() knows: model -> (name, category)."""
+
+
 class ServiceData:
     """Builds small, hand-made service data: one branch in Shanghai with its staff."""
 
@@ -126,6 +138,7 @@ class ServiceData:
         self.engine = engine
         self._ids = itertools.count(1)
         self.staff: dict[str, int] = {}
+        self.products: dict[str, int] = {}
         self.branch = self.add_branch("SH-01", "上海服务中心", "Asia/Shanghai", "cn-office", "sh")
         for role in ("sales_director", "vice_general_manager", "case_management"):
             self.staff[role] = self.add(
@@ -148,8 +161,8 @@ class ServiceData:
             self.staff.setdefault(role, self.staff[f"{role}@{mail}"])
         return branch
 
-    def add(self, model: type, **values: Any) -> int:
-        """Insert one row; returns its id."""
+    def add(self, model: type, /, **values: Any) -> int:
+        """Insert one row; returns its id (positional `model`: products have a `model` column)."""
         values.setdefault("id", next(self._ids))
         with self.engine.begin() as conn:
             conn.execute(insert(model), values)
@@ -184,6 +197,17 @@ class ServiceData:
             "received_at": accepted_at, "accepted_at": accepted_at,
         }  # fmt: skip
         return self.add(Complaint, **{**defaults, **values})
+
+    def unit(self, customer: int, model: str = "AC-KFR35", **values: Any) -> int:
+        """A unit of product `model` (air conditioner unless named) owned by `customer`."""
+        if model not in self.products:
+            name, category = PRODUCTS[model]
+            self.products[model] = self.add(Product, model=model, name=name, category=category)
+        defaults = {
+            "product_id": self.products[model], "customer_id": customer, "branch_id": self.branch,
+            "serial_number": f"{model}-{next(self._ids):06d}", "proof_of_purchase": False,
+        }  # fmt: skip
+        return self.add(Unit, **{**defaults, **values})
 
     def contract(self, customer: int, ends_on: date, **values: Any) -> int:
         """An active maintenance contract of one year ending on `ends_on`."""

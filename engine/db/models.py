@@ -139,7 +139,12 @@ class Contract(Base):
     """A maintenance, free-maintenance or project contract with a customer."""
 
     __tablename__ = "contracts"
-    __table_args__ = (Index("ix_contracts_ends_on", "ends_on"),)
+    __table_args__ = (
+        Index("ix_contracts_ends_on", "ends_on"),
+        # Warranty and renewal fields look contracts up by customer and by predecessor.
+        Index("ix_contracts_customer_id", "customer_id"),
+        Index("ix_contracts_renewal_of_id", "renewal_of_id"),
+    )
     id: Mapped[intpk]
     number: Mapped[str40] = _col("Contract number, unique", unique=True)
     customer_id: Mapped[int] = _fk("customers.id", "Customer")

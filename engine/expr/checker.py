@@ -85,7 +85,7 @@ class _Checker:
 
     def example(self, name: str, kind: Kind) -> str:
         column = self.column(name)
-        choices = column.info.get("choices") if column is not None else None
+        choices = _choices(column) if column is not None else None
         if choices:
             return f"{name} == '{choices[0]}'"
         return {Kind.NUMBER: f"{name} > 0", Kind.TEXT: f"{name} == '...'"}.get(
@@ -150,7 +150,7 @@ class _Checker:
 
     def choices_of(self, node: Node | None) -> Sequence[str]:
         if isinstance(node, Field) and (column := self.column(node.name)) is not None:
-            return tuple(column.info.get("choices") or ())
+            return _choices(column)
         return ()
 
     # ------------------------------------------------------------ comparisons
@@ -197,6 +197,12 @@ class _Checker:
             at,
             hint or f"{source_text(field)} holds {field_kind.value}",
         )
+
+
+def _choices(column: ColumnElement[Any]) -> tuple[str, ...]:
+    # Table columns carry `info`; derived columns of a subquery only when given one.
+    info = getattr(column, "info", None) or {}
+    return tuple(info.get("choices") or ())
 
 
 def _literal_hint(value: Any, field_kind: Kind) -> str | None:

@@ -10,6 +10,11 @@ column arithmetic needs SQL of its own: three small constructs compiled per dial
   months, because its own '+1 month' overflows Jan 31 into March.
 - `_Midnight`: a date meeting a timestamp is midnight UTC of that day on both databases.
 - `_ByteOrder`: text is ordered by code point, like Python, whatever the column's collation.
+- `_LocalDate`: the calendar day an instant falls on in a time zone named by a column
+  (`aftersales_local_date()` on SQLite), for rules that judge by the branch's day.
+
+`shift_date` and `local_date` offer the first and the last to code that builds SQL of its
+own from policy values (engine.derived), so every date shift is compiled in one place.
 """
 
 from __future__ import annotations
@@ -80,6 +85,18 @@ _SQL_OPERATORS: dict[CompareOp, Callable[[Any, Any], ColumnElement[bool]]] = {
 def to_sql(expr: Expr, table: FromClause, as_of: datetime) -> ColumnElement[bool]:
     """A WHERE clause over `table`'s columns selecting the rows where `expr` is true."""
     return _Compiler(table, utc_instant(as_of)).condition(expr)
+
+
+def shift_date(sql: ColumnElement[Any], amount: int, unit: Unit) -> ColumnElement[Any]:
+    """A date column moved by whole days, weeks, months or years, exactly as conditions do."""
+    if unit in CLOCK_UNITS:
+        raise ValueError(f"shift_date moves dates by days or longer, not by {unit}s")
+    return _Shift(sql, amount, unit, Kind.DATE)
+
+
+def local_date(instant: ColumnElement[Any], timezone: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The day a UTC instant falls on in the IANA time zone `timezone` (a column or value)."""
+    return _LocalDate(instant, timezone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +308,16 @@ class _ByteOrder(FunctionElement[Any]):
         self.type = Text()
 
 
+class _LocalDate(FunctionElement[Any]):
+    """The local calendar day of an instant in a named time zone."""
+
+    inherit_cache = True
+
+    def __init__(self, instant: ColumnElement[Any], timezone: ColumnElement[Any]):
+        super().__init__(instant, timezone)
+        self.type = Date()
+
+
 def _argument(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
     (operand,) = element.clauses
     return compiler.process(operand, **kw)
@@ -351,8 +378,21 @@ def _byte_order_default(element: _ByteOrder, compiler: SQLCompiler, **kw: Any) -
     return _argument(element, compiler, **kw)
 
 
+@compiles(_LocalDate, "postgresql")
+def _local_date_postgresql(element: _LocalDate, compiler: SQLCompiler, **kw: Any) -> str:
+    instant, zone = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"CAST(timezone({zone}, {instant}) AS DATE)"
+
+
+@compiles(_LocalDate, "sqlite")
+def _local_date_sqlite(element: _LocalDate, compiler: SQLCompiler, **kw: Any) -> str:
+    instant, zone = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"aftersales_local_date({instant}, {zone})"
+
+
 @compiles(_Shift)
 @compiles(_Midnight)
+@compiles(_LocalDate)
 def _unsupported(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
     raise CompileError(
         f"date arithmetic in conditions supports SQLite and PostgreSQL, not {compiler.dialect.name}"

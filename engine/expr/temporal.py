@@ -7,9 +7,9 @@ dateutil do, and a date meeting an instant stands for midnight UTC of that day.
 
 from __future__ import annotations
 
+from calendar import monthrange
 from datetime import UTC, date, datetime, time, timedelta
-
-from dateutil.relativedelta import relativedelta
+from zoneinfo import ZoneInfo
 
 from engine.expr.nodes import Unit
 
@@ -47,8 +47,11 @@ def midnight_utc(day: date) -> datetime:
 
 def add_months(value: date, months: int) -> date:
     """`value` moved by whole months, clamped to the end of a shorter month."""
-    # datetime is a date subclass; relativedelta keeps its time of day and zone.
-    return value + relativedelta(months=months)
+    # The same result as `value + relativedelta(months=months)`, several times faster: the
+    # SQLite function calls this once per row. `replace` keeps a datetime's time and zone.
+    index = value.month - 1 + months
+    year, month = value.year + index // 12, index % 12 + 1
+    return value.replace(year=year, month=month, day=min(value.day, monthrange(year, month)[1]))
 
 
 def shift(value: date, amount: int, unit: Unit) -> date:
@@ -69,3 +72,9 @@ def shift(value: date, amount: int, unit: Unit) -> date:
         case "year":
             return add_months(value, 12 * amount)
     raise ValueError(f"unknown unit {unit!r}")
+
+
+def local_date(instant: datetime, timezone: str) -> date:
+    """The calendar day `instant` falls on in an IANA time zone; naive means UTC (storage)."""
+    aware = instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+    return aware.astimezone(ZoneInfo(timezone)).date()

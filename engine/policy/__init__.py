@@ -3,6 +3,7 @@
 from engine.policy.loader import CompiledRule, CompiledTally, Policy, load_policy, policy_hash
 from engine.policy.models import (
     Action,
+    ClassificationRule,
     DeadlineRule,
     Defaults,
     PolicyFile,
@@ -13,6 +14,7 @@ from engine.policy.tally_spec import LedgerSettings, TallyRule
 
 __all__ = [
     "Action",
+    "ClassificationRule",
     "CompiledRule",
     "CompiledTally",
     "DeadlineRule",

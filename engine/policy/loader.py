@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import types
@@ -13,17 +14,20 @@ from typing import Any, Generic, TypeVar
 
 from jinja2 import TemplateSyntaxError
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Column, Date, DateTime, Integer, Numeric, Table
+from sqlalchemy import Column, Date, DateTime, FromClause, Integer, Numeric, String, Table
 
 from engine.calendar import BusinessCalendar, build_calendar
 from engine.db.catalogue import entity_table, role_routes
 from engine.db.models import StatusChange
+from engine.derived import Views, build_views, call_scope
 from engine.errors import Location, PolicyError, Problem
-from engine.expr import Expr, ExprSyntaxError, check, parse
+from engine.expr import Expr, ExprSyntaxError, check, fields, parse
+from engine.expr.nodes import AsOf, walk
 from engine.notices.templates import NoticeTemplates
 from engine.policy.models import (
     END_OF_WORKING_DAY,
     Action,
+    ClassificationRule,
     DeadlineRule,
     Defaults,
     PolicyFile,
@@ -32,18 +36,23 @@ from engine.policy.models import (
 )
 from engine.policy.source import Path_, SourceFile, read_policy_file
 from engine.policy.tally_spec import LedgerSettings, TallyRule
+from engine.policy.warranty_spec import WarrantySpec
+from engine.warranty import WarrantyBook, build_book
 
 R = TypeVar("R", bound=Rule)
+RESERVED_ID = "warranty"
+"""Not a rule id: `aftersales explain warranty UNIT_ID` explains a unit's warranty."""
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule(Generic[R]):
-    """A rule with its condition parsed and its table resolved."""
+    """A rule with its condition parsed and its table (or derived view) resolved."""
 
     rule: R
-    table: Table
+    table: FromClause  # the entity's table, or its view when the rule names derived fields
     condition: Expr | None
     location: Location
+    views: Views | None = None  # set when `table` is a view, to narrow it (engine.derived)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +78,24 @@ class Policy:
     calendars: Mapping[str, BusinessCalendar]
     reminders: tuple[CompiledRule[ReminderRule], ...]
     deadlines: tuple[CompiledRule[DeadlineRule], ...]
+    classifications: tuple[CompiledRule[ClassificationRule], ...] = ()
+    views: Views = field(default_factory=lambda: build_views(WarrantyBook()))
     tallies: tuple[CompiledTally, ...] = ()
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
 
+    @property
+    def warranty(self) -> WarrantyBook:
+        """The warranty terms and promotions (empty when no file has a `warranty` section)."""
+        return self.views.book
+
     def by_family(self) -> dict[str, tuple[CompiledRule[Any], ...]]:
         """The rules of each family, in file order."""
-        return {"reminder": self.reminders, "deadline": self.deadlines, "tally": self.tallies}
+        return {
+            "reminder": self.reminders,
+            "deadline": self.deadlines,
+            "classification": self.classifications,
+            "tally": self.tallies,
+        }
 
     def rules(self) -> list[CompiledRule[Any]]:
         """Every rule, family by family, in file order."""
@@ -115,11 +136,13 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     defaults = _defaults(parsed, problems)
     templates = templates or NoticeTemplates(Path("templates/notices"), defaults.locale)
     calendars = _calendars(parsed, problems)
+    views = build_views(_warranty(parsed, problems))
     ledger = _single(parsed, "ledger", problems)
     settings = ledger[1] if ledger else LedgerSettings()
-    checks = _RuleChecks(templates, calendars, problems, settings)
+    checks = _RuleChecks(templates, calendars, problems, views, settings)
     reminders = checks.family(parsed, "reminders", checks.reminder)
     deadlines = checks.family(parsed, "deadlines", checks.deadline)
+    classifications = checks.family(parsed, "classifications", checks.classification)
     tallies = checks.family(parsed, "tallies", checks.tally)
     if tallies:
         checks.ledger(parsed, ledger)
@@ -133,7 +156,9 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
         calendars,
         reminders,
         deadlines,
-        tuple(CompiledTally(*_fields(t), settings) for t in tallies),
+        classifications,
+        views,
+        tuple(CompiledTally(*_fields(t), ledger=settings) for t in tallies),
         settings,
     )
 
@@ -254,6 +279,53 @@ def _single(
     return given[0] if given else None
 
 
+def _warranty(parsed: list[_Parsed], problems: list[Problem]) -> WarrantyBook:
+    """The warranty book, with every exclusion checked against the repair call's fields."""
+    given = _single(parsed, "warranty", problems)
+    if given is None:
+        return build_book(None, {})
+    source, spec = given
+    spec = typing.cast(WarrantySpec, spec)
+    scope = call_scope()
+
+    def void(where: Path_, text: str | None) -> Expr | None:
+        before = len(problems)
+        expr = _condition(source, where, text, scope, problems)
+        if expr is not None and any(isinstance(node, AsOf) for node in walk(expr)):
+            problems.append(
+                Problem(
+                    "void_when describes the repair call; it cannot use as_of",
+                    source.location(where),
+                    "compare the call's own dates, e.g. received_at",
+                )
+            )
+        return expr if len(problems) == before else None  # a broken one is not compiled
+
+    section_void = void(("warranty", "void_when"), spec.void_when)
+    voids = {
+        term.id: void(("warranty", "terms", i, "void_when"), term.void_when)
+        if term.void_when is not None
+        else section_void
+        for i, term in enumerate(spec.terms)
+    }
+    parts = {name for term in spec.terms for name in term.parts}
+    for i, promotion in enumerate(spec.promotions):
+        for name in promotion.extend:
+            if name not in parts:
+                close = difflib.get_close_matches(name, sorted(parts), n=1)
+                hint = (
+                    f"did you mean {close[0]!r}?" if close else f"parts: {', '.join(sorted(parts))}"
+                )
+                problems.append(
+                    Problem(
+                        f"promotion {promotion.id!r} extends {name!r}, which no term covers",
+                        source.location(("warranty", "promotions", i, "extend", name), key=True),
+                        hint,
+                    )
+                )
+    return build_book(spec, voids)
+
+
 def _calendars(parsed: list[_Parsed], problems: list[Problem]) -> dict[str, BusinessCalendar]:
     out: dict[str, BusinessCalendar] = {}
     for source, model in ((p.source, p.model) for p in parsed):
@@ -279,11 +351,13 @@ class _RuleChecks:
         templates: NoticeTemplates,
         calendars: Mapping[str, BusinessCalendar],
         problems: list[Problem],
+        views: Views,
         ledger: LedgerSettings | None = None,
     ):
         self.templates = templates
         self.calendars = calendars
         self.problems = problems
+        self.views = views
         self.ledger_settings = ledger or LedgerSettings()
         self.seen: dict[str, Location] = {}
         self.checked: set[str] = set()  # templates whose syntax was already checked
@@ -292,7 +366,7 @@ class _RuleChecks:
         self,
         parsed: list[_Parsed],
         section: str,
-        specific: Callable[[SourceFile, Path_, Any, Table], None],
+        specific: Callable[[SourceFile, Path_, Any, FromClause], None],
     ) -> tuple[CompiledRule[Any], ...]:
         """Check and compile every rule of one section, in every file."""
         out: list[CompiledRule[Any]] = []
@@ -300,14 +374,38 @@ class _RuleChecks:
             source, indices = file.source, file.positions.get(section, [])
             for index, rule in zip(indices, getattr(file.model, section), strict=True):
                 where: Path_ = (section, index)
-                table = entity_table(rule.entity)
+                table = self.source(rule)
                 condition = self.common(source, where, rule, table)
                 specific(source, where, rule, table)
-                out.append(CompiledRule(rule, table, condition, source.location(where)))
+                views = self.views if table is not entity_table(rule.entity) else None
+                out.append(CompiledRule(rule, table, condition, source.location(where), views))
         return tuple(out)
 
-    def common(self, source: SourceFile, where: Path_, rule: Rule, table: Table) -> Expr | None:
+    def source(self, rule: Rule) -> FromClause:
+        """What a rule reads: its table, or the table's view when it names derived fields."""
+        if isinstance(rule, ClassificationRule):
+            return self.views.full(rule.entity)
+        named: set[Any] = set()
+        for key in ("date", "start", "stop", "by"):
+            value = getattr(rule, key, None)
+            named |= set(value) if isinstance(value, tuple) else {value}
+        with contextlib.suppress(ExprSyntaxError):  # reported by `common`
+            named |= fields(parse(rule.when)) if rule.when else set()
+        return self.views.for_fields(rule.entity, {n for n in named if isinstance(n, str)})
+
+    def common(
+        self, source: SourceFile, where: Path_, rule: Rule, table: FromClause
+    ) -> Expr | None:
         """Checks every rule needs: a unique id and a condition on known fields."""
+        if rule.id == RESERVED_ID:
+            self.problems.append(
+                Problem(
+                    f"the rule id {RESERVED_ID!r} is reserved",
+                    source.location((*where, "id")),
+                    f"`aftersales explain {RESERVED_ID} UNIT_ID` explains a unit's warranty; "
+                    "choose another id",
+                )
+            )
         if rule.id in self.seen:
             self.problems.append(
                 Problem(
@@ -319,7 +417,9 @@ class _RuleChecks:
         self.seen.setdefault(rule.id, source.location(where))
         return _condition(source, (*where, "when"), rule.when, table, self.problems)
 
-    def reminder(self, source: SourceFile, where: Path_, rule: ReminderRule, table: Table) -> None:
+    def reminder(
+        self, source: SourceFile, where: Path_, rule: ReminderRule, table: FromClause
+    ) -> None:
         """A reminder hangs on a date field, in calendar time."""
         self.field(source, (*where, "date"), rule.date, table, (Date, DateTime))
         self.action(source, where, rule, table)
@@ -341,7 +441,9 @@ class _RuleChecks:
                 )
             )
 
-    def deadline(self, source: SourceFile, where: Path_, rule: DeadlineRule, table: Table) -> None:
+    def deadline(
+        self, source: SourceFile, where: Path_, rule: DeadlineRule, table: FromClause
+    ) -> None:
         """A deadline runs between two timestamps, on a calendar that must exist."""
         self.field(source, (*where, "start"), rule.start, table, (DateTime,))
         for index, stop in enumerate(rule.stop):
@@ -363,7 +465,51 @@ class _RuleChecks:
             key = state.replace("escalation:", "escalate.") if ":" in state else f"on_{state}"
             self.action(source, (*where, *_action_path(key)), action, table)
 
-    def pauses(self, source: SourceFile, where: Path_, rule: DeadlineRule, table: Table) -> None:
+    def classification(
+        self, source: SourceFile, where: Path_, rule: ClassificationRule, table: FromClause
+    ) -> None:
+        """Each row's condition reads the view; outcomes are values the recorded field holds."""
+        choices: tuple[str, ...] = ()
+        if rule.recorded is not None:
+            column = table.c.get(rule.recorded)
+            if column is None or not _is_a(column, (String,)):
+                texts = [c.name for c in table.c if _is_a(c, (String,))]
+                close = difflib.get_close_matches(rule.recorded, texts, n=1)
+                what = "is not a field" if column is None else "is not a text field"
+                self.problems.append(
+                    Problem(
+                        f"{rule.recorded!r} {what} of {table.name}",
+                        source.location((*where, "recorded")),
+                        f"did you mean {close[0]!r}?"
+                        if close
+                        else "name the field holding the value as recorded, e.g. category",
+                    )
+                )
+            else:
+                choices = tuple(getattr(column, "info", {}).get("choices") or ())
+        for index, row in enumerate(rule.first_match):
+            at: Path_ = (*where, "first_match", index)
+            _condition(source, (*at, "when"), row.when, table, self.problems)
+            if choices and row.outcome not in choices:
+                close = difflib.get_close_matches(row.outcome, choices, n=1)
+                key = "then" if row.otherwise is None else "otherwise"
+                self.problems.append(
+                    Problem(
+                        f"{row.outcome!r} is not a value of {rule.recorded}",
+                        source.location((*at, key)),
+                        f"did you mean {close[0]!r}?" if close else f"one of {', '.join(choices)}",
+                    )
+                )
+        if rule.on_mismatch is not None:
+            self.action(source, (*where, "on_mismatch"), rule.on_mismatch, table)
+        for outcome, action in rule.on_outcome.items():
+            at = (*where, "on_outcome", outcome)
+            _condition(source, (*at, "when"), action.when, table, self.problems)
+            self.action(source, at, action, table)
+
+    def pauses(
+        self, source: SourceFile, where: Path_, rule: DeadlineRule, table: FromClause
+    ) -> None:
         """Pauses come from status_changes, which only service requests have."""
         if table.name != "service_requests":
             self.problems.append(
@@ -386,7 +532,12 @@ class _RuleChecks:
                 )
 
     def field(
-        self, source: SourceFile, where: Path_, name: str, table: Table, kinds: tuple[type, ...]
+        self,
+        source: SourceFile,
+        where: Path_,
+        name: str,
+        table: FromClause,
+        kinds: tuple[type, ...],
     ) -> None:
         """`name` must be a column of `table` of one of the given types."""
         column = table.c.get(name)
@@ -402,10 +553,10 @@ class _RuleChecks:
         )
 
     def action(
-        self, source: SourceFile, where: Path_, action: ReminderRule | Action, table: Table
+        self, source: SourceFile, where: Path_, action: ReminderRule | Action, table: FromClause
     ) -> None:
         """Every notified role is reachable from `table`; every notice has templates."""
-        known = role_routes(table)
+        known = role_routes(entity_table(table.name))
         for index, recipient in enumerate(action.notify):
             for key, role in (("role", recipient.role), ("otherwise", recipient.otherwise)):
                 if role is None or role in known:
@@ -514,7 +665,7 @@ def _action_path(key: str) -> Path_:
 
 
 def _condition(
-    source: SourceFile, where: Path_, text: str | None, table: Table, problems: list[Problem]
+    source: SourceFile, where: Path_, text: str | None, table: FromClause, problems: list[Problem]
 ) -> Expr | None:
     if text is None:
         return None

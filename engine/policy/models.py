@@ -23,6 +23,7 @@ from pydantic import (
 from engine.db.models import LOCALES, SERVICE_TABLES
 from engine.policy.calendar_spec import CalendarSpec
 from engine.policy.durations import Duration, Offset, Span, parse_duration
+from engine.policy.warranty_spec import WarrantySpec
 
 EntityName = Literal[tuple(t.__tablename__ for t in SERVICE_TABLES)]  # type: ignore[valid-type]
 RuleId = Annotated[
@@ -206,6 +207,72 @@ class DeadlineRule(Rule):
         return out
 
 
+class DecisionRow(_Frozen):
+    """One row of a decision table: `{when: in_warranty, then: free}` or `{otherwise: paid}`."""
+
+    when: str | None = Field(None, description="Condition; the first row that holds decides")
+    then: Word | None = Field(None, description="The outcome when `when` holds")
+    otherwise: Word | None = Field(None, description="The outcome when no row above holds")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> DecisionRow:
+        if self.otherwise is not None:
+            if self.when is not None or self.then is not None:
+                raise ValueError("a row is either {when: ..., then: ...} or {otherwise: ...}")
+        elif self.when is None or self.then is None:
+            raise ValueError("give both `when` and `then`, or only `otherwise`")
+        return self
+
+    @property
+    def outcome(self) -> str:
+        """The value this row decides."""
+        return self.otherwise or self.then or ""
+
+
+class OutcomeAction(Action):
+    """Who is told when an entity is classified one way, e.g. a quote for paid calls."""
+
+    when: str | None = Field(None, description="Further condition, e.g. work has not started")
+
+
+class ClassificationRule(Rule):
+    """A decision table, first match wins, that classifies each entity (rows 1, 9, 13)."""
+
+    first_match: tuple[DecisionRow, ...] = Field(
+        min_length=1, description="Rows tried in order; the first whose `when` holds decides"
+    )
+    recorded: Word | None = Field(
+        None, description="Field holding the value as recorded; a disagreement is a `mismatch`"
+    )
+    on_mismatch: Action | None = Field(None, description="Who is told about a mismatch")
+    on_outcome: dict[Word, OutcomeAction] = Field(
+        default_factory=dict, description="Per outcome, who is told (once per entity)"
+    )
+
+    @model_validator(mode="after")
+    def _table(self) -> ClassificationRule:
+        rows = self.first_match
+        if any(row.otherwise is not None for row in rows[:-1]):
+            raise ValueError("`otherwise` must be the last row: rows after it are never reached")
+        outcomes = sorted({row.outcome for row in rows})
+        for outcome in self.on_outcome:
+            if outcome not in outcomes:
+                raise ValueError(
+                    f"on_outcome: {outcome!r} is not an outcome of the table "
+                    f"({', '.join(outcomes)})"
+                )
+        if self.recorded is None and not self.on_outcome:
+            raise ValueError(
+                "give `recorded` (to find mismatches), `on_outcome` (to notify), or both: "
+                "otherwise the table finds nothing"
+            )
+        if self.on_mismatch is not None and self.recorded is None:
+            raise ValueError(
+                "`on_mismatch` needs `recorded`: the field the decision is compared with"
+            )
+        return self
+
+
 # Tallies build on the pieces above (Rule, Word, _Frozen), so they are imported only here.
 from engine.policy.tally_spec import LedgerSettings, TallyRule  # noqa: E402
 
@@ -219,6 +286,8 @@ class PolicyFile(_Frozen):
     )
     reminders: tuple[ReminderRule, ...] = ()
     deadlines: tuple[DeadlineRule, ...] = ()
+    warranty: WarrantySpec | None = Field(None, description="Warranty terms and promotions")
+    classifications: tuple[ClassificationRule, ...] = ()
     ledger: LedgerSettings | None = Field(None, description="The ledger and the monthly close")
     tallies: tuple[TallyRule, ...] = ()
 

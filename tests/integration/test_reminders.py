@@ -1,4 +1,8 @@
-"""Seed rows 7 and 8: contract reminders, evaluated night after night, each sent exactly once."""
+"""Seed rows 7 and 8: contract reminders, evaluated night after night, each sent exactly once.
+
+The contract that ended yesterday also gets the lapse notice of the renewal flow
+(tests/integration/test_contract_lifecycle.py follows that flow in detail).
+"""
 
 from __future__ import annotations
 
@@ -55,6 +59,7 @@ def test_renewal_notices_one_month_before_and_free_maintenance_three_months(
         ("maintenance-renewal", "2026-12-20"),
         ("maintenance-renewal", "2026-12-23"),
         ("free-maintenance-ending", "2027-02-10"),
+        ("maintenance-lapsed", "2026-11-22"),
     }
     notices = _notices(service_data.engine)
     by_address = {(n.recipient_address, n.template) for n in notices}
@@ -64,8 +69,10 @@ def test_renewal_notices_one_month_before_and_free_maintenance_three_months(
         ("sales_rep@sh.example", "renewal_task"),  # one task per contract
         ("team_lead@sh.example", "free_maintenance_report"),
         ("sales_director@hq.example", "free_maintenance_report"),
+        ("ada.wong@example.com", "contract_lapsed"),
+        ("sales_rep@sh.example", "lapse_task"),
     }
-    assert len(notices) == 6
+    assert len(notices) == 8
     li_letter = next(n for n in notices if n.recipient_address == "li.wei@example.com")
     assert li_letter.locale == "zh-CN"
     assert li_letter.subject.startswith("您的维修保养合同 MC-20261223-")
@@ -80,14 +87,14 @@ def test_same_night_twice_and_next_night_add_nothing_twice(service_data, setting
     settings = settings_for(str(service_data.engine.url))
     first = run_night(settings, service_data.engine, as_of=AS_OF)
     again = run_night(settings, service_data.engine, as_of=AS_OF)
-    assert first.counts["findings_new"] == 3 and first.counts["notices_queued"] == 6
+    assert first.counts["findings_new"] == 4 and first.counts["notices_queued"] == 8
     assert again.counts == {**first.counts, "findings_new": 0, "notices_queued": 0}
     assert all(not f["new"] for f in again.findings)
 
     tomorrow = run_night(settings, service_data.engine, as_of=AS_OF + timedelta(days=1))
     assert [f["occurrence"] for f in tomorrow.findings if f["new"]] == ["2026-12-24"]
     assert tomorrow.counts["notices_queued"] == 2  # customer letter and sales rep task
-    assert len(_notices(service_data.engine)) == 8
+    assert len(_notices(service_data.engine)) == 10
     with service_data.engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Run)) == 3
 
@@ -96,23 +103,30 @@ def test_missed_nights_are_caught_up_once(service_data, settings_for):
     _contracts(service_data)
     settings = settings_for(str(service_data.engine.url))
     early = run_night(settings, service_data.engine, as_of=AS_OF - timedelta(days=10))
-    # On 2026-11-13 the contract ending 2026-11-22 and the free period were due.
-    assert sorted(f["occurrence"] for f in early.findings) == ["2026-11-22", "2027-02-10"]
+    # On 2026-11-13 the contract ending 2026-11-22 (both renewal reminders) and the free
+    # period were due.
+    assert sorted((f["occurrence"], f["rule"]) for f in early.findings) == [
+        ("2026-11-22", "maintenance-renewal"),
+        ("2026-11-22", "maintenance-renewal-second"),
+        ("2027-02-10", "free-maintenance-ending"),
+    ]
     # The host was down for ten days: the next run sends what fell due in the gap, once.
     late = run_night(settings, service_data.engine, as_of=AS_OF + timedelta(days=1))
     assert sorted(f["occurrence"] for f in late.findings if f["new"]) == [
+        "2026-11-22",  # now lapsed
         "2026-12-20",
         "2026-12-23",
         "2026-12-24",
     ]
-    assert len(_findings(service_data.engine)) == 5
+    assert len(_findings(service_data.engine)) == 7
 
 
 def test_reminder_after_the_contract_ended_is_stale(service_data, settings_for):
     ada = service_data.customer("Ada Wong")
     service_data.contract(ada, date(2026, 11, 22))
     result = run_night(settings_for(str(service_data.engine.url)), service_data.engine, as_of=AS_OF)
-    assert result.findings == []
+    # Too late for the renewal notices; what goes out is the lapse notice.
+    assert [f["rule"] for f in result.findings] == ["maintenance-lapsed"]
 
 
 def test_customer_without_email_is_set_aside_with_reason(service_data, settings_for):
@@ -130,10 +144,10 @@ def test_dry_run_writes_nothing_but_reports_what_would_happen(service_data, sett
     out = tmp_path / "dry.json"
     settings = settings_for(str(service_data.engine.url))
     result = run_night(settings, service_data.engine, as_of=AS_OF, dry_run=True, out=out)
-    assert result.counts["findings_new"] == 3 and result.counts["notices_queued"] == 6
+    assert result.counts["findings_new"] == 4 and result.counts["notices_queued"] == 8
     assert _findings(service_data.engine) == set() and _notices(service_data.engine) == []
     document = json.loads(out.read_text())
-    assert document["dry_run"] is True and len(document["findings"]) == 3
+    assert document["dry_run"] is True and len(document["findings"]) == 4
 
 
 def test_run_artifact_has_the_documented_keys(service_data, settings_for):
