@@ -158,7 +158,7 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
         deadlines,
         classifications,
         views,
-        tuple(CompiledTally(*_fields(t), ledger=settings) for t in tallies),
+        tuple(CompiledTally(*_fields(t), views=t.views, ledger=settings) for t in tallies),
         settings,
     )
 

@@ -30,7 +30,7 @@ def _tally(entity: str, **rule: Any) -> CompiledTally:
     spec = TallyRule.model_validate(
         {"id": "t", "title": "t", "entity": entity, "period": "month", "charge": "staff", **rule}
     )
-    return CompiledTally(spec, entity_table(entity), None, Location(Path("t.yaml")), LEDGER)
+    return CompiledTally(spec, entity_table(entity), None, Location(Path("t.yaml")), ledger=LEDGER)
 
 
 def _group(rows: list[dict[str, Any]]) -> Group:
