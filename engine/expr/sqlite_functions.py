@@ -42,10 +42,11 @@ def _local_date(value: str | None, timezone: str | None) -> str | None:
 @lru_cache(maxsize=262_144)
 def _hour_day(hour: str, timezone: str) -> str | None:
     """The local day of every instant in a UTC hour ('2026-10-31 17'), or None if it varies."""
-    start = datetime.fromisoformat(f"{hour}:00:00")
-    first = local_date(start, timezone)
-    last = local_date(start + timedelta(minutes=59, seconds=59), timezone)
-    # An offset of whole hours (kept over the hour) puts the hour inside one local day.
-    zone_offset = start.replace(tzinfo=UTC).astimezone(ZoneInfo(timezone)).utcoffset()
-    whole = zone_offset is not None and zone_offset.total_seconds() % 3600 == 0
-    return first.isoformat() if first == last and whole else None
+    zone = ZoneInfo(timezone)
+    start = datetime.fromisoformat(f"{hour}:00:00").replace(tzinfo=UTC)
+    offsets = {(start + timedelta(seconds=s)).astimezone(zone).utcoffset() for s in (0, 3599)}
+    offset = offsets.pop() if len(offsets) == 1 else None
+    # One offset all hour long, of whole hours, keeps the hour inside one local day.
+    if offset is None or offset.total_seconds() % 3600:
+        return None
+    return (start + offset).date().isoformat()
