@@ -138,25 +138,16 @@ def _evaluate_and_queue(
             found, new_keys = _evaluate(conn, policy, result, run_id, progress)
             step = time.perf_counter()
             new = [f for f in found if f.key in new_keys]
-            queued = queue_notices(
-                conn,
-                new,
-                policy=policy,
-                templates=templates,
-                mail_from=settings.mail_from,
-                run_id=run_id,
-                as_of=as_of,
-            )
+            outgoing: dict[str, Any] = {
+                "policy": policy,
+                "templates": templates,
+                "mail_from": settings.mail_from,
+                "run_id": run_id,
+                "as_of": as_of,
+            }
+            queued = queue_notices(conn, new, **outgoing)
             # The ledger is written in the same transaction as the findings it books.
-            settled = settle(
-                conn,
-                new,
-                policy=policy,
-                templates=templates,
-                mail_from=settings.mail_from,
-                run_id=run_id,
-                as_of=as_of,
-            )
+            settled = settle(conn, new, **outgoing)
             timings["notices_s"] = round(time.perf_counter() - step, 4)
             result.findings = [f.artifact(f.key in new_keys) for f in found]
             result.counts = {

@@ -15,7 +15,6 @@ from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
 
-from jinja2 import TemplateError
 from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -78,7 +77,7 @@ def queue_notices(
             if not people:
                 # Kept as a dead row, so the gap shows in the outbox and can be followed up.
                 nobody = Recipient(role, "nobody", 0, f"(nobody in role {role})", None, "en")
-                row = _row(finding.key, nobody, template, templates, {}, mail_from, run_id, as_of)
+                row = _blank(finding.key, nobody, template, mail_from, run_id, as_of)
                 rows.append({**row, "status": "dead", "last_error": f"nobody in role {role}"})
                 continue
             for person in people:
@@ -166,8 +165,21 @@ def _row(
     run_id: str,
     as_of: datetime,
 ) -> dict[str, Any]:
+    row = _blank(key, person, template, mail_from, run_id, as_of)
+    try:
+        rendered = templates.render(template, person.locale, context)
+    except Exception as exc:  # an operator's template must never sink the night
+        reason = f"cannot render: {type(exc).__name__}: {exc}"
+        return {**row, "status": "dead", "last_error": reason}
+    return _filled(row, person, rendered.subject, rendered.text, rendered.html, rendered.locale)
+
+
+def _blank(
+    key: str, person: Recipient, template: str, mail_from: str, run_id: str, as_of: datetime
+) -> dict[str, Any]:
+    """An outbox row for `person` with nothing rendered yet."""
     dedup = f"{key}|{person.role}|{person.ref}"
-    row: dict[str, Any] = {
+    return {
         "dedup_key": dedup,
         "message_id": message_id(dedup, mail_from),
         "finding_key": key,
@@ -187,17 +199,18 @@ def _row(
         "sent_at": None,
         "run_id": run_id,
     }
-    try:
-        rendered = templates.render(template, person.locale, context)
-    except Exception as exc:  # an operator's template must never sink the night
-        reason = f"cannot render: {type(exc).__name__}: {exc}"
-        return {**row, "status": "dead", "last_error": reason}
-    row.update(
-        locale=rendered.locale,
-        subject=rendered.subject,
-        body_text=rendered.text,
-        body_html=rendered.html,
-    )
+
+
+def _filled(
+    row: dict[str, Any],
+    person: Recipient,
+    subject: str,
+    text: str,
+    html: str | None,
+    locale: str,
+) -> dict[str, Any]:
+    """The row with its letter; set aside when the person has no address."""
+    row = {**row, "subject": subject, "body_text": text, "body_html": html, "locale": locale}
     if not person.address:
         row.update(status="dead", last_error=f"no email address: {person.kind} {person.id}")
     return row
@@ -229,26 +242,12 @@ def queue_plain_notice(
         locale=recipient.get("locale") or "en",
     )
     values = {**context, "recipient": {"name": person.name, "role": person.role}}
+    row = _blank(key, person, template, mail_from, run_id, as_of)
     try:
         rendered = templates.render(template, person.locale, values)
-        subject, text, html, locale = (
-            rendered.subject,
-            rendered.text,
-            rendered.html,
-            rendered.locale,
-        )
-    except (TemplateError, LookupError, ValueError, TypeError):
-        subject, text, html, locale = template.replace("_", " "), _plain(context), None, "en"
-    dedup = f"{key}|{person.role}|{person.ref}"
-    row = {
-        "dedup_key": dedup, "message_id": message_id(dedup, mail_from), "finding_key": key,
-        "template": template, "recipient_role": person.role, "recipient_name": person.name,
-        "recipient_address": person.address, "locale": locale, "subject": subject,
-        "body_text": text, "body_html": html, "status": "pending" if person.address else "dead",
-        "attempts": 0, "next_attempt_at": None,
-        "last_error": None if person.address else f"no email address: staff {person.id}",
-        "created_at": as_of, "sent_at": None, "run_id": run_id,
-    }  # fmt: skip
+        row = _filled(row, person, rendered.subject, rendered.text, rendered.html, rendered.locale)
+    except Exception:  # the plain facts still go out
+        row = _filled(row, person, template.replace("_", " "), _plain(context), None, "en")
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     conn.execute(insert(Notice).on_conflict_do_nothing(index_elements=["dedup_key"]), row)
 

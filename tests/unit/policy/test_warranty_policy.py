@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from policyfiles import problems_of, write_policy
 from sqlalchemy import Table
 
-from engine.errors import PolicyError
 from engine.notices.templates import NoticeTemplates
 from engine.policy import load_policy
 
@@ -47,20 +46,6 @@ classifications:
 """
 
 
-def _policy(tmp_path: Path, **files: str) -> Path:
-    folder = tmp_path / "rules"
-    folder.mkdir()
-    for name, text in files.items():
-        (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
-    return folder
-
-
-def _problems(folder: Path) -> list:
-    with pytest.raises(PolicyError) as caught:
-        load_policy(folder, TEMPLATES)
-    return caught.value.problems
-
-
 def test_shipped_warranty_policy_has_part_terms_promotion_and_the_category_table():
     policy = load_policy(ROOT / "rules", TEMPLATES)
     book = policy.warranty
@@ -96,18 +81,18 @@ def test_rules_naming_no_derived_field_read_the_plain_table():
 
 
 def test_unknown_field_in_void_when_points_at_it(tmp_path):
-    folder = _policy(tmp_path, w=WARRANTY.replace("human_damage or", "human_damge or"))
-    (problem,) = _problems(folder)
+    folder = write_policy(tmp_path, w=WARRANTY.replace("human_damage or", "human_damge or"))
+    (problem,) = problems_of(folder)
     assert "unknown field human_damge in service_requests" in problem.message
     assert (problem.location.line, problem.location.column) == (2, 14)
     assert "did you mean human_damage?" in (problem.hint or "")
 
 
 def test_void_when_cannot_depend_on_the_night(tmp_path):
-    folder = _policy(
+    folder = write_policy(
         tmp_path, w=WARRANTY.replace("unauthorised_repair", "received_at < as_of - 1 year")
     )
-    (problem,) = _problems(folder)
+    (problem,) = problems_of(folder)
     assert "cannot use as_of" in problem.message and problem.location.line == 2
 
 
@@ -115,7 +100,7 @@ def test_terms_are_calendar_time_and_bases_are_known(tmp_path):
     bad = WARRANTY.replace("compressor: 3 years", "compressor: 36 working hours").replace(
         "  void_when:", "  basis: [purchase_with_proof, serial_date]\n  void_when:"
     )
-    problems = _problems(_policy(tmp_path, w=bad))
+    problems = problems_of(write_policy(tmp_path, w=bad))
     text = "\n".join(str(p) for p in problems)
     assert "warranty terms are calendar days, weeks, months or years" in text
     assert "warranty.basis.1: Input should be" in text and "'manufactured_on'" in text
@@ -125,46 +110,48 @@ def test_two_terms_for_one_category_are_ambiguous(tmp_path):
     twice = WARRANTY.replace(
         "products: {model: AC-VRF160}", "products: {category: air_conditioner}"
     )
-    (problem,) = _problems(_policy(tmp_path, w=twice))
+    (problem,) = problems_of(write_policy(tmp_path, w=twice))
     assert "terms 'air-conditioners' and 'vrf' are both for category air_conditioner" in str(
         problem
     )
 
 
 def test_promotion_extends_a_part_that_no_term_has(tmp_path):
-    folder = _policy(
+    folder = write_policy(
         tmp_path, w=WARRANTY.replace("extend: {unit: 6 months}", "extend: {compresor: 6 months}")
     )
-    (problem,) = _problems(folder)
+    (problem,) = problems_of(folder)
     assert "promotion 'winter-2025' extends 'compresor', which no term covers" in problem.message
     assert problem.hint == "did you mean 'compressor'?"
     assert problem.location.line == 13
 
 
 def test_promotion_window_in_order(tmp_path):
-    folder = _policy(
+    folder = write_policy(
         tmp_path, w=WARRANTY.replace("[2025-12-01, 2025-12-31]", "[2025-12-31, 2025-12-01]")
     )
-    (problem,) = _problems(folder)
+    (problem,) = problems_of(folder)
     assert "2025-12-01 comes before 2025-12-31" in problem.message
 
 
 def test_warranty_section_in_one_file_only(tmp_path):
-    (problem,) = _problems(_policy(tmp_path, a=WARRANTY, b=WARRANTY))
+    (problem,) = problems_of(write_policy(tmp_path, a=WARRANTY, b=WARRANTY))
     assert "`warranty` is given in more than one file" in problem.message
 
 
 def test_table_conditions_know_the_derived_fields(tmp_path):
-    folder = _policy(tmp_path, w=WARRANTY, t=TABLE.replace("when: in_warranty", "when: in_waranty"))
-    (problem,) = _problems(folder)
+    folder = write_policy(
+        tmp_path, w=WARRANTY, t=TABLE.replace("when: in_warranty", "when: in_waranty")
+    )
+    (problem,) = problems_of(folder)
     assert "unknown field in_waranty in service_requests" in problem.message
     assert "did you mean in_warranty?" in (problem.hint or "")
     assert problem.location.line == 9
 
 
 def test_outcomes_are_values_of_the_recorded_field(tmp_path):
-    folder = _policy(tmp_path, w=WARRANTY, t=TABLE.replace("then: free", "then: fre"))
-    (problem,) = _problems(folder)
+    folder = write_policy(tmp_path, w=WARRANTY, t=TABLE.replace("then: free", "then: fre"))
+    (problem,) = problems_of(folder)
     assert problem.message == "'fre' is not a value of category"
     assert problem.hint == "did you mean 'free'?"
 
@@ -177,7 +164,7 @@ def test_otherwise_is_the_last_row_and_actions_name_outcomes(tmp_path):
     unknown = TABLE.replace("      paid: {when", "      charged: {when").replace(
         "service-category", "other"
     )
-    problems = _problems(_policy(tmp_path, w=WARRANTY, t=swapped, u=unknown))
+    problems = problems_of(write_policy(tmp_path, w=WARRANTY, t=swapped, u=unknown))
     text = "\n".join(str(p) for p in problems)
     assert "`otherwise` must be the last row" in text
     assert "on_outcome: 'charged' is not an outcome of the table" in text
@@ -185,13 +172,15 @@ def test_otherwise_is_the_last_row_and_actions_name_outcomes(tmp_path):
 
 def test_a_table_that_finds_nothing_is_refused(tmp_path):
     silent = TABLE.replace("    recorded: category\n", "").split("    on_outcome:")[0]
-    (problem,) = _problems(_policy(tmp_path, w=WARRANTY, t=silent))
+    (problem,) = problems_of(write_policy(tmp_path, w=WARRANTY, t=silent))
     assert "give `recorded`" in problem.message
 
 
 def test_warranty_is_not_a_rule_id(tmp_path):
-    folder = _policy(tmp_path, w=WARRANTY, t=TABLE.replace("id: service-category", "id: warranty"))
-    (problem,) = _problems(folder)
+    folder = write_policy(
+        tmp_path, w=WARRANTY, t=TABLE.replace("id: service-category", "id: warranty")
+    )
+    (problem,) = problems_of(folder)
     assert problem.message == "the rule id 'warranty' is reserved"
 
 
@@ -207,10 +196,10 @@ reminders:
     notify: [customer]
 """
     policy = load_policy(
-        _policy(tmp_path, w=WARRANTY, r=reminder.format(entity="units")), TEMPLATES
+        write_policy(tmp_path, w=WARRANTY, r=reminder.format(entity="units")), TEMPLATES
     )
     assert policy.rule("warranty-ending").table.name == "units"
     (tmp_path / "b").mkdir()
-    folder = _policy(tmp_path / "b", w=WARRANTY, r=reminder.format(entity="contracts"))
-    (problem,) = _problems(folder)
+    folder = write_policy(tmp_path / "b", w=WARRANTY, r=reminder.format(entity="contracts"))
+    (problem,) = problems_of(folder)
     assert "'warranty_ends_on' is not a field of contracts" in problem.message

@@ -1,0 +1,30 @@
+"""Policy files written for a test, and the problems loading them reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.errors import PolicyError, Problem
+from engine.notices.templates import NoticeTemplates
+from engine.policy import load_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = NoticeTemplates(ROOT / "templates" / "notices")
+
+
+def write_policy(tmp_path: Path, **files: str) -> Path:
+    """A rules folder holding `<name>.yaml` for each keyword."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
+    return folder
+
+
+def problems_of(folder: Path) -> list[Problem]:
+    """The problems loading `folder` reports (it must fail)."""
+    with pytest.raises(PolicyError) as caught:
+        load_policy(folder, TEMPLATES)
+    return caught.value.problems
