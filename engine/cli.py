@@ -140,6 +140,48 @@ def validate(rules: RulesOpt = None, templates: TemplatesOpt = None) -> None:
         )
 
 
+@app.command(name="preview")
+def preview_(
+    rules: RulesOpt = None,
+    templates: TemplatesOpt = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Instant of the sample night (default 2026-11-23T18:00Z)")
+    ] = None,
+    open_: Annotated[
+        bool, typer.Option("--open", help="Write every rendering as HTML and open the index")
+    ] = False,
+    output: Annotated[Path, typer.Option("--out", help="Folder for --open")] = Path("preview"),
+) -> None:
+    """Render every notice in every locale with sample data; exit 2 on any template error."""
+    import webbrowser
+
+    from engine.errors import PolicyError
+    from engine.preview import SAMPLE_AS_OF, preview, write_pages
+
+    with _handled():
+        settings = _settings(rules=rules, templates=templates)
+        result = preview(settings, parse_as_of(as_of) if as_of else SAMPLE_AS_OF)
+        for name in result.unsampled:
+            err.print(f"note: {name}: no rule sends it and the demo night does not reach it")
+        for item in result.fallbacks:
+            err.print(
+                f"note: {item.name}: no {item.wanted} template, "
+                f"{item.rendered.locale} is used instead",
+                highlight=False,
+            )
+        if open_:
+            index = write_pages(result, output)
+            out.print(f"preview pages: {index}")
+            webbrowser.open(index.resolve().as_uri())
+        if result.problems:
+            raise PolicyError(result.problems)
+        notices = len({r.name for r in result.renderings})
+        out.print(
+            f"preview OK: {notices} notices rendered in {len(result.renderings)} "
+            f"notice-locale pairs, {len(result.fallbacks)} by fallback"
+        )
+
+
 @app.command()
 def schema(
     output: Annotated[Path | None, typer.Option("--out", help="Write here, not stdout")] = None,
@@ -220,6 +262,7 @@ def _print_delivery(settings: Settings, report: Any) -> None:
     out.print(
         f"delivery to {where}: {report.sent} sent, {report.failed} to retry, "
         f"{report.dead} dead, {report.unknown} unknown"
+        + (f", {report.held} held for the customer send window" if report.held else "")
     )
     for item in report.needs_attention:
         err.print(f"notice {item.notice_id} {item.status}: {item.reason}", highlight=False)
@@ -297,7 +340,7 @@ def schedule_(
     """Run every night at --at in --timezone until stopped (SIGTERM or Ctrl-C)."""
     import signal
 
-    from engine.night import one_night
+    from engine.night import deliver_locked, one_night
     from engine.scheduler import NightlyScheduler
 
     with _handled():
@@ -310,6 +353,8 @@ def schedule_(
             lambda as_of: one_night(settings, engine, as_of=as_of),
             at=settings.schedule_at,
             tz=settings.schedule_timezone,
+            deliver=lambda: deliver_locked(settings, engine),
+            deliver_every_minutes=settings.delivery.every_minutes,
         )
         # The night in progress finishes (it is one transaction); the loop ends after it.
         signal.signal(signal.SIGTERM, lambda *_: loop.stop.set())

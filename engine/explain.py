@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.orm import aliased
 
 from engine.calendar import BusinessCalendar
 from engine.db.models import (
@@ -448,13 +449,14 @@ def _recorded(conn: Connection, item: CompiledRule[Any], record: dict[str, Any])
         ("finding", f"{state} recorded {when.isoformat()} (policy {version})")
         for _, state, when, version in found
     ]
+    digest = aliased(Notice)
     notices = conn.execute(
-        select(Notice.recipient_role, Notice.recipient_address, Notice.status).where(
-            Notice.finding_key.in_([key for key, *_ in found])
-        )
+        select(Notice.recipient_role, Notice.recipient_address, Notice.status, digest.status)
+        .outerjoin(digest, digest.id == Notice.digest_id)
+        .where(Notice.finding_key.in_([key for key, *_ in found]))
     ).all()
-    lines += [
-        ("notice", f"{role} <{address or 'no address'}>: {status}")
-        for role, address, status in notices
-    ]
+    for role, address, status, in_digest in notices:
+        # A bundled item's fate is its digest's.
+        fate = f"{in_digest} (in the night's digest)" if in_digest else status
+        lines.append(("notice", f"{role} <{address or 'no address'}>: {fate}"))
     return lines

@@ -77,11 +77,12 @@ def deliver_outbox(settings: Settings, engine: Engine) -> DeliveryReport:
         sender_from_settings(settings),
         now=datetime.now(UTC),
         mail_from=settings.mail_from,
+        window=settings.delivery.window(),
     )
     log.info(
         "delivery finished",
         extra={"sent": report.sent, "failed": report.failed, "dead": report.dead,
-               "unknown": report.unknown},
+               "unknown": report.unknown, "held_for_window": report.held},
     )  # fmt: skip
     return report
 

@@ -23,9 +23,12 @@ from engine.db.models import Run
 from engine.db.schema import require_current
 from engine.findings import Finding, record_findings
 from engine.ledger.close import Settlement, settle
-from engine.notices.outbox import queue_notices
+from engine.notices.digest import bundle_digests
+from engine.notices.outbox import QueueReport, queue_letters, queue_notices
+from engine.notices.recipients import Directory
 from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy, load_policy
+from engine.reports.overdue import OverdueSummary, build_overdue, overdue_letters, write_page
 from engine.reports.penalties import write_reports
 from engine.rules import FAMILIES
 from engine.settings import Settings
@@ -89,13 +92,16 @@ def run_night(
     dry_run: bool = False,
     out: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    templates: NoticeTemplates | None = None,
 ) -> RunResult:
     """Evaluate every rule at `as_of`; with dry_run nothing is written to the database.
 
-    `progress` is called with each rule id as it is evaluated (for progress bars).
+    `progress` is called with each rule id as it is evaluated (for progress bars);
+    `templates`, if given, renders the notices instead of those under settings.templates.
     """
     started = time.perf_counter()
-    policy, templates = load_checked_policy(settings)
+    policy, loaded = load_checked_policy(settings)
+    templates = templates or loaded
     require_current(engine)
     timings = {"load_s": round(time.perf_counter() - started, 4)}
     run_id = uuid.uuid4().hex
@@ -148,16 +154,21 @@ def _evaluate_and_queue(
             queued = queue_notices(conn, new, **outgoing)
             # The ledger is written in the same transaction as the findings it books.
             settled = settle(conn, new, **outgoing)
+            overdue, reported = _report_overdue(conn, found, **outgoing)
+            outgoing.pop("policy")
+            bundled = bundle_digests(conn, **outgoing)
             timings["notices_s"] = round(time.perf_counter() - step, 4)
             result.findings = [f.artifact(f.key in new_keys) for f in found]
             result.counts = {
                 "findings_new": len(new_keys),
                 "findings_total": len(found),
-                "notices_queued": queued.queued + settled.queued,
-                "notices_set_aside": queued.set_aside + settled.set_aside,
+                "notices_queued": queued.queued + settled.queued + reported.queued + bundled.queued,
+                "notices_set_aside": queued.set_aside + settled.set_aside + reported.set_aside,
                 "rule_errors": sum(1 for r in result.rules if r.error),
             }
-            result.set_aside = dict(queued.reasons + settled.reasons)
+            result.set_aside = dict(
+                queued.reasons + settled.reasons + reported.reasons + bundled.reasons
+            )
             result.ledger = settled.artifact()
             result.outcome = "error" if result.counts["rule_errors"] else "success"
             _finish_run(conn, result)
@@ -167,21 +178,49 @@ def _evaluate_and_queue(
         conn.close()
 
     if not dry_run:
-        _write_reports(result, settled, settings, templates, policy)
+        _write_reports(result, settled, overdue, settings, templates, policy)
+
+
+def _report_overdue(
+    conn: Connection,
+    found: list[Finding],
+    *,
+    policy: Policy,
+    templates: NoticeTemplates,
+    mail_from: str,
+    run_id: str,
+    as_of: datetime,
+) -> tuple[OverdueSummary, QueueReport]:
+    """Tonight's overdue summary, queued to each branch's managers (once per local day)."""
+    directory = Directory(conn)
+    titles = {compiled.rule.id: compiled.rule.title for compiled in policy.rules()}
+    summary = build_overdue(found, directory.branches, titles, as_of)
+    report = QueueReport()
+    letters = overdue_letters(
+        summary, policy.defaults.overdue_summary_to, directory, report.reasons
+    )
+    queued = queue_letters(
+        conn, letters, templates=templates, mail_from=mail_from, run_id=run_id, as_of=as_of
+    )
+    report.queued, report.set_aside = queued.queued, queued.set_aside + report.set_aside
+    report.reasons.update(queued.reasons)
+    return summary, report
 
 
 def _write_reports(
     result: RunResult,
     settled: Settlement,
+    overdue: OverdueSummary,
     settings: Settings,
     templates: NoticeTemplates,
     policy: Policy,
 ) -> None:
-    """The summaries of the months settled, as HTML and CSV beside the run artifacts."""
+    """The overdue summary and the months settled, as HTML and CSV beside the run artifacts."""
     folder = settings.artifacts_dir / "reports"
     locale, zone = policy.defaults.locale, policy.ledger.timezone
     try:
-        paths = write_reports(settled.summaries, folder, templates, locale, zone)
+        paths = write_page(overdue, folder, templates, locale)
+        paths += write_reports(settled.summaries, folder, templates, locale, zone)
     except (TemplateError, OSError) as exc:  # the night is committed; say so, don't crash
         result.ledger["reports_error"] = f"{type(exc).__name__}: {exc}"
         return

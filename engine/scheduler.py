@@ -60,6 +60,8 @@ class NightlyScheduler:
         at: str,
         tz: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        deliver: Callable[[], object] | None = None,
+        deliver_every_minutes: int = 15,
     ):
         self.engine = engine
         self.night = night
@@ -68,6 +70,18 @@ class NightlyScheduler:
         self.stop = threading.Event()
         self.scheduler = schedule.Scheduler()
         self.job = self.scheduler.every().day.at(at, tz).do(self.run_guarded)
+        if deliver is not None:
+            # Between nights: retries come due (5 min, 30 min, ...) and held customer letters
+            # reach their send window; without this they would wait for the next night.
+            self.scheduler.every(deliver_every_minutes).minutes.do(self._guarded, deliver)
+
+    def _guarded(self, task: Callable[[], object]) -> None:
+        try:
+            task()
+        except RunLocked as exc:
+            log.warning("delivery skipped: %s", exc)
+        except Exception:
+            log.exception("delivery failed; it will be tried again")
 
     def missed(self) -> bool:
         """True when the last scheduled night has no successful run (the host was down)."""

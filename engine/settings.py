@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from engine.notices.window import SendWindow
+
 CONFIG_FILE = Path("aftersales.toml")
 
 
@@ -37,6 +39,37 @@ class SmtpSettings(BaseModel):
     )
     timeout_s: float = Field(30.0, description="Seconds to wait for the server at each step")
     concurrency: int = Field(4, ge=1, le=32, description="Connections used at once")
+
+
+class DeliverySettings(BaseModel):
+    """When letters may go out, and how often the schedule loop delivers between nights."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customer_window: str | None = Field(
+        None,
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$",
+        description="Customer letters go out only between these local hours, e.g. 09:00-20:00",
+    )
+    customer_days: tuple[str, ...] = Field(
+        ("mon", "tue", "wed", "thu", "fri", "sat", "sun"),
+        description="Weekdays of the customer window (mon..sun)",
+    )
+    every_minutes: int = Field(
+        15, ge=1, le=1440, description="`aftersales schedule` delivers retries this often"
+    )
+
+    @model_validator(mode="after")
+    def _window_parses(self) -> DeliverySettings:
+        if self.customer_window is not None:
+            SendWindow.parse(self.customer_window, self.customer_days)
+        return self
+
+    def window(self) -> SendWindow | None:
+        """The customer send window, if one is set."""
+        if self.customer_window is None:
+            return None
+        return SendWindow.parse(self.customer_window, self.customer_days)
 
 
 class Settings(BaseSettings):
@@ -59,6 +92,7 @@ class Settings(BaseSettings):
         "After-sales Service <service@aftersales.example>", description="From header"
     )
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     schedule_at: str = Field(
         "02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Nightly run time, HH:MM"
     )

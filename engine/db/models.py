@@ -395,7 +395,18 @@ class Finding(Base):
     recorded_at: Mapped[datetime] = _col("as_of of that run")
 
 
-OUTBOX_STATES = ("pending", "sending", "sent", "failed", "dead", "unknown")
+# `held`: a staff item waiting, inside the run that queued it, to be bundled into a digest;
+# `bundled`: an item that went out inside its digest (`digest_id`), never on its own.
+OUTBOX_STATES = (
+    "pending",
+    "sending",
+    "sent",
+    "failed",
+    "dead",
+    "unknown",
+    "held",
+    "bundled",
+)
 
 
 class Notice(Base):
@@ -406,6 +417,8 @@ class Notice(Base):
         UniqueConstraint("dedup_key"),
         UniqueConstraint("message_id"),
         Index("ix_notices_status", "status", "next_attempt_at"),
+        Index("ix_notices_digest_id", "digest_id"),
+        Index("ix_notices_run_id", "run_id", "status"),
     )
     id: Mapped[intpk]
     dedup_key: Mapped[str400] = _col("finding key|recipient role|recipient")
@@ -415,6 +428,13 @@ class Notice(Base):
     recipient_role: Mapped[str40] = _col("Role the recipient was reached through")
     recipient_name: Mapped[str200] = _col("Display name")
     recipient_address: Mapped[str200 | None] = _col("Email address")
+    recipient_ref: Mapped[str40 | None] = _col(
+        "Who the reader is (staff:12, customer:7): digests group by it"
+    )
+    timezone: Mapped[str40 | None] = _col("Reader's time zone (IANA), for the send window")
+    digest_id: Mapped[int | None] = _fk(
+        "notices.id", "For a bundled item: the digest it went out in"
+    )
     locale: Mapped[str20] = _col("Locale the letter was rendered in")
     subject: Mapped[str] = _col("Rendered subject")
     body_text: Mapped[str] = _col("Rendered plain-text part")
@@ -426,6 +446,21 @@ class Notice(Base):
     created_at: Mapped[datetime] = _col("as_of of the run that queued it")
     sent_at: Mapped[datetime | None] = _col("When the server accepted it")
     run_id: Mapped[str40] = _col("Run that queued it")
+
+
+class NoticeAttachment(Base):
+    """A file sent with a notice: a CSV report, or a chart shown inline in the HTML part."""
+
+    __tablename__ = "notice_attachments"
+    __table_args__ = (Index("ix_notice_attachments_notice_id", "notice_id"),)
+    id: Mapped[intpk]
+    notice_id: Mapped[int] = _fk("notices.id", "Notice it belongs to")
+    filename: Mapped[str200] = _col("File name the reader sees")
+    content_type: Mapped[str40] = _col("MIME type, e.g. text/csv or image/png")
+    content_id: Mapped[str200 | None] = _col(
+        "For an inline image: the cid the HTML part refers to; empty: an attachment"
+    )
+    data: Mapped[bytes] = _col("The file's bytes")
 
 
 LEDGER_KINDS = ("original", "correction")

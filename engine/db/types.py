@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from sqlalchemy import JSON, Boolean, Date, DateTime, Dialect, Numeric, String, Text
+from sqlalchemy import JSON, Boolean, Date, DateTime, Dialect, LargeBinary, Numeric, String, Text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -74,4 +74,5 @@ TYPE_ANNOTATION_MAP: dict[Any, Any] = {
     money: Numeric(12, 2),
     dict[str, Any]: JSON(),
     list[Any]: JSON(),
+    bytes: LargeBinary(),
 }

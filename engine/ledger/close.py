@@ -34,7 +34,15 @@ from engine.notices.outbox import Letter, queue_letters
 from engine.notices.recipients import Directory, Recipient
 from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy
-from engine.reports.penalties import Line, Summary, build_summary, closing_months, total
+from engine.reports.charts import chart_cid
+from engine.reports.penalties import (
+    Line,
+    Summary,
+    attachments,
+    build_summary,
+    closing_months,
+    total,
+)
 
 HEAD_OFFICE = {"id": None, "name": "Head office", "email": None, "timezone": "UTC"}
 
@@ -154,19 +162,23 @@ def _summary_letters(
     staff = entity_table("staff")
     for part in summary.branches:
         branch = _branch(directory, part.branch_id)
+        mine = summary.only(part.branch_id)
+        name = f"penalties_{summary.period}_{part.code}"
+        files = attachments(mine, name)
         for role in policy.ledger.summary_to:
             readers = directory.resolve(staff, role, {"branch_id": part.branch_id})
             if not readers:
                 reasons[f"nobody in role {role}"] += 1
             for reader in readers:
                 context = {
-                    "summary": summary.only(part.branch_id),
+                    "summary": mine,
                     "branch": branch,
                     "timezone": branch["timezone"],
+                    "chart_src": f"cid:{chart_cid(name)}",
                     "recipient": _reader(reader),
                 }
                 key = f"ledger-summary|{summary.period}|branch:{part.branch_id or 'head-office'}"
-                letters.append(Letter(key, reader, policy.ledger.summary, context))
+                letters.append(Letter(key, reader, policy.ledger.summary, context, files))
     return letters
 
 

@@ -43,7 +43,7 @@ import aiosmtplib
 from sqlalchemy import ColumnElement, Engine, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from engine.db.models import Notice
+from engine.db.models import Notice, NoticeAttachment
 from engine.errors import (
     DeliveryError,
     InternalError,
@@ -52,6 +52,7 @@ from engine.errors import (
     UsageError,
 )
 from engine.notices.message import build_message, parse_mailbox, validate_address
+from engine.notices.window import SendWindow
 from engine.settings import Settings, SmtpSettings
 
 __all__ = [
@@ -446,6 +447,7 @@ class DeliveryReport:
     dead: int = 0
     unknown: int = 0
     skipped: int = 0  # due rows left for a later delivery (over `limit`)
+    held: int = 0  # customer letters rescheduled to the send window's next opening
     recovered: int = 0  # rows found in `sending` from an interrupted delivery
     undelivered: list[Undelivered] = field(default_factory=list)
 
@@ -470,8 +472,13 @@ def deliver(
     limit: int | None = None,
     batch_size: int = 500,
     commit_every: int = 50,
+    window: SendWindow | None = None,
 ) -> DeliveryReport:
-    """Send the due notices (pending, or failed and due at `now`) and record every outcome."""
+    """Send the due notices (pending, or failed and due at `now`) and record every outcome.
+
+    With a `window`, a customer letter due outside it is not sent but rescheduled to the
+    window's next opening in the customer's time zone.
+    """
     # Synchronous on purpose (the CLI and the nightly job are): each batch runs its own event
     # loop, so this must not be called from inside a running one.
     if now.tzinfo is None:
@@ -489,12 +496,12 @@ def deliver(
             batch = _load_sending(engine, leftovers[:size])
             del leftovers[:size]
         else:
-            batch = _claim(engine, now, size)
+            batch = _claim(engine, now, size, window, report)
         if not batch:
             break
         if budget is not None:
             budget -= len(batch)
-        outcomes = _send(sender, batch, now, from_address, reply_address)
+        outcomes = _send(engine, sender, batch, now, from_address, reply_address)
         _record(engine, outcomes, now, report, commit_every)
     with engine.connect() as conn:
         count = select(func.count()).select_from(Notice).where(_due(now))
@@ -536,13 +543,20 @@ def _load_sending(engine: Engine, ids: list[int]) -> list[Notice]:
         return list(session.scalars(stmt.order_by(Notice.id)))
 
 
-def _claim(engine: Engine, now: datetime, size: int) -> list[Notice]:
+def _claim(
+    engine: Engine, now: datetime, size: int, window: SendWindow | None, report: DeliveryReport
+) -> list[Notice]:
     """Mark up to `size` due rows `sending` and commit, before any of them is handed over."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
-        stmt = select(Notice.id).where(_due(now)).order_by(Notice.id).limit(size)
-        ids = list(session.scalars(stmt))
-        if not ids:
-            return []
+        ids: list[int] = []
+        while not ids:
+            stmt = select(Notice.id, Notice.recipient_role, Notice.timezone).where(_due(now))
+            due = session.execute(stmt.order_by(Notice.id).limit(size)).all()
+            if not due:
+                return []
+            ids = [row.id for row in due]
+            if window is not None:
+                ids = _outside_window(session, due, now, window, report)
         # The due test is repeated so that a row another process took in between is left alone.
         claimed = session.scalars(
             update(Notice)
@@ -554,7 +568,42 @@ def _claim(engine: Engine, now: datetime, size: int) -> list[Notice]:
     return sorted(claimed, key=lambda n: n.id)
 
 
+def _outside_window(
+    session: Session, due: Sequence[Any], now: datetime, window: SendWindow, report: DeliveryReport
+) -> list[int]:
+    """Reschedule the customer letters `window` holds back; returns the ids that may go now."""
+    go: list[int] = []
+    for row in due:
+        opening = None
+        if row.recipient_role == "customer":
+            opening = window.next_opening(now, row.timezone)
+        if opening is None:
+            go.append(row.id)
+            continue
+        session.execute(update(Notice).where(Notice.id == row.id).values(next_attempt_at=opening))
+        report.held += 1
+    return go
+
+
+def _attachments(engine: Engine, batch: list[Notice]) -> dict[int, list[NoticeAttachment]]:
+    """The files of each notice in `batch`, a digest's including those of its items."""
+    ids = [notice.id for notice in batch]
+    owner = func.coalesce(Notice.digest_id, Notice.id)
+    stmt = (
+        select(owner, NoticeAttachment)
+        .join(Notice, Notice.id == NoticeAttachment.notice_id)
+        .where(or_(Notice.id.in_(ids), Notice.digest_id.in_(ids)))
+        .order_by(NoticeAttachment.id)
+    )
+    files: dict[int, list[NoticeAttachment]] = {}
+    with Session(engine, expire_on_commit=False) as session:
+        for notice_id, attachment in session.execute(stmt):
+            files.setdefault(notice_id, []).append(attachment)
+    return files
+
+
 def _send(
+    engine: Engine,
     sender: MessageSender,
     batch: list[Notice],
     now: datetime,
@@ -565,9 +614,16 @@ def _send(
     outcomes: list[tuple[Notice, SendResult, bool]] = []
     to_send: list[Notice] = []
     messages: list[EmailMessage] = []
+    files = _attachments(engine, batch)
     for notice in batch:
         try:
-            msg = build_message(notice, mail_from=from_address, reply_to=reply_address, date=now)
+            msg = build_message(
+                notice,
+                mail_from=from_address,
+                reply_to=reply_address,
+                date=now,
+                attachments=files.get(notice.id, ()),
+            )
         except PermanentDeliveryError as exc:
             # A missing or bad address sinks this letter only; the batch goes on.
             outcomes.append((notice, SendResult.from_error(exc), False))

@@ -12,10 +12,12 @@ import base64
 import email.policy
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from functools import lru_cache
+from typing import Protocol
 
 from engine.db.models import Notice
 from engine.errors import PermanentDeliveryError, UsageError
@@ -129,6 +131,7 @@ def build_message(
     mail_from: str | Address,
     reply_to: str | Address | None = None,
     date: datetime | None = None,
+    attachments: Sequence[AttachedFile] = (),
 ) -> EmailMessage:
     """Build the message for `notice`; raises PermanentDeliveryError if it can never be sent."""
     username, domain = validate_address(notice.recipient_address).split("@")
@@ -153,24 +156,67 @@ def build_message(
     if _LANGUAGE_TAG.fullmatch(locale):  # a malformed one loses only this informative header
         msg["Content-Language"] = _header("Content-Language", locale)
     msg["MIME-Version"] = _header("MIME-Version", "1.0")
-    text = _text_part(notice.body_text, "plain")
-    if not notice.body_html:
-        for name, value in text.items():
-            msg[name] = value
-        msg.set_payload(text.get_payload())
-        return msg
-    html = _text_part(notice.body_html, "html")
-    boundary = _boundary(text.get_payload() + html.get_payload())
-    msg["Content-Type"] = _header("Content-Type", f'multipart/alternative; boundary="{boundary}"')
-    msg.attach(text)
-    msg.attach(html)
+    body = _text_part(notice.body_text, "plain")
+    if notice.body_html:
+        body = _container("alternative", [body, _text_part(notice.body_html, "html")])
+    inline = [a for a in attachments if a.content_id]
+    if inline and notice.body_html:
+        body = _container("related", [body, *map(_file_part, inline)])
+    files = [a for a in attachments if not a.content_id or not notice.body_html]
+    if files:
+        body = _container("mixed", [body, *map(_file_part, files)])
+    for name, value in body.items():
+        msg[name] = value
+    msg.set_payload(body.get_payload())
     return msg
 
 
-def _boundary(payloads: str) -> str:
+class AttachedFile(Protocol):
+    """What build_message needs of an attachment (a `notice_attachments` row or an Attachment)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+    content_id: str | None
+
+
+def _container(subtype: str, parts: list[EmailMessage]) -> EmailMessage:
+    """A multipart/`subtype` part holding `parts`, with a boundary none of them contains."""
+    box = EmailMessage(policy=POLICY)
+    leaves = (leaf for part in parts for leaf in part.walk() if not leaf.is_multipart())
+    boundary = _boundary("".join(str(leaf.get_payload()) for leaf in leaves), subtype)
+    box["Content-Type"] = _header("Content-Type", f'multipart/{subtype}; boundary="{boundary}"')
+    for part in parts:
+        box.attach(part)
+    return box
+
+
+def _file_part(attachment: AttachedFile) -> EmailMessage:
+    """A base64 part for a file; an inline image is referred to by its Content-ID."""
+    part = EmailMessage(policy=POLICY)
+    kind = attachment.content_type if _MIME_TYPE.fullmatch(attachment.content_type) else ""
+    if kind.startswith("text/"):
+        kind += '; charset="utf-8"'  # report files are written as UTF-8
+    part["Content-Type"] = _header("Content-Type", kind or "application/octet-stream")
+    part["Content-Transfer-Encoding"] = _header("Content-Transfer-Encoding", "base64")
+    filename = _SAFE_FILENAME.sub("_", clean_header_text(attachment.filename)) or "attachment"
+    if attachment.content_id:
+        part["Content-ID"] = _message_id(f"<{attachment.content_id}>")
+        part["Content-Disposition"] = f'inline; filename="{filename}"'
+    else:
+        part["Content-Disposition"] = f'attachment; filename="{filename}"'
+    part.set_payload(base64.encodebytes(attachment.data).decode("ascii"))
+    return part
+
+
+_MIME_TYPE = re.compile(r"[a-z]+/[a-z0-9.+-]+")
+_SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _boundary(payloads: str, subtype: str = "alternative") -> str:
     # A constant boundary keeps rewritten .eml files identical and its Content-Type header
     # cached. "=_" never occurs in base64, so only a 7-bit body could contain it.
-    boundary = "=_aftersales_alternative"
+    boundary = f"=_aftersales_{subtype}"
     while boundary in payloads:
         boundary = "=_" + secrets.token_hex(16)
     return boundary

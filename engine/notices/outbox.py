@@ -3,6 +3,10 @@
 Each row's dedup key (finding, role, recipient) is unique in the table, so a notice exists
 once however often a night is re-run. A notice that cannot be rendered or has no address is
 kept, set aside as `dead` with its reason, so nothing is lost silently.
+
+Customers get one message per notice. A staff member's notices of one run are queued `held`
+and, once the run has queued everything, `bundle_digests` sends them as one digest per person
+(items grouped by kind, attachments carried along); a single item goes out on its own.
 """
 
 from __future__ import annotations
@@ -20,21 +24,34 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from engine.db.catalogue import entity_table
-from engine.db.models import Notice
+from engine.db.models import Notice, NoticeAttachment
 from engine.findings import Finding
 from engine.notices.recipients import Directory, Recipient
 from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy
 
+DIGEST_TEMPLATE = "digest"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a notice; with a `content_id` it is an image shown inline in the HTML."""
+
+    filename: str
+    content_type: str
+    data: bytes
+    content_id: str | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class Letter:
-    """A notice not tied to one finding (a digest, a close notice): its key, reader and context."""
+    """A notice not tied to one finding (a report, a close notice): its key, reader and context."""
 
     key: str
     person: Recipient
     template: str
     context: dict[str, Any]
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass
@@ -77,17 +94,18 @@ def queue_notices(
             if not people:
                 # Kept as a dead row, so the gap shows in the outbox and can be followed up.
                 nobody = Recipient(role, "nobody", 0, f"(nobody in role {role})", None, "en")
-                row = _blank(finding.key, nobody, template, mail_from, run_id, as_of)
+                row = blank_row(finding.key, nobody, template, mail_from, run_id, as_of)
                 rows.append({**row, "status": "dead", "last_error": f"nobody in role {role}"})
                 continue
+            rule = titles[finding.rule_id]
             for person in people:
-                context = _context(finding, person, directory, titles[finding.rule_id], as_of)
+                context = finding_context(finding, person, directory, rule, as_of)
                 rows.append(
                     _row(
                         finding.key, person, template, templates, context, mail_from, run_id, as_of
                     )
                 )
-    _insert(conn, rows, report)
+    insert_rows(conn, rows, {}, report)
     return report
 
 
@@ -102,39 +120,59 @@ def queue_letters(
 ) -> QueueReport:
     """Render and insert one outbox row per letter; a letter's key makes it exist once."""
     report = QueueReport()
-    rows = [
-        _row(
-            letter.key,
-            letter.person,
-            letter.template,
-            templates,
-            {"as_of": as_of, **letter.context},
-            mail_from,
-            run_id,
-            as_of,
+    rows: list[dict[str, Any]] = []
+    files: dict[str, tuple[Attachment, ...]] = {}
+    for letter in letters:
+        context = {"as_of": as_of, **letter.context}
+        row = _row(
+            letter.key, letter.person, letter.template, templates, context, mail_from, run_id, as_of
         )
-        for letter in letters
-    ]
-    _insert(conn, rows, report)
+        rows.append(row)
+        if letter.attachments:
+            files[row["dedup_key"]] = letter.attachments
+    insert_rows(conn, rows, files, report)
     return report
 
 
-def _insert(conn: Connection, rows: list[dict[str, Any]], report: QueueReport) -> None:
+def insert_rows(
+    conn: Connection,
+    rows: list[dict[str, Any]],
+    files: Mapping[str, Sequence[Attachment]],
+    report: QueueReport,
+) -> None:
+    """Insert the rows not yet in the outbox, and the attachments of those just inserted."""
     if not rows:
         return
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     stmt = insert(Notice).on_conflict_do_nothing(index_elements=["dedup_key"])
-    for status, error in conn.execute(stmt.returning(Notice.status, Notice.last_error), rows):
-        if status == "pending":
+    returning = stmt.returning(Notice.id, Notice.dedup_key, Notice.status, Notice.last_error)
+    attached: list[dict[str, Any]] = []
+    for notice_id, dedup_key, status, error in conn.execute(returning, rows):
+        if status in ("pending", "held"):
             report.queued += 1
         else:
             report.set_aside += 1
             report.reasons[(error or status).split(":")[0]] += 1
+        for attachment in files.get(dedup_key, ()):
+            attached.append({"notice_id": notice_id, **attachment_row(attachment)})
+    if attached:
+        conn.execute(insert(NoticeAttachment), attached)
 
 
-def _context(
+def attachment_row(attachment: Attachment) -> dict[str, Any]:
+    """An attachment as the columns of its `notice_attachments` row."""
+    return {
+        "filename": attachment.filename,
+        "content_type": attachment.content_type,
+        "content_id": attachment.content_id,
+        "data": attachment.data,
+    }
+
+
+def finding_context(
     finding: Finding, person: Recipient, directory: Directory, rule: Any, as_of: datetime
 ) -> dict[str, Any]:
+    """The variables a finding's notice template gets (see docs/policy.md, templates)."""
     branch = directory.branches.get(finding.record.get("branch_id")) or {}  # type: ignore[arg-type]
     customer = directory.customers.get(finding.record.get("customer_id"))  # type: ignore[arg-type]
     return {
@@ -165,17 +203,26 @@ def _row(
     run_id: str,
     as_of: datetime,
 ) -> dict[str, Any]:
-    row = _blank(key, person, template, mail_from, run_id, as_of)
+    row = blank_row(key, person, template, mail_from, run_id, as_of, context.get("timezone"))
     try:
         rendered = templates.render(template, person.locale, context)
     except Exception as exc:  # an operator's template must never sink the night
         reason = f"cannot render: {type(exc).__name__}: {exc}"
         return {**row, "status": "dead", "last_error": reason}
-    return _filled(row, person, rendered.subject, rendered.text, rendered.html, rendered.locale)
+    row = filled_row(row, person, rendered.subject, rendered.text, rendered.html, rendered.locale)
+    if row["status"] == "pending" and person.kind == "staff":
+        row["status"] = "held"  # for this run's digest (bundle_digests)
+    return row
 
 
-def _blank(
-    key: str, person: Recipient, template: str, mail_from: str, run_id: str, as_of: datetime
+def blank_row(
+    key: str,
+    person: Recipient,
+    template: str,
+    mail_from: str,
+    run_id: str,
+    as_of: datetime,
+    timezone: str | None = None,
 ) -> dict[str, Any]:
     """An outbox row for `person` with nothing rendered yet."""
     dedup = f"{key}|{person.role}|{person.ref}"
@@ -187,6 +234,9 @@ def _blank(
         "recipient_role": person.role,
         "recipient_name": person.name,
         "recipient_address": person.address,
+        "recipient_ref": person.ref,
+        "timezone": timezone,
+        "digest_id": None,
         "locale": person.locale,
         "subject": "",
         "body_text": "",
@@ -201,7 +251,7 @@ def _blank(
     }
 
 
-def _filled(
+def filled_row(
     row: dict[str, Any],
     person: Recipient,
     subject: str,
@@ -242,12 +292,12 @@ def queue_plain_notice(
         locale=recipient.get("locale") or "en",
     )
     values = {**context, "recipient": {"name": person.name, "role": person.role}}
-    row = _blank(key, person, template, mail_from, run_id, as_of)
+    row = blank_row(key, person, template, mail_from, run_id, as_of)
     try:
-        rendered = templates.render(template, person.locale, values)
-        row = _filled(row, person, rendered.subject, rendered.text, rendered.html, rendered.locale)
+        done = templates.render(template, person.locale, values)
+        row = filled_row(row, person, done.subject, done.text, done.html, done.locale)
     except Exception:  # the plain facts still go out
-        row = _filled(row, person, template.replace("_", " "), _plain(context), None, "en")
+        row = filled_row(row, person, template.replace("_", " "), _plain(context), None, "en")
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     conn.execute(insert(Notice).on_conflict_do_nothing(index_elements=["dedup_key"]), row)
 

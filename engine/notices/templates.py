@@ -86,6 +86,8 @@ class NoticeTemplates:
         )
         self.env.filters.update(date=_date, datetime=_datetime, money=_money, number=_number)
         self._files = self._scan()
+        # name -> the first context rendered with it; set to a dict to collect (preview does).
+        self.samples: dict[str, dict[str, Any]] | None = None
 
     def _scan(self) -> dict[str, dict[str, set[str]]]:
         found: dict[str, dict[str, set[str]]] = {}
@@ -129,6 +131,8 @@ class NoticeTemplates:
         locale = self.pick_locale(name, wanted_locale)
         if locale is None:
             raise LookupError(f"no template for notice {name!r} in {self.folder}")
+        if self.samples is not None:
+            self.samples.setdefault(name, context)
         values = {"timezone": "UTC", **context, "locale": locale}
         out = {
             part: self.env.get_template(path).render(values)

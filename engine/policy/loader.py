@@ -26,6 +26,7 @@ from engine.expr.nodes import AsOf, walk
 from engine.notices.templates import NoticeTemplates
 from engine.policy.models import (
     END_OF_WORKING_DAY,
+    OVERDUE_NOTICE,
     Action,
     ClassificationRule,
     DeadlineRule,
@@ -146,6 +147,7 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     tallies = checks.family(parsed, "tallies", checks.tally)
     if tallies:
         checks.ledger(parsed, ledger)
+    checks.defaults(_single(parsed, "defaults", []))
     if problems:
         raise PolicyError(problems)
     return Policy(
@@ -629,6 +631,18 @@ class _RuleChecks:
                     hint,
                 )
             )
+
+    def defaults(self, given: tuple[SourceFile, Defaults] | None) -> None:
+        """The overdue summary goes to staff roles, and its template exists."""
+        if given is None:
+            return
+        source, defaults = given
+        where = ("defaults", "overdue_summary_to")
+        staff = entity_table("staff")
+        for index, role in enumerate(defaults.overdue_summary_to):
+            self.charge(source, (*where, index), (role,), staff, "send the overdue summary to")
+        if defaults.overdue_summary_to:
+            self.notice(source, where, OVERDUE_NOTICE)
 
     def ledger(
         self,

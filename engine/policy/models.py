@@ -40,10 +40,18 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
 
 
+OVERDUE_NOTICE = "overdue_summary"
+"""The template of the nightly overdue summary (engine.reports.overdue)."""
+
+
 class Defaults(_Frozen):
     """Policy-wide defaults."""
 
     locale: Locale = Field("en", description="Language used when a reader's has no template")
+    overdue_summary_to: tuple[Word, ...] = Field(
+        ("service_manager",),
+        description="Staff roles that get each branch's nightly overdue summary; [] for none",
+    )
 
 
 NoticePlan = tuple[str, str, str | None]

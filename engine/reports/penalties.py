@@ -9,10 +9,9 @@ a CSV with one row per entry, for accounting and payroll.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +23,10 @@ from sqlalchemy import Connection, select
 
 from engine.db.models import Branch, LedgerClose, LedgerEntry, Staff
 from engine.ledger.periods import Period, closing_with
+from engine.notices.outbox import Attachment
 from engine.notices.templates import NoticeTemplates
+from engine.reports.charts import bar_chart, chart_cid
+from engine.reports.files import write_atomically
 
 PAGE_TEMPLATE = "_reports/penalties.html.j2"
 CSV_COLUMNS = (
@@ -238,11 +240,33 @@ def render_csv(summary: Summary) -> str:
     return out.getvalue()
 
 
+def chart(summary: Summary) -> bytes:
+    """Net amount per rule (rewards less penalties), as a PNG bar chart."""
+    net: dict[str, Decimal] = {}
+    for part in summary.branches:
+        for person in part.people:
+            for line in person.lines:
+                net[line.rule_id] = net.get(line.rule_id, Decimal(0)) + line.amount
+    currencies = sorted({t.currency for t in summary.totals})
+    title = f"Net per rule {summary.period}"
+    bars = [(rule, float(amount)) for rule, amount in net.items()]
+    return bar_chart(title, bars, unit=" / ".join(currencies))
+
+
+def attachments(summary: Summary, name: str) -> tuple[Attachment, ...]:
+    """The summary's CSV and its chart (shown inline as `cid:` + chart_cid(name)), for a letter."""
+    return (
+        Attachment(f"{name}.csv", "text/csv", render_csv(summary).encode("utf-8-sig")),
+        Attachment(f"{name}.png", "image/png", chart(summary), chart_cid(name)),
+    )
+
+
 def render_html(
     summary: Summary, templates: NoticeTemplates, locale: str, timezone: str = "UTC"
 ) -> str:
     """The summary as a standalone, email-ready HTML page in `locale`, times in `timezone`."""
-    values = {"summary": summary, "locale": locale, "timezone": timezone}
+    src = "data:image/png;base64," + base64.b64encode(chart(summary)).decode("ascii")
+    values = {"summary": summary, "locale": locale, "timezone": timezone, "chart_src": src}
     return templates.env.get_template(PAGE_TEMPLATE).render(values)
 
 
@@ -263,18 +287,10 @@ def write_reports(
     for summary in summaries:
         html_path, csv_path = report_paths(folder, summary.period)
         # utf-8-sig: spreadsheet programs then read the Chinese names right.
-        _write(csv_path, render_csv(summary), "utf-8-sig")
-        _write(html_path, render_html(summary, templates, locale, timezone), "utf-8")
+        write_atomically(csv_path, render_csv(summary), "utf-8-sig")
+        write_atomically(html_path, render_html(summary, templates, locale, timezone), "utf-8")
         written += [html_path, csv_path]
     return written
-
-
-def _write(path: Path, text: str, encoding: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report_")
-    with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def closing_months(periods: Iterable[Period]) -> list[Period]:

@@ -30,6 +30,7 @@ from engine.notices.delivery import (
     deliver,
     eml_filename,
 )
+from engine.notices.window import SendWindow
 from engine.settings import SmtpSettings
 
 NOW = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
@@ -436,3 +437,39 @@ def test_encrypted_and_authenticated_session(db, certificate, security):
         controller.stop()
     assert report.sent == 3
     assert len(handler.accepted) == 3
+
+
+def test_customer_letters_wait_for_the_send_window_where_the_customer_lives(db, smtp_server):
+    handler, port = smtp_server
+    window = SendWindow.parse("09:00-20:00")
+    # NOW is 02:00 on Tuesday in Shanghai, 19:00 on Monday in Madrid.
+    [shanghai] = add_notices(db, timezone="Asia/Shanghai")
+    [madrid] = add_notices(db, timezone="Europe/Madrid")
+    [staff] = add_notices(
+        db, timezone="Asia/Shanghai", recipient_role="service_manager", recipient_ref="staff:9"
+    )
+
+    first = run(db, plain(port), window=window)
+
+    assert (first.sent, first.held) == (2, 1)
+    assert rows(db)[shanghai].status == "pending"
+    opens = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+    assert rows(db)[shanghai].next_attempt_at == opens
+    assert {rows(db)[madrid].status, rows(db)[staff].status} == {"sent"}
+    assert run(db, plain(port), now=opens - timedelta(minutes=1), window=window).sent == 0
+
+    at_nine = run(db, plain(port), now=opens, window=window)
+
+    assert (at_nine.sent, at_nine.held) == (1, 0)
+    assert sorted(handler.ids().values()) == [1, 1, 1]
+
+
+def test_send_window_days_skip_to_the_next_open_day():
+    window = SendWindow.parse("09:00-20:00", ("mon", "tue", "wed", "thu", "fri"))
+    saturday_noon = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
+    assert window.next_opening(saturday_noon, "Asia/Shanghai") == datetime(
+        2026, 11, 30, 1, 0, tzinfo=UTC
+    )
+    assert window.next_opening(saturday_noon, "Not/AZone") == datetime(
+        2026, 11, 30, 9, 0, tzinfo=UTC
+    )  # an unknown zone is read as UTC rather than holding the letter for ever

@@ -71,8 +71,14 @@ def test_renewal_notices_one_month_before_and_free_maintenance_three_months(
         ("sales_director@hq.example", "free_maintenance_report"),
         ("ada.wong@example.com", "contract_lapsed"),
         ("sales_rep@sh.example", "lapse_task"),
+        ("sales_rep@sh.example", "digest"),
     }
-    assert len(notices) == 8
+    assert len(notices) == 9
+    # The sales rep's three tasks go out as one digest, not three messages.
+    (digest,) = [n for n in notices if n.template == "digest"]
+    rep_items = [n for n in notices if n.digest_id == digest.id]
+    assert len(rep_items) == 3 and {n.status for n in rep_items} == {"bundled"}
+    assert digest.status == "pending" and "共 3 项" in digest.body_text  # the rep reads zh-CN
     li_letter = next(n for n in notices if n.recipient_address == "li.wei@example.com")
     assert li_letter.locale == "zh-CN"
     assert li_letter.subject.startswith("您的维修保养合同 MC-20261223-")
@@ -87,14 +93,15 @@ def test_same_night_twice_and_next_night_add_nothing_twice(service_data, setting
     settings = settings_for(str(service_data.engine.url))
     first = run_night(settings, service_data.engine, as_of=AS_OF)
     again = run_night(settings, service_data.engine, as_of=AS_OF)
-    assert first.counts["findings_new"] == 4 and first.counts["notices_queued"] == 8
+    # Eight letters and tasks, plus the digest carrying the sales rep's three tasks.
+    assert first.counts["findings_new"] == 4 and first.counts["notices_queued"] == 9
     assert again.counts == {**first.counts, "findings_new": 0, "notices_queued": 0}
     assert all(not f["new"] for f in again.findings)
 
     tomorrow = run_night(settings, service_data.engine, as_of=AS_OF + timedelta(days=1))
     assert [f["occurrence"] for f in tomorrow.findings if f["new"]] == ["2026-12-24"]
     assert tomorrow.counts["notices_queued"] == 2  # customer letter and sales rep task
-    assert len(_notices(service_data.engine)) == 10
+    assert len(_notices(service_data.engine)) == 11
     with service_data.engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Run)) == 3
 
@@ -144,7 +151,7 @@ def test_dry_run_writes_nothing_but_reports_what_would_happen(service_data, sett
     out = tmp_path / "dry.json"
     settings = settings_for(str(service_data.engine.url))
     result = run_night(settings, service_data.engine, as_of=AS_OF, dry_run=True, out=out)
-    assert result.counts["findings_new"] == 4 and result.counts["notices_queued"] == 8
+    assert result.counts["findings_new"] == 4 and result.counts["notices_queued"] == 9
     assert _findings(service_data.engine) == set() and _notices(service_data.engine) == []
     document = json.loads(out.read_text())
     assert document["dry_run"] is True and len(document["findings"]) == 4

@@ -280,8 +280,16 @@ def test_the_close_sends_each_person_a_notice_and_the_manager_a_summary(
         ("accounting@hq.example", "reward_penalty_notice"),
         ("payroll@hq.example", "reward_penalty_notice"),
         ("service_manager@sh.example", "penalty_summary"),
+        ("accounting@hq.example", "digest"),
+        ("payroll@hq.example", "digest"),
     }
-    assert len(notices) == 7  # two people, each with their own copies for accounting and payroll
+    # Two people, each with their own copies for accounting and payroll; accounting and payroll
+    # receive their two copies in one digest each.
+    assert len(notices) == 9
+    for office in ("accounting@hq.example", "payroll@hq.example"):
+        (digest,) = [n for n in notices if n.recipient_address == office and n.template == "digest"]
+        copies = [n for n in notices if n.digest_id == digest.id]
+        assert len(copies) == 2 and {n.status for n in copies} == {"bundled"}
     letter = next(n for n in notices if n.recipient_address == "technician@sh.example")
     assert letter.subject == "奖罚通知单 2026-10：technician sh"
     assert "-CN¥100.00" in letter.body_text or "-¥100.00" in letter.body_text
@@ -290,7 +298,8 @@ def test_the_close_sends_each_person_a_notice_and_the_manager_a_summary(
     assert "team_lead sh" in summary.body_html and "<table" in summary.body_html
 
     reports = tmp_path / "runs" / "reports"
-    assert result.ledger["reports"] == [
+    # The night's overdue page comes first, then the month the close settled.
+    assert result.ledger["reports"][-2:] == [
         str(reports / "penalties_2026-10.html"),
         str(reports / "penalties_2026-10.csv"),
     ]

@@ -18,6 +18,7 @@ from engine.notices.message import (
     parse_mailbox,
     validate_address,
 )
+from engine.notices.outbox import Attachment
 
 QUEUED = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
 MAIL_FROM = "After-sales Service <service@aftersales.example>"
@@ -213,3 +214,36 @@ def test_long_ascii_lines_and_control_characters_go_base64():
     assert msg["Content-Transfer-Encoding"] == "base64"
     assert text_of(msg) == long_line
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+
+
+def test_report_letter_carries_its_chart_inline_and_its_csv_as_a_file():
+    chart = Attachment("overdue_SH-01.png", "image/png", b"\x89PNG fake", "overdue_SH-01.png@x")
+    table = Attachment("overdue_SH-01.csv", "text/csv", "规则,单号\n".encode("utf-8-sig"))
+    letter = notice(body_html='<p>见附件</p><img src="cid:overdue_SH-01.png@x">')
+
+    raw, msg = wire(build_message(letter, mail_from=MAIL_FROM, attachments=[chart, table]))
+
+    assert raw.isascii()
+    assert msg.get_content_type() == "multipart/mixed"
+    related = msg.get_payload()[0]
+    assert related.get_content_type() == "multipart/related"
+    assert [p.get_content_type() for p in related.walk()] == [
+        "multipart/related", "multipart/alternative", "text/plain", "text/html", "image/png",
+    ]  # fmt: skip
+    image = related.get_payload()[1]
+    assert image["Content-ID"] == "<overdue_SH-01.png@x>"
+    assert image.get_content() == b"\x89PNG fake"
+    [attached] = list(msg.iter_attachments())
+    assert attached.get_filename() == "overdue_SH-01.csv"
+    assert attached.get_content().lstrip("\ufeff") == "规则,单号\n"
+
+
+def test_attachment_names_cannot_bend_headers():
+    evil = Attachment('a"\r\nBcc: x@evil.example\r\n.csv', "text/csv\r\nX: y", b"1,2\n")
+
+    raw, msg = wire(build_message(notice(body_html=None), mail_from=MAIL_FROM, attachments=[evil]))
+
+    assert b"\r\nBcc:" not in raw and b"\r\nX: y" not in raw
+    [attached] = list(msg.iter_attachments())
+    assert attached.get_content_type() == "application/octet-stream"
+    assert "\n" not in attached.get_filename() and '"' not in attached.get_filename()

@@ -1,0 +1,133 @@
+"""Bundle a run's staff notices into one digest per person: one message, items grouped by kind.
+
+`queue_notices` and `queue_letters` leave staff rows `held`. Once a run has queued everything,
+`bundle_digests` looks at that run's held rows: a person with one item gets it on its own
+(`pending`); a person with several gets one digest row, and the items become `bundled` with
+`digest_id` pointing at it. Items keep their own dedup keys, so each still exists once and
+`explain` can follow an item to the message it went out in. Attachments stay on the items;
+delivery gathers them into the digest's message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from engine.db.models import Notice
+from engine.notices.outbox import (
+    DIGEST_TEMPLATE,
+    QueueReport,
+    blank_row,
+    filled_row,
+    insert_rows,
+)
+from engine.notices.recipients import Recipient
+from engine.notices.templates import NoticeTemplates
+
+# The layout marks the letter's own content, so a digest can show it without the footer.
+_CONTENT = re.compile(r"<!--content-->(.*?)<!--/content-->", re.S)
+_BODY = re.compile(r"<body[^>]*>(.*?)</body>", re.S | re.I)
+
+
+def bundle_digests(
+    conn: Connection,
+    *,
+    run_id: str,
+    templates: NoticeTemplates,
+    mail_from: str,
+    as_of: datetime,
+) -> QueueReport:
+    """Turn the run's held staff rows into digests (several items) or single letters (one)."""
+    report = QueueReport()
+    held = conn.execute(
+        select(Notice).where(Notice.run_id == run_id, Notice.status == "held").order_by(Notice.id)
+    ).all()
+    by_person: dict[str, list[Any]] = defaultdict(list)
+    for row in held:
+        by_person[row.recipient_ref or row.dedup_key].append(row)
+    release: list[int] = []
+    for ref, items in by_person.items():
+        if len(items) == 1:
+            release.append(items[0].id)
+            continue
+        digest_id = _queue_digest(conn, ref, items, templates, mail_from, run_id, as_of, report)
+        if digest_id is None:
+            release += [item.id for item in items]
+            continue
+        conn.execute(
+            update(Notice)
+            .where(Notice.id.in_([item.id for item in items]))
+            .values(status="bundled", digest_id=digest_id)
+        )
+    if release:
+        conn.execute(update(Notice).where(Notice.id.in_(release)).values(status="pending"))
+    return report
+
+
+def _queue_digest(
+    conn: Connection,
+    ref: str,
+    items: Sequence[Any],
+    templates: NoticeTemplates,
+    mail_from: str,
+    run_id: str,
+    as_of: datetime,
+    report: QueueReport,
+) -> int | None:
+    """Insert the digest row for one person; None if it cannot be rendered (items go alone)."""
+    first = items[0]
+    kind, _, number = ref.partition(":")
+    person = Recipient(
+        role=first.recipient_role,
+        kind=kind,
+        id=int(number) if number.isdigit() else 0,
+        name=first.recipient_name,
+        address=first.recipient_address,
+        locale=first.locale,
+    )
+    timezone = first.timezone or "UTC"
+    context = {
+        "recipient": {"name": person.name, "role": person.role, "email": person.address},
+        "as_of": as_of,
+        "timezone": timezone,
+        "count": len(items),
+        "sections": sections(items),
+    }
+    key = f"digest|{run_id}"
+    row = blank_row(key, person, DIGEST_TEMPLATE, mail_from, run_id, as_of, timezone)
+    try:
+        rendered = templates.render(DIGEST_TEMPLATE, person.locale, context)
+    except Exception as exc:  # the items still go out, one by one
+        report.reasons[f"digest not rendered ({type(exc).__name__}), items sent alone"] += 1
+        return None
+    row = filled_row(row, person, rendered.subject, rendered.text, rendered.html, rendered.locale)
+    insert_rows(conn, [row], {}, report)
+    return conn.scalar(select(Notice.id).where(Notice.dedup_key == row["dedup_key"]))
+
+
+def sections(items: Sequence[Any]) -> list[dict[str, Any]]:
+    """The items grouped by notice kind, kinds in order of first appearance."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        grouped.setdefault(item.template, []).append(
+            {
+                "subject": item.subject,
+                "text": item.body_text,
+                "html": html_content(item.body_html),
+                "finding_key": item.finding_key,
+            }
+        )
+    return [{"kind": kind, "items": entries} for kind, entries in grouped.items()]
+
+
+def html_content(document: str | None) -> str | None:
+    """The letter's own content out of a whole HTML document (no layout, no footer)."""
+    if not document:
+        return None
+    match = _CONTENT.search(document) or _BODY.search(document)
+    return match.group(1).strip() if match else None

@@ -1,0 +1,228 @@
+"""The nightly overdue summary: every clock past its deadline tonight, per branch.
+
+Built from the night's deadline findings (new and already recorded alike: a `breach` is
+reached only while the clock still runs), so it shows what is late now, not what became late
+today. Each branch's managers (`defaults.overdue_summary_to`) get it once per local day as a
+letter with a bar chart inline and the items as CSV; the run also writes the whole summary as
+a standalone page, `runs/reports/overdue_<date>.html`, with its CSV.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from engine.db.catalogue import entity_table
+from engine.findings import Finding
+from engine.notices.outbox import Attachment, Letter
+from engine.notices.recipients import Directory
+from engine.notices.templates import NoticeTemplates
+from engine.policy.models import OVERDUE_NOTICE
+from engine.reports.charts import bar_chart, chart_cid
+from engine.reports.files import write_atomically
+
+PAGE_TEMPLATE = "_reports/overdue.html.j2"
+CSV_COLUMNS = (
+    "branch",
+    "branch_name",
+    "rule_id",
+    "rule_title",
+    "entity",
+    "entity_id",
+    "number",
+    "deadline",
+    "overdue_hours",
+    "escalation_level",
+    "reason",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueItem:
+    """One clock past its deadline."""
+
+    rule_id: str
+    rule_title: str
+    entity: str
+    entity_id: str
+    number: str
+    deadline: datetime
+    overdue: timedelta
+    level: int  # highest escalation level reached; 0: breached, not escalated
+    reason: str
+
+    @property
+    def overdue_hours(self) -> float:
+        """Wall-clock hours past the deadline, one decimal."""
+        return round(self.overdue.total_seconds() / 3600, 1)
+
+
+@dataclass
+class OverdueBranch:
+    """One branch's overdue items, most overdue first."""
+
+    branch_id: int | None
+    code: str
+    name: str
+    timezone: str
+    items: list[OverdueItem] = field(default_factory=list)
+
+    def by_rule(self) -> list[tuple[str, int]]:
+        """(rule id, items) pairs, most items first."""
+        counts = Counter(item.rule_id for item in self.items)
+        return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
+
+
+@dataclass
+class OverdueSummary:
+    """Everything overdue at `as_of`, per branch."""
+
+    as_of: datetime
+    branches: list[OverdueBranch] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """Items in all branches."""
+        return sum(len(part.items) for part in self.branches)
+
+
+def build_overdue(
+    found: Sequence[Finding],
+    branches: Mapping[int, Mapping[str, Any]],
+    titles: Mapping[str, str],
+    as_of: datetime,
+) -> OverdueSummary:
+    """The overdue summary from one night's deadline findings (pure)."""
+    levels: dict[tuple[str, str, str], int] = {}
+    breaches: list[Finding] = []
+    for finding in found:
+        if finding.family != "deadline":
+            continue
+        clock = (finding.rule_id, finding.entity_id, finding.occurrence)
+        if finding.state == "breach":
+            breaches.append(finding)
+            levels.setdefault(clock, 0)
+        elif finding.state.startswith("escalation:"):
+            level = int(finding.state.partition(":")[2])
+            levels[clock] = max(levels.get(clock, 0), level)
+    parts: dict[int | None, OverdueBranch] = {}
+    for finding in breaches:
+        branch_id = finding.record.get("branch_id")
+        part = parts.get(branch_id)
+        if part is None:
+            branch = branches.get(branch_id) or {}  # type: ignore[arg-type]
+            part = parts[branch_id] = OverdueBranch(
+                branch_id,
+                branch.get("code", "HQ"),
+                branch.get("name", "Head office"),
+                branch.get("timezone", "UTC"),
+            )
+        deadline = finding.due_at or as_of
+        part.items.append(
+            OverdueItem(
+                rule_id=finding.rule_id,
+                rule_title=titles.get(finding.rule_id, finding.rule_id),
+                entity=finding.entity,
+                entity_id=finding.entity_id,
+                number=str(finding.record.get("number") or finding.entity_id),
+                deadline=deadline,
+                overdue=as_of - deadline,
+                level=levels[(finding.rule_id, finding.entity_id, finding.occurrence)],
+                reason=finding.reason,
+            )
+        )
+    for part in parts.values():
+        part.items.sort(key=lambda item: (item.deadline, item.rule_id, item.number))
+    ordered = sorted(parts.values(), key=lambda part: (part.code, part.branch_id or 0))
+    return OverdueSummary(as_of, ordered)
+
+
+def render_csv(parts: Sequence[OverdueBranch]) -> str:
+    """One row per overdue item."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for part in parts:
+        for item in part.items:
+            writer.writerow(
+                (
+                    part.code,
+                    part.name,
+                    item.rule_id,
+                    item.rule_title,
+                    item.entity,
+                    item.entity_id,
+                    item.number,
+                    item.deadline.isoformat(),
+                    item.overdue_hours,
+                    item.level,
+                    item.reason,
+                )
+            )
+    return out.getvalue()
+
+
+def chart(part: OverdueBranch) -> bytes:
+    """Overdue items per rule in one branch, as a PNG bar chart."""
+    return bar_chart(f"Overdue now: {part.code}", part.by_rule(), unit="items")
+
+
+def overdue_letters(
+    summary: OverdueSummary, roles: Sequence[str], directory: Directory, reasons: Counter[str]
+) -> list[Letter]:
+    """Each branch's summary to the holders of `roles` there, once per local day."""
+    letters: list[Letter] = []
+    staff = entity_table("staff")
+    for part in summary.branches:
+        branch = directory.branches.get(part.branch_id) or {}  # type: ignore[arg-type]
+        day = summary.as_of.astimezone(ZoneInfo(part.timezone)).date().isoformat()
+        name = f"overdue_{part.code}_{day}"
+        files = (
+            Attachment(f"{name}.csv", "text/csv", _csv_bytes([part])),
+            Attachment(f"{name}.png", "image/png", chart(part), chart_cid(name)),
+        )
+        for role in roles:
+            readers = directory.resolve(staff, role, {"branch_id": part.branch_id})
+            if not readers:
+                reasons[f"nobody in role {role}"] += 1
+            for reader in readers:
+                context = {
+                    "part": part,
+                    "branch": branch,
+                    "timezone": part.timezone,
+                    "chart_src": f"cid:{chart_cid(name)}",
+                    "recipient": {"name": reader.name, "role": reader.role},
+                }
+                key = f"overdue-summary|{day}|branch:{part.branch_id or 'head-office'}"
+                letters.append(Letter(key, reader, OVERDUE_NOTICE, context, files))
+    return letters
+
+
+def write_page(
+    summary: OverdueSummary, folder: Path, templates: NoticeTemplates, locale: str
+) -> list[Path]:
+    """Write the whole summary as `overdue_<date>.html` (charts inline) and `.csv`."""
+    stamp = summary.as_of.strftime("%Y-%m-%d")
+    charts = {
+        part.code: "data:image/png;base64," + base64.b64encode(chart(part)).decode("ascii")
+        for part in summary.branches
+    }
+    values = {"summary": summary, "charts": charts, "locale": locale, "timezone": "UTC"}
+    html = templates.env.get_template(PAGE_TEMPLATE).render(values)
+    html_path, csv_path = folder / f"overdue_{stamp}.html", folder / f"overdue_{stamp}.csv"
+    write_atomically(csv_path, render_csv(summary.branches), "utf-8-sig")
+    write_atomically(html_path, html, "utf-8")
+    return [html_path, csv_path]
+
+
+def _csv_bytes(parts: Sequence[OverdueBranch]) -> bytes:
+    # utf-8-sig: spreadsheet programs then read the Chinese titles right.
+    return render_csv(parts).encode("utf-8-sig")

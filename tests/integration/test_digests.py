@@ -1,0 +1,107 @@
+"""Manager digests and the overdue summary, end to end against a loopback SMTP server."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.models import Notice
+from engine.notices.delivery import SmtpSender, deliver
+from engine.run import run_night
+from engine.settings import SmtpSettings
+
+# Monday 2026-11-23 18:00 UTC is 02:00 on Tuesday in Shanghai.
+AS_OF = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+MAIL_FROM = "After-sales <service@aftersales.example>"
+
+
+def overdue_calls(data, count: int = 3) -> list[str]:
+    """`count` repair calls received last Thursday morning, nobody on site yet."""
+    customer = data.customer("Li Lei", locale="zh-CN")
+    received = datetime(2026, 11, 19, 1, 30, tzinfo=UTC)  # Thu 09:30 in Shanghai
+    numbers = []
+    for i in range(count):
+        number = f"SR-SH-{i + 1:03d}"
+        data.request(customer, received + timedelta(minutes=i), number=number)
+        numbers.append(number)
+    return numbers
+
+
+def night(db, settings_for, db_url, as_of=AS_OF):
+    return run_night(settings_for(db_url), db, as_of=as_of)
+
+
+def outbox(db) -> list[Notice]:
+    with Session(db, expire_on_commit=False) as session:
+        return list(session.scalars(select(Notice).order_by(Notice.id)))
+
+
+def smtp(port: int) -> SmtpSender:
+    settings = SmtpSettings(host="127.0.0.1", port=port, security="none", timeout_s=5)
+    return SmtpSender(settings, local_hostname="client.test")
+
+
+def test_each_person_gets_one_message_per_night_with_every_item_grouped(
+    db, db_url, settings_for, service_data, smtp_server
+):
+    handler, port = smtp_server
+    numbers = overdue_calls(service_data)
+    night(db, settings_for, db_url)
+
+    rows = outbox(db)
+    outgoing = [n for n in rows if n.status == "pending"]
+    per_person = [n.recipient_ref for n in outgoing if n.recipient_ref.startswith("staff:")]
+    assert len(per_person) == len(set(per_person)), "a staff member has two messages tonight"
+    manager = f"staff:{service_data.staff['service_manager']}"
+    [digest] = [n for n in outgoing if n.recipient_ref == manager]
+    assert digest.template == "digest"
+    items = [n for n in rows if n.digest_id == digest.id]
+    # Three calls escalated to the manager, and the branch's overdue summary.
+    assert sorted(n.template for n in items) == ["escalation"] * 3 + ["overdue_summary"]
+    assert {n.status for n in items} == {"bundled"}
+    assert all(n.recipient_ref == manager for n in items)
+    for number in numbers:
+        assert number in digest.body_text
+
+    report = deliver(db, smtp(port), now=AS_OF, mail_from=MAIL_FROM)
+    assert report.dead == report.unknown == report.failed == 0
+    address = "service_manager@sh.example"
+    to_manager = [m for m in handler.messages() if m["To"].addresses[0].addr_spec == address]
+    assert len(to_manager) == 1
+    [msg] = to_manager
+    assert msg["Message-ID"] == digest.message_id
+    [table] = [p for p in msg.iter_attachments() if p.get_content_type() == "text/csv"]
+    assert table.get_filename() == "overdue_SH-01_2026-11-24.csv"  # the branch's local date
+    lines = list(csv.DictReader(io.StringIO(table.get_content().lstrip("\ufeff"))))
+    dispatch = [line["number"] for line in lines if line["rule_id"] == "dispatch-urban"]
+    assert sorted(dispatch) == numbers
+    html = msg.get_body(("html",)).get_content()
+    images = [p for p in msg.walk() if p.get_content_type() == "image/png"]
+    assert images and all(f"cid:{p['Content-ID'].strip('<>')}" in html for p in images)
+
+
+def test_a_rerun_of_the_night_sends_no_second_digest(db, db_url, settings_for, service_data):
+    overdue_calls(service_data)
+    night(db, settings_for, db_url)
+    before = len(outbox(db))
+
+    again = night(db, settings_for, db_url)
+    later = night(db, settings_for, db_url, AS_OF + timedelta(hours=1))  # same local day
+
+    assert len(outbox(db)) == before
+    assert again.counts["notices_queued"] == later.counts["notices_queued"] == 0
+
+
+def test_one_item_goes_out_on_its_own_not_as_a_digest(db, db_url, settings_for, service_data):
+    customer = service_data.customer("Han Meimei", locale="zh-CN")
+    accepted = AS_OF - timedelta(hours=30)
+    service_data.complaint(customer, accepted, number="CP-SH-001")
+    night(db, settings_for, db_url)
+
+    department = f"staff:{service_data.staff['responsible_department']}"
+    [letter] = [n for n in outbox(db) if n.recipient_ref == department]
+    assert (letter.template, letter.status, letter.digest_id) == ("urge_notice", "pending", None)

@@ -1,0 +1,98 @@
+"""`aftersales preview` and the sandbox: a template mistake fails preview, not a letter."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.db.models import LOCALES, Notice
+from engine.notices.delivery import EmlDirectorySender, deliver
+from engine.preview import preview
+from engine.run import run_night
+
+ROOT = Path(__file__).resolve().parents[2]
+AS_OF = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def templates(tmp_path) -> Path:
+    """A copy of the shipped templates that a test may break."""
+    folder = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates" / "notices", folder)
+    return folder
+
+
+def test_every_shipped_notice_renders_in_every_locale(settings_for, sqlite_url, tmp_path):
+    result = preview(settings_for(sqlite_url))
+
+    assert result.problems == [] and result.unsampled == []
+    rendered = {(r.name, r.wanted) for r in result.renderings}
+    names = {r.name for r in result.renderings}
+    assert rendered == {(name, locale) for name in names for locale in LOCALES}
+    # The customer letters and the manager's messages are among them, with real data.
+    assert {"maintenance_expiry", "escalation", "urge_notice", "digest"} <= names
+    assert result.sampled_from["digest"] == "demo night"
+
+    pages = invoke("preview", "--open", "--out", str(tmp_path / "pages"))
+    assert pages.exit_code == 0, pages.stderr
+    index = (tmp_path / "pages" / "index.html").read_text(encoding="utf-8")
+    assert "maintenance_expiry.es.html" in index
+
+
+BREAKAGES = {
+    # a variable nobody provides
+    ("maintenance_expiry", "es"): "{{ customer.nickname }}",
+    # reaching Python internals
+    ("escalation", "en"): "{{ ''.__class__.__mro__ }}",
+    # the format-string trick
+    ("digest", "zh-CN"): "{{ '{0.__class__}'|attr('format')(recipient) }}",
+}
+
+
+def test_broken_templates_fail_preview_each_with_its_file_and_line(templates):
+    places = []
+    for (name, locale), line in BREAKAGES.items():
+        path = templates / name / f"{locale}.txt.j2"
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text + line + "\n", encoding="utf-8")
+        places.append(f"{path}:{text.count(chr(10)) + 1}:")
+
+    result = invoke("preview", "--templates", str(templates))
+
+    assert result.exit_code == 2
+    assert "3 problems" in result.stderr
+    for place in places:
+        assert place in result.stderr
+    assert "UndefinedError" in result.stderr and "SecurityError" in result.stderr
+
+
+def test_a_template_that_breaks_the_sandbox_at_night_sets_only_that_letter_aside(
+    db, db_url, settings_for, service_data, templates, tmp_path
+):
+    path = templates / "urge_notice" / "zh-CN.txt.j2"
+    path.write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}\n", encoding="utf-8")
+    customer = service_data.customer("Han Meimei", locale="zh-CN")
+    service_data.complaint(customer, AS_OF - timedelta(hours=30), number="CP-SH-001")
+    settings = settings_for(db_url, templates=templates)
+
+    run_night(settings, db, as_of=AS_OF)
+    report = deliver(db, EmlDirectorySender(tmp_path / "out"), now=AS_OF, mail_from="a@b.example")
+
+    with db.connect() as conn:
+        urge = conn.execute(select(Notice).where(Notice.template == "urge_notice")).one()
+    assert urge.status == "dead"
+    assert urge.last_error.startswith("cannot render: SecurityError")
+    assert report.sent >= 1  # the other letters of the night went out
+    assert "__subclasses__" not in "".join(
+        p.read_text(errors="replace") for p in (tmp_path / "out").glob("*.eml")
+    )
