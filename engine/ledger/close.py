@@ -30,7 +30,7 @@ from engine.db.catalogue import entity_table
 from engine.findings import Finding
 from engine.ledger.book import LEDGER_DETAILS, book, close
 from engine.ledger.periods import Period, settling
-from engine.notices.outbox import Letter, queue_letters
+from engine.notices.outbox import Letter, branch_letters, queue_letters
 from engine.notices.recipients import Directory, Recipient
 from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy
@@ -148,7 +148,7 @@ def _person_letters(
                     f"ledger|{month}|staff:{party}|{digest}",
                     reader,
                     ledger.notice,
-                    {**context, "recipient": _reader(reader)},
+                    {**context, "recipient": reader.reader},
                 )
             )
     return letters
@@ -159,26 +159,21 @@ def _summary_letters(
 ) -> list[Letter]:
     """The closed month's summary of each branch, to the branch's service manager."""
     letters: list[Letter] = []
-    staff = entity_table("staff")
     for part in summary.branches:
         branch = _branch(directory, part.branch_id)
         mine = summary.only(part.branch_id)
         name = f"penalties_{summary.period}_{part.code}"
-        files = attachments(mine, name)
-        for role in policy.ledger.summary_to:
-            readers = directory.resolve(staff, role, {"branch_id": part.branch_id})
-            if not readers:
-                reasons[f"nobody in role {role}"] += 1
-            for reader in readers:
-                context = {
-                    "summary": mine,
-                    "branch": branch,
-                    "timezone": branch["timezone"],
-                    "chart_src": f"cid:{chart_cid(name)}",
-                    "recipient": _reader(reader),
-                }
-                key = f"ledger-summary|{summary.period}|branch:{part.branch_id or 'head-office'}"
-                letters.append(Letter(key, reader, policy.ledger.summary, context, files))
+        context = {
+            "summary": mine,
+            "branch": branch,
+            "timezone": branch["timezone"],
+            "chart_src": f"cid:{chart_cid(name)}",
+        }
+        letters += branch_letters(
+            directory, policy.ledger.summary_to, part.branch_id, reasons,
+            key=f"ledger-summary|{summary.period}|branch:{part.branch_id or 'head-office'}",
+            template=policy.ledger.summary, context=context, attachments=attachments(mine, name),
+        )  # fmt: skip
     return letters
 
 
@@ -213,7 +208,3 @@ def _self(person: dict[str, Any]) -> Recipient:
         address=person.get("email"),
         locale=person.get("locale") or "en",
     )
-
-
-def _reader(reader: Recipient) -> dict[str, Any]:
-    return {"name": reader.name, "role": reader.role, "email": reader.address}

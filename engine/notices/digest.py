@@ -92,7 +92,7 @@ def _queue_digest(
     )
     timezone = first.timezone or "UTC"
     context = {
-        "recipient": {"name": person.name, "role": person.role, "email": person.address},
+        "recipient": person.reader,
         "as_of": as_of,
         "timezone": timezone,
         "count": len(items),

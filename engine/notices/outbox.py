@@ -134,6 +134,31 @@ def queue_letters(
     return report
 
 
+def branch_letters(
+    directory: Directory,
+    roles: Sequence[str],
+    branch_id: int | None,
+    reasons: Counter[str],
+    *,
+    key: str,
+    template: str,
+    context: dict[str, Any],
+    attachments: tuple[Attachment, ...] = (),
+) -> list[Letter]:
+    """A branch report to each person holding one of `roles` for that branch."""
+    staff = entity_table("staff")
+    letters: list[Letter] = []
+    for role in roles:
+        readers = directory.resolve(staff, role, {"branch_id": branch_id})
+        if not readers:
+            reasons[f"nobody in role {role}"] += 1
+        letters += [
+            Letter(key, reader, template, {**context, "recipient": reader.reader}, attachments)
+            for reader in readers
+        ]
+    return letters
+
+
 def insert_rows(
     conn: Connection,
     rows: list[dict[str, Any]],
@@ -187,7 +212,7 @@ def finding_context(
         "entity": finding.record,
         "customer": customer,
         "branch": branch,
-        "recipient": {"name": person.name, "role": person.role, "email": person.address},
+        "recipient": person.reader,
         "as_of": as_of,
         "timezone": branch.get("timezone", "UTC"),
     }
@@ -291,7 +316,7 @@ def queue_plain_notice(
         address=recipient.get("email"),
         locale=recipient.get("locale") or "en",
     )
-    values = {**context, "recipient": {"name": person.name, "role": person.role}}
+    values = {**context, "recipient": person.reader}
     row = blank_row(key, person, template, mail_from, run_id, as_of)
     try:
         done = templates.render(template, person.locale, values)

@@ -32,6 +32,11 @@ class Recipient:
         """Stable reference used in dedup keys: `customer:42`, `staff:7`."""
         return f"{self.kind}:{self.id}"
 
+    @property
+    def reader(self) -> dict[str, Any]:
+        """The `recipient` variable of a template: who is reading."""
+        return {"name": self.name, "role": self.role, "email": self.address}
+
 
 class Directory:
     """Branches, staff and the customers of one batch, read once per run."""

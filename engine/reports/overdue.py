@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.db.catalogue import entity_table
 from engine.findings import Finding
-from engine.notices.outbox import Attachment, Letter
+from engine.notices.outbox import Attachment, Letter, branch_letters
 from engine.notices.recipients import Directory
 from engine.notices.templates import NoticeTemplates
 from engine.policy.models import OVERDUE_NOTICE
@@ -180,7 +179,6 @@ def overdue_letters(
 ) -> list[Letter]:
     """Each branch's summary to the holders of `roles` there, once per local day."""
     letters: list[Letter] = []
-    staff = entity_table("staff")
     for part in summary.branches:
         branch = directory.branches.get(part.branch_id) or {}  # type: ignore[arg-type]
         day = summary.as_of.astimezone(ZoneInfo(part.timezone)).date().isoformat()
@@ -189,20 +187,17 @@ def overdue_letters(
             Attachment(f"{name}.csv", "text/csv", _csv_bytes([part])),
             Attachment(f"{name}.png", "image/png", chart(part), chart_cid(name)),
         )
-        for role in roles:
-            readers = directory.resolve(staff, role, {"branch_id": part.branch_id})
-            if not readers:
-                reasons[f"nobody in role {role}"] += 1
-            for reader in readers:
-                context = {
-                    "part": part,
-                    "branch": branch,
-                    "timezone": part.timezone,
-                    "chart_src": f"cid:{chart_cid(name)}",
-                    "recipient": {"name": reader.name, "role": reader.role},
-                }
-                key = f"overdue-summary|{day}|branch:{part.branch_id or 'head-office'}"
-                letters.append(Letter(key, reader, OVERDUE_NOTICE, context, files))
+        context = {
+            "part": part,
+            "branch": branch,
+            "timezone": part.timezone,
+            "chart_src": f"cid:{chart_cid(name)}",
+        }
+        key = f"overdue-summary|{day}|branch:{part.branch_id or 'head-office'}"
+        letters += branch_letters(
+            directory, roles, part.branch_id, reasons,
+            key=key, template=OVERDUE_NOTICE, context=context, attachments=files,
+        )  # fmt: skip
     return letters
 
 
