@@ -13,17 +13,13 @@ import argparse
 import multiprocessing
 import os
 import socket
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
-from pathlib import Path
 
-from sqlalchemy import create_engine, insert, make_url, text
+from scratch import scratch_database
+from sqlalchemy import insert
 
 from engine.db.models import Notice
 from engine.db.schema import upgrade
@@ -58,24 +54,6 @@ def _serve(port: int, counter: Synchronized[int], ready: Event, stop: Event) -> 
     controller.stop()
 
 
-@contextmanager
-def _database(url: str | None) -> Iterator[str]:
-    if url is None:
-        with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{Path(folder) / 'bench.db'}"
-        return
-    name = f"aftersales_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def main() -> None:
     """Queue `--count` notices, deliver them to a loopback server, print notices per second."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -96,7 +74,7 @@ def main() -> None:
     server.start()
     try:
         ready.wait(30)
-        with _database(args.db) as url:
+        with scratch_database("postgresql" if args.db else "sqlite", args.db or "") as url:
             engine = connect(url)
             upgrade(engine)
             with engine.begin() as conn:

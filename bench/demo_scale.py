@@ -4,32 +4,25 @@
     .venv/bin/python bench/demo_scale.py --requests 100000 --db sqlite
 
 Each database is loaded in a child process so that its peak RSS is its own. PostgreSQL uses a
-scratch database created on AFTERSALES_TEST_PG's server and dropped afterwards.
+scratch database created on AFTERSALES_TEST_PG's server (bench/scratch.py) and dropped afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from scratch import scratch_database
 
 from engine.db.demo import load_demo, scale_for_requests
 from engine.db.schema import upgrade
 from engine.db.session import connect
 
-PG_ADMIN_URL = os.environ.get(
-    "AFTERSALES_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 AS_OF = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
 
 
@@ -70,20 +63,10 @@ def main() -> None:
     if args.child:
         _child(args.child, args.requests)
         return
-    if args.db in ("sqlite", "both"):
-        with tempfile.TemporaryDirectory() as tmp:
-            _run("sqlite", f"sqlite:///{Path(tmp) / 'demo.db'}", args.requests)
-    if args.db in ("postgresql", "both"):
-        name = f"aftersales_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            _run("postgresql", PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name, args.requests)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+    for kind in ("sqlite", "postgresql"):
+        if args.db in (kind, "both"):
+            with scratch_database(kind) as url:
+                _run(kind, url, args.requests)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ class RuleOutcome:
     new: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    seconds: float = 0.0
 
 
 @dataclass
@@ -245,6 +247,7 @@ def _evaluate(
             result.rules.append(outcome)
             if not judge.is_effective(item, result.as_of):
                 continue
+            began = time.perf_counter()
             try:
                 # A savepoint per rule: one broken rule becomes a result, not a failed night.
                 with conn.begin_nested():
@@ -252,16 +255,22 @@ def _evaluate(
             except Exception as exc:  # reported per rule in the artifact
                 outcome.error = f"{type(exc).__name__}: {exc}"
                 continue
+            finally:
+                outcome.seconds = round(time.perf_counter() - began, 4)
             outcome.findings = len(findings)
             outcome.skipped = skipped
             found.extend(findings)
     result.timings["evaluate_s"] = round(time.perf_counter() - step, 4)
+    for family in policy.by_family():
+        spent = sum(r.seconds for r in result.rules if r.family == family)
+        result.timings[f"evaluate_{family}_s"] = round(spent, 4)
     step = time.perf_counter()
     new_keys = record_findings(
         conn, found, run_id=run_id, as_of=result.as_of, policy_hash=policy.hash
     )
+    fresh = Counter(f.rule_id for f in found if f.key in new_keys)
     for outcome in result.rules:
-        outcome.new = sum(1 for f in found if f.rule_id == outcome.rule_id and f.key in new_keys)
+        outcome.new = fresh[outcome.rule_id]
     result.timings["record_s"] = round(time.perf_counter() - step, 4)
     return found, new_keys
 
