@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -108,6 +110,51 @@ def record_findings(
             for f in chunk
         ]
         # ON CONFLICT DO NOTHING keeps a concurrent or repeated night from duplicating a finding.
+        if conn.dialect.name == "postgresql":
+            new.update(conn.scalars(_PG_UNNEST_INSERT, _as_arrays(rows)))
+            continue
         stmt = insert(FindingRow).on_conflict_do_nothing(index_elements=["key"])
         new.update(conn.scalars(stmt.returning(FindingRow.key), rows))
     return new
+
+
+# One array per column: a single statement per chunk with 15 parameters, where a multi-row
+# VALUES list has 15 per row and psycopg re-parses that long text for every chunk.
+_PG_ARRAYS = {
+    "key": "text",
+    "rule_id": "text",
+    "family": "text",
+    "entity": "text",
+    "entity_id": "text",
+    "occurrence": "text",
+    "state": "text",
+    "due_at": "timestamptz",
+    "amount": "numeric",
+    "currency": "text",
+    "recipients": "json",
+    "reason": "text",
+    "policy_hash": "text",
+    "run_id": "text",
+    "recorded_at": "timestamptz",
+}
+_PG_UNNEST_INSERT = text(
+    f"INSERT INTO findings ({', '.join(_PG_ARRAYS)}) "
+    f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _PG_ARRAYS.items())}) "
+    "ON CONFLICT (key) DO NOTHING RETURNING key"
+)
+
+
+def _as_arrays(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Column-wise values, bound the way the row types bind them (UTC, whole seconds)."""
+    columns = FindingRow.__table__.c
+    dialect = postgresql.dialect()
+    out: dict[str, list[Any]] = {}
+    for name, kind in _PG_ARRAYS.items():
+        values = [row[name] for row in rows]
+        if kind == "json":
+            values = [json.dumps(v) for v in values]
+        elif kind == "timestamptz":
+            bind = columns[name].type.bind_processor(dialect) or (lambda v: v)
+            values = [bind(v) for v in values]
+        out[name] = values
+    return out

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection
@@ -31,6 +32,7 @@ from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy
 
 DIGEST_TEMPLATE = "digest"
+_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +67,13 @@ class QueueReport:
 
 def message_id(dedup_key: str, mail_from: str) -> str:
     """A Message-ID that is the same every time the same notice is built."""
-    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "aftersales.invalid"
-    return f"<{hashlib.sha256(dedup_key.encode()).hexdigest()[:32]}@{domain}>"
+    return f"<{hashlib.sha256(dedup_key.encode()).hexdigest()[:32]}@{_domain(mail_from)}>"
+
+
+@lru_cache(maxsize=8)
+def _domain(mail_from: str) -> str:
+    # Parsed once: one sender for a whole night of letters.
+    return parseaddr(mail_from)[1].rpartition("@")[2] or "aftersales.invalid"
 
 
 def queue_notices(
@@ -105,6 +112,9 @@ def queue_notices(
                         finding.key, person, template, templates, context, mail_from, run_id, as_of
                     )
                 )
+        if len(rows) >= _BATCH:  # rendered letters are large: hold one batch, not the night
+            insert_rows(conn, rows, {}, report)
+            rows = []
     insert_rows(conn, rows, {}, report)
     return report
 
