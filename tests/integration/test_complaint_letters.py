@@ -1,0 +1,58 @@
+"""Seed row 12: the customer hears in writing that a complaint arrived and how it ended."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.models import Notice
+from engine.run import run_night
+
+# 10:00 in Shanghai on Monday 2026-11-23.
+AS_OF = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+LETTERS = ("complaint_received", "complaint_resolution")
+
+
+def _letters(engine) -> list[Notice]:
+    with Session(engine) as session:
+        query = select(Notice).where(Notice.template.in_(LETTERS)).order_by(Notice.id)
+        return list(session.scalars(query))
+
+
+def test_complaint_letters_go_to_the_customer_once_in_their_language(service_data, settings_for):
+    mei = service_data.customer("Lin Mei", locale="zh-TW")
+    ana = service_data.customer("Ana Ruiz", locale="es")
+    service_data.complaint(mei, AS_OF - timedelta(hours=3), number="CP-NEW")
+    service_data.complaint(ana, AS_OF - timedelta(days=10), number="CP-OLD")  # long acknowledged
+    service_data.complaint(
+        ana,
+        AS_OF - timedelta(days=3),
+        number="CP-CLAIM",
+        kind="claim",
+        status="closed",
+        first_reply_at=AS_OF - timedelta(days=3),
+        closed_at=AS_OF - timedelta(hours=5),
+        outcome="Se sustituyó el compresor.",
+        compensation=Decimal("200.00"),
+        currency="EUR",
+    )
+    settings = settings_for(str(service_data.engine.url))
+
+    for night in (AS_OF, AS_OF, AS_OF + timedelta(days=1)):
+        assert run_night(settings, service_data.engine, as_of=night).outcome == "success"
+
+    received, resolution = _letters(service_data.engine)
+    # CP-OLD and CP-CLAIM arrived more than two days ago: an acknowledgement now helps nobody.
+    assert (received.recipient_address, received.locale) == ("lin.mei@example.com", "zh-TW")
+    assert received.subject == "您的客訴 CP-NEW 已收到"
+    assert "於2026/11/23\u2009清晨7:00收到" in received.body_text  # 07:00 in Shanghai, CLDR zh-Hant
+    assert "依申訴" in received.body_text and received.body_html
+
+    assert (resolution.recipient_address, resolution.locale) == ("ana.ruiz@example.com", "es")
+    assert resolution.subject == "Su reclamación CP-CLAIM está resuelta"
+    assert "se cerró el 23 de noviembre de 2026" in resolution.body_text
+    assert "Resultado: Se sustituyó el compresor." in resolution.body_text
+    assert "Indemnización acordada: 200,00\xa0€" in resolution.body_text
