@@ -18,6 +18,17 @@ from engine.run import run_night
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+CUSTOMER_LETTERS = (
+    "maintenance_expiry",
+    "renewal_reminder",
+    "contract_lapsed",
+    "warranty_ending",
+    "complaint_received",
+    "complaint_resolution",
+    "repair_delay",
+    "quote",
+    "survey_request",
+)
 
 
 def invoke(*args: str):
@@ -42,6 +53,14 @@ def test_every_shipped_notice_renders_in_every_locale(settings_for, sqlite_url, 
     # The customer letters and the manager's messages are among them, with real data.
     assert {"maintenance_expiry", "escalation", "urge_notice", "digest"} <= names
     assert result.sampled_from["digest"] == "demo night"
+    # Each reader gets a letter written in their language, not a fallback to another one.
+    assert [(r.name, r.wanted, r.rendered.locale) for r in result.fallbacks] == []
+    # Customers get every letter the issue names, in every locale, with an HTML part.
+    letters = {(r.name, r.wanted) for r in result.renderings if r.rendered.html}
+    assert {(n, loc) for n in CUSTOMER_LETTERS for loc in LOCALES} <= letters
+    assert {"complaint_received", "complaint_resolution"} <= {
+        name for name, source in result.sampled_from.items() if source == "demo night"
+    }
 
     pages = invoke("preview", "--open", "--out", str(tmp_path / "pages"))
     assert pages.exit_code == 0, pages.stderr
