@@ -40,6 +40,12 @@ RulesOpt = Annotated[Path | None, typer.Option("--rules", help="Policy folder (d
 TemplatesOpt = Annotated[
     Path | None, typer.Option("--templates", help="Notice templates (default templates/notices)")
 ]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Folder for the files (default: runs/reports)")
+]
+LocaleOpt = Annotated[
+    str | None, typer.Option("--locale", help="Language of the HTML (default: the policy's)")
+]
 AsOfOpt = Annotated[
     str | None,
     typer.Option("--as-of", help="Evaluate at this instant, ISO 8601 with offset (default: now)"),
@@ -418,29 +424,17 @@ def report_penalties(
     db: DbOpt = None,
     rules: RulesOpt = None,
     templates: TemplatesOpt = None,
-    output: Annotated[
-        Path | None, typer.Option("--out", help="Folder for the files (default: runs/reports)")
-    ] = None,
-    locale: Annotated[
-        str | None, typer.Option("--locale", help="Language of the HTML (default: the policy's)")
-    ] = None,
+    output: OutOpt = None,
+    locale: LocaleOpt = None,
 ) -> None:
     """Penalties and rewards per branch and person from the ledger, as HTML and CSV."""
     from jinja2 import TemplateError
 
-    from engine.db.models import LOCALES
-    from engine.db.schema import require_current
     from engine.ledger.periods import Period, last_closed_month
     from engine.reports.penalties import build_summary, write_reports
-    from engine.run import load_checked_policy
 
     with _handled():
-        settings = _settings(db=db, rules=rules, templates=templates)
-        policy, notice_templates = load_checked_policy(settings)
-        if locale is not None and locale not in LOCALES:
-            raise UsageError(f"--locale {locale!r}: one of {', '.join(LOCALES)}")
-        engine = _connect(settings)
-        require_current(engine)
+        settings, policy, notice_templates, engine = _report_inputs(db, rules, templates, locale)
         ledger = policy.ledger
         chosen = Period.parse(period) if period else last_closed_month(parse_as_of(as_of), ledger)
         titles = {t.rule.id: t.rule.title for t in policy.tallies}
@@ -455,6 +449,90 @@ def report_penalties(
         _print_summary(summary)
         for path in paths:
             out.print(f"wrote {path}")
+
+
+@report_app.command("kpi")
+def report_kpi(
+    period: Annotated[
+        str | None,
+        typer.Option("--period", help="A month, 2026-10; default: the last complete month"),
+    ] = None,
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    rules: RulesOpt = None,
+    templates: TemplatesOpt = None,
+    output: OutOpt = None,
+    locale: LocaleOpt = None,
+) -> None:
+    """Service KPIs per branch and technician for a month against the months before it."""
+    from zoneinfo import ZoneInfo
+
+    from jinja2 import TemplateError
+
+    from engine.ledger.periods import Period
+    from engine.reports.kpis import read_report, write_report
+    from engine.rules.metric import measure, months_ending
+
+    with _handled():
+        settings, policy, notice_templates, engine = _report_inputs(db, rules, templates, locale)
+        if not policy.metrics:
+            raise UsageError("the policy has no `metrics:`; see docs/policy.md, Metrics")
+        instant = parse_as_of(as_of)
+        if period is not None:
+            chosen = Period.parse(period)
+            if chosen.kind != "month":
+                raise UsageError(f"--period {period!r}: KPIs are monthly, write e.g. 2026-10")
+        else:
+            local = instant.astimezone(ZoneInfo(policy.ledger.timezone)).date()
+            chosen = Period.containing("month", local).previous()
+        months = months_ending(chosen, policy.kpi_report.history)
+        with engine.connect() as conn:
+            measured = [v for m in policy.metrics for v in measure(conn, m, months, instant)]
+            report = read_report(
+                conn, measured, [m.rule for m in policy.metrics], [m.key for m in months]
+            )
+        folder = output or settings.artifacts_dir / "reports"
+        try:
+            paths = write_report(report, folder, notice_templates, locale or policy.defaults.locale)
+        except TemplateError as exc:
+            raise UsageError(f"the report template failed: {exc}") from exc
+        _print_kpis(report)
+        for path in paths:
+            out.print(f"wrote {path}")
+
+
+def _report_inputs(
+    db: str | None, rules: Path | None, templates: Path | None, locale: str | None
+) -> tuple[Settings, Any, Any, Any]:
+    """A report command's settings, checked policy and templates, and current database."""
+    from engine.db.models import LOCALES
+    from engine.db.schema import require_current
+    from engine.run import load_checked_policy
+
+    settings = _settings(db=db, rules=rules, templates=templates)
+    policy, notice_templates = load_checked_policy(settings)
+    if locale is not None and locale not in LOCALES:
+        raise UsageError(f"--locale {locale!r}: one of {', '.join(LOCALES)}")
+    engine = _connect(settings)
+    require_current(engine)
+    return settings, policy, notice_templates, engine
+
+
+def _print_kpis(report: Any) -> None:
+    table = Table(title=f"Service KPIs {report.period} (branches; ! target missed)")
+    for name in ("branch", "kpi", *report.months, "target"):
+        table.add_column(name, justify="left" if name in ("branch", "kpi", "target") else "right")
+    for part in report.branches:
+        for line in part.overall.lines:
+            cells = [
+                "-" if v is None else f"{v * 100:.1f}%" if line.kind == "share" else f"{v:.2f}"
+                for v in line.values
+            ]
+            marked = [
+                c + (" !" if miss else "") for c, miss in zip(cells, line.missed, strict=True)
+            ]
+            table.add_row(part.code, line.metric_id, *marked, line.target or "")
+    Console(width=max(out.width, 120)).print(table)
 
 
 def _print_summary(summary: Any) -> None:

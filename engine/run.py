@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import TemplateError
 from sqlalchemy import Connection, Engine, insert, update
@@ -23,15 +24,18 @@ from engine.artifact import artifact_path, write_artifact
 from engine.db.models import Run
 from engine.db.schema import require_current
 from engine.findings import Finding, record_findings
+from engine.kpis import record_kpis
 from engine.ledger.close import Settlement, settle
 from engine.notices.digest import bundle_digests
 from engine.notices.outbox import QueueReport, queue_letters, queue_notices
 from engine.notices.recipients import Directory
 from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy, load_policy
+from engine.reports.kpis import KpiSummary, kpi_letters, read_report, write_report
 from engine.reports.overdue import OverdueSummary, build_overdue, overdue_letters, write_page
 from engine.reports.penalties import write_reports
 from engine.rules import FAMILIES
+from engine.rules.metric import Measured, is_effective, measure, months_to_measure
 from engine.settings import Settings
 
 
@@ -157,6 +161,7 @@ def _evaluate_and_queue(
             # The ledger is written in the same transaction as the findings it books.
             settled = settle(conn, new, **outgoing)
             overdue, reported = _report_overdue(conn, found, **outgoing)
+            kpis, measured = _measure_kpis(conn, result, **outgoing)
             outgoing.pop("policy")
             bundled = bundle_digests(conn, **outgoing)
             timings["notices_s"] = round(time.perf_counter() - step, 4)
@@ -164,12 +169,21 @@ def _evaluate_and_queue(
             result.counts = {
                 "findings_new": len(new_keys),
                 "findings_total": len(found),
-                "notices_queued": queued.queued + settled.queued + reported.queued + bundled.queued,
-                "notices_set_aside": queued.set_aside + settled.set_aside + reported.set_aside,
+                "notices_queued": sum(
+                    q.queued for q in (queued, settled, reported, measured, bundled)
+                ),
+                "notices_set_aside": sum(
+                    q.set_aside for q in (queued, settled, reported, measured)
+                ),
+                "kpi_values": len(kpis.measured) if kpis else 0,
                 "rule_errors": sum(1 for r in result.rules if r.error),
             }
             result.set_aside = dict(
-                queued.reasons + settled.reasons + reported.reasons + bundled.reasons
+                queued.reasons
+                + settled.reasons
+                + reported.reasons
+                + measured.reasons
+                + bundled.reasons
             )
             result.ledger = settled.artifact()
             result.outcome = "error" if result.counts["rule_errors"] else "success"
@@ -180,7 +194,7 @@ def _evaluate_and_queue(
         conn.close()
 
     if not dry_run:
-        _write_reports(result, settled, overdue, settings, templates, policy)
+        _write_reports(result, settled, overdue, kpis, settings, templates, policy)
 
 
 def _report_overdue(
@@ -209,10 +223,59 @@ def _report_overdue(
     return summary, report
 
 
+def _measure_kpis(
+    conn: Connection,
+    result: RunResult,
+    *,
+    policy: Policy,
+    templates: NoticeTemplates,
+    mail_from: str,
+    run_id: str,
+    as_of: datetime,
+) -> tuple[KpiSummary | None, QueueReport]:
+    """Measure every metric for this month and the months the report compares, store the
+    values, and queue the last complete month's report to each branch (once per month)."""
+    report = QueueReport()
+    if not policy.metrics:
+        return None, report
+    step = time.perf_counter()
+    months = months_to_measure(
+        as_of.astimezone(ZoneInfo(policy.ledger.timezone)), policy.kpi_report.history + 1
+    )
+    measured: list[Measured] = []
+    done: list[str] = []
+    for metric in policy.metrics:
+        outcome = RuleOutcome(metric.rule.id, "metric")
+        result.rules.append(outcome)
+        if not is_effective(metric, as_of):
+            continue
+        began = time.perf_counter()
+        try:
+            with conn.begin_nested():  # one broken metric is a result, not a failed night
+                measured += measure(conn, metric, months, as_of)
+            done.append(metric.rule.id)
+        except Exception as exc:  # reported per rule in the artifact
+            outcome.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            outcome.seconds = round(time.perf_counter() - began, 4)
+    keys = [m.key for m in months]
+    record_kpis(conn, measured, keys, done, run_id=run_id, policy_hash=policy.hash, as_of=as_of)
+    summary = read_report(conn, measured, [m.rule for m in policy.metrics], keys[:-1])
+    letters = kpi_letters(summary, policy.kpi_report, Directory(conn), report.reasons)
+    queued = queue_letters(
+        conn, letters, templates=templates, mail_from=mail_from, run_id=run_id, as_of=as_of
+    )
+    report.queued, report.set_aside = queued.queued, queued.set_aside
+    report.reasons.update(queued.reasons)
+    result.timings["metrics_s"] = round(time.perf_counter() - step, 4)
+    return summary, report
+
+
 def _write_reports(
     result: RunResult,
     settled: Settlement,
     overdue: OverdueSummary,
+    kpis: KpiSummary | None,
     settings: Settings,
     templates: NoticeTemplates,
     policy: Policy,
@@ -222,6 +285,8 @@ def _write_reports(
     locale, zone = policy.defaults.locale, policy.ledger.timezone
     try:
         paths = write_page(overdue, folder, templates, locale)
+        if kpis is not None:
+            paths += write_report(kpis, folder, templates, locale)
         paths += write_reports(settled.summaries, folder, templates, locale, zone)
     except (TemplateError, OSError) as exc:  # the night is committed; say so, don't crash
         result.ledger["reports_error"] = f"{type(exc).__name__}: {exc}"

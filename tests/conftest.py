@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
@@ -14,13 +15,14 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from mailserver import Recorder, free_port
-from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy import Engine, create_engine, insert, select, text
 
 from engine.db.models import (
     Branch,
     Complaint,
     Contract,
     Customer,
+    Finding,
     Product,
     ServiceRequest,
     Staff,
@@ -121,6 +123,22 @@ def settings_for(tmp_path) -> Callable[[str], Settings]:
     return make
 
 
+@pytest.fixture
+def focused_settings_for(settings_for, tmp_path) -> Callable[..., Settings]:
+    """settings_for with the shipped policy minus obligations and KPIs: for tests that follow
+    reminders or tallies on hand-made data, where a team without visits is beside the point."""
+    rules = tmp_path / "focused-rules"
+    rules.mkdir()
+    for path in (ROOT / "rules").glob("*.yaml"):
+        if path.name not in ("obligations.yaml", "kpis.yaml"):
+            shutil.copy(path, rules / path.name)
+
+    def make(url: str, **overrides: Any) -> Settings:
+        return settings_for(url, **{"rules": rules, **overrides})
+
+    return make
+
+
 PRODUCTS = {
     "AC-KFR35": ("Split air conditioner 3.5 kW", "air_conditioner"),
     "AC-VRF160": ("VRF outdoor unit 16 kW", "air_conditioner"),
@@ -167,6 +185,16 @@ class ServiceData:
         with self.engine.begin() as conn:
             conn.execute(insert(model), values)
         return values["id"]
+
+    def findings(self, rule: str) -> list[tuple[str, str, str]]:
+        """(entity_id, occurrence, state) of the findings `rule` recorded, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Finding.entity_id, Finding.occurrence, Finding.state)
+                .where(Finding.rule_id == rule)
+                .order_by(Finding.id)
+            )
+            return [tuple(row) for row in rows]
 
     def customer(self, name: str, locale: str = "en", email: str | None = "auto") -> int:
         """A customer of the branch; email defaults to one made from the name."""

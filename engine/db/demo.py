@@ -183,6 +183,8 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "improvements": "id branch_id staff_id title proposed_on approved_at effective "
         "reward_amount",
         "targets": "id branch_id staff_id period_start item target actual",
+        "work_records": "id branch_id kind contract_id customer_id staff_id done_on submitted_at "
+        "notes",
     }.items()
 }
 
@@ -610,6 +612,8 @@ class _Branch:
     technicians: list[int] = field(default_factory=list)
     operators: list[int] = field(default_factory=list)
     sales_reps: list[int] = field(default_factory=list)
+    team_leads: list[int] = field(default_factory=list)
+    projects: list[tuple[int, int, int]] = field(default_factory=list)  # contract, customer, day
     offsets: dict[int, int] = field(default_factory=dict)
 
     def utc(self, local: int) -> int:
@@ -649,6 +653,7 @@ class _Demo:
         # Improvements and targets draw from their own stream, so adding them left every
         # other table exactly as it was for a given seed.
         self.tally_rng = random.Random(f"{seed}:tallies")
+        self.work_rng = random.Random(f"{seed}:work")
 
     def _next(self, table: str) -> int:
         return next(self.ids[table])
@@ -687,6 +692,7 @@ class _Demo:
             self.out.maybe_flush()
         for branch in self.branches:
             self._targets(branch)
+            self._work_records(branch)
 
     def _person(self, locale: str) -> tuple[str, str]:
         """A realistic name for the locale and the ASCII stem of an email address."""
@@ -749,6 +755,7 @@ class _Demo:
             technicians = spec.technicians + spec.technicians * extra // 20
             for _ in range(math.ceil(technicians / 6)):
                 lead = self._add_staff(branch, "team_lead", supervisor, loc)
+                branch.team_leads.append(lead)
                 for _ in range(min(6, technicians - len(branch.technicians))):
                     branch.technicians.append(self._add_staff(branch, "technician", lead, loc))
             # Someone who left: recipients must skip inactive staff.
@@ -858,6 +865,8 @@ class _Demo:
             customer.covered.append((starts, ends))
         if status == "active" and kind == "maintenance":
             self._inspections(branch, contract_id, starts, ends)
+        if kind == "project" and status != "cancelled" and acceptance is not None:
+            branch.projects.append((contract_id, customer.id, acceptance))
         return contract_id
 
     def _renewed_pair(self, branch: _Branch, customer: _Customer, ends: int) -> None:
@@ -1276,6 +1285,53 @@ class _Demo:
                 (self._next("improvements"), branch.id, technician, titles[index], _day(proposed),
                  approved_at, effective, base * (1 + index) if effective else None),
             )  # fmt: skip
+
+    def _work_records(self, branch: _Branch) -> None:
+        """Each team's visits and optimisation reports of the last three months, and projects'
+        join and handover records; a few late or missing, so the obligations find something."""
+        rnd = self.work_rng.random
+        today = branch.as_of_local // DAY
+        first = _day(today).replace(day=1)
+        for lead in branch.team_leads:
+            month = first
+            for _ in range(3):
+                month = (month - timedelta(days=1)).replace(day=1)
+                last = (month + timedelta(days=31)).replace(day=1) - timedelta(days=1)
+                for _ in range(3 + int(rnd() * 3)):  # the quota is 4: some months fall short
+                    day = month + timedelta(days=int(rnd() * last.day))
+                    self._work(branch, "visit", lead, day.toordinal() - _EPOCH_ORDINAL)
+                if rnd() < 0.9:
+                    late = 6 if rnd() < 0.2 else int(rnd() * 3)
+                    self._work(
+                        branch, "optimisation_report", lead,
+                        last.toordinal() - _EPOCH_ORDINAL, handed_in_after=late,
+                    )  # fmt: skip
+        lead = branch.team_leads[0]
+        for contract_id, customer_id, acceptance in branch.projects:
+            self._work(branch, "project_join", lead, acceptance - 30 - int(rnd() * 10), contract_id,
+                       customer_id)  # fmt: skip
+            self._work(branch, "handover", lead, acceptance + 3 + int(rnd() * 20), contract_id,
+                       customer_id, handed_in_after=int(rnd() * 2))  # fmt: skip
+
+    def _work(
+        self,
+        branch: _Branch,
+        kind: str,
+        staff: int,
+        day: int,
+        contract: int | None = None,
+        customer: int | None = None,
+        handed_in_after: int = 0,
+    ) -> None:
+        """One work record done on local `day`, handed in that many days later (if by now)."""
+        if day >= branch.as_of_local // DAY:
+            return
+        submitted = branch.utc((day + handed_in_after) * DAY + 17 * HOUR)
+        self.out.add(
+            "work_records",
+            (self._next("work_records"), branch.id, kind, contract, customer, staff, _day(day),
+             submitted if submitted <= self.as_of else None, None),
+        )  # fmt: skip
 
     def _targets(self, branch: _Branch) -> None:
         """Last complete quarter: each technician's task, service review and training score."""

@@ -22,7 +22,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-__all__ = ["local_clock", "local_text", "local_wall_clock"]
+__all__ = ["local_clock", "local_month", "local_text", "local_wall_clock", "shifted"]
 
 _FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -72,3 +72,37 @@ def local_text(value: str | datetime | None, zone: str | None) -> str | None:
         value = datetime.fromisoformat(value[:19])
     instant = value.replace(tzinfo=UTC) if value.tzinfo is None else value
     return instant.astimezone(tz).strftime(_FORMAT)
+
+
+class _Shifted(FunctionElement[Any]):
+    """`instant` moved by a whole number of seconds, comparable with the column it came from."""
+
+    inherit_cache = True
+
+    def __init__(self, instant: ColumnElement[Any], seconds: int) -> None:
+        super().__init__(instant)
+        self.seconds = int(seconds)
+        self.type = instant.type
+
+
+def shifted(instant: ColumnElement[Any], seconds: int) -> ColumnElement[Any]:
+    """SQL: a UTC timestamp column plus `seconds` (negative: earlier)."""
+    return _Shifted(instant, seconds)
+
+
+@compiles(_Shifted, "postgresql")
+def _shifted_postgresql(element: _Shifted, compiler: SQLCompiler, **kw: Any) -> str:
+    (instant,) = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(({instant}) + make_interval(secs => {element.seconds}))"
+
+
+@compiles(_Shifted, "sqlite")
+def _shifted_sqlite(element: _Shifted, compiler: SQLCompiler, **kw: Any) -> str:
+    # UtcDateTime stores `YYYY-MM-DD HH:MM:SS` text in SQLite, the format datetime() returns.
+    (instant,) = (compiler.process(c, **kw) for c in element.clauses)
+    return f"datetime({instant}, '{element.seconds:+d} seconds')"
+
+
+def local_month(instant: ColumnElement[Any], zone: ColumnElement[Any]) -> ColumnElement[str]:
+    """SQL text `YYYY-MM` of the local month a UTC timestamp falls in, in `zone`."""
+    return func.substr(local_wall_clock(instant, zone), 1, 7)

@@ -7,9 +7,10 @@ import format (`aftersales import DIR`). Instants are stored in UTC; each branch
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, MetaData, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, MetaData, Numeric, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from engine.db.types import (
@@ -288,6 +289,8 @@ class Inspection(Base):
     """A periodic inspection report for a system under maintenance."""
 
     __tablename__ = "inspections"
+    # Obligations count each contract's reports per month.
+    __table_args__ = (Index("ix_inspections_contract_on", "contract_id", "inspected_on"),)
     id: Mapped[intpk]
     branch_id: Mapped[int] = _fk("branches.id", "Branch")
     contract_id: Mapped[int] = _fk("contracts.id", "Maintenance contract")
@@ -296,6 +299,28 @@ class Inspection(Base):
     report_submitted_at: Mapped[datetime | None] = _col("Report handed in")
     falsified: Mapped[bool] = _col("Report found to be false", default=False)
     notes: Mapped[str | None] = _col("Findings of the inspection")
+
+
+WORK_KINDS = ("visit", "optimisation_report", "project_join", "handover", "handbook_update")
+
+
+class WorkRecord(Base):
+    """Recurring after-sales work done and recorded: a customer visit, a report, a handover."""
+
+    __tablename__ = "work_records"
+    __table_args__ = (
+        Index("ix_work_records_branch_done", "branch_id", "done_on"),
+        Index("ix_work_records_contract_id", "contract_id"),
+    )
+    id: Mapped[intpk]
+    branch_id: Mapped[int] = _fk("branches.id", "Branch (its after-sales team) that did it")
+    kind: Mapped[str40] = _col("What was done", info=choices(*WORK_KINDS))
+    contract_id: Mapped[int | None] = _fk("contracts.id", "Contract or project concerned")
+    customer_id: Mapped[int | None] = _fk("customers.id", "Customer visited or concerned")
+    staff_id: Mapped[int | None] = _fk("staff.id", "Who did it")
+    done_on: Mapped[date] = _col("Day the work was done (the visit, the report's date)")
+    submitted_at: Mapped[datetime | None] = _col("Written record handed in or uploaded")
+    notes: Mapped[str | None] = _col("What the record says")
 
 
 class Improvement(Base):
@@ -346,6 +371,7 @@ SERVICE_TABLES: tuple[type[Base], ...] = (
     Inspection,
     Improvement,
     Target,
+    WorkRecord,
 )
 """The tables operations import and rules read, in dependency order."""
 
@@ -509,3 +535,32 @@ class LedgerClose(Base):
     run_id: Mapped[str40] = _fk("runs.id", "Run that closed it")
     policy_hash: Mapped[str40] = _col("Policy version of that run")
     created_at: Mapped[datetime] = _col("as_of of that run")
+
+
+KPI_SCOPES = ("branch", "staff")
+
+
+class KpiValue(Base):
+    """One KPI of one branch or person for one month; recomputed each night while recent."""
+
+    __tablename__ = "kpi_values"
+    __table_args__ = (
+        UniqueConstraint("metric_id", "period", "scope", "party_id"),
+        Index("ix_kpi_values_period", "period", "branch_id"),
+    )
+    id: Mapped[intpk]
+    metric_id: Mapped[str200] = _col("Metric rule")
+    period: Mapped[str20] = _col("Month: 2026-10")
+    scope: Mapped[str20] = _col("branch, or staff (a person)", info=choices(*KPI_SCOPES))
+    party_id: Mapped[int] = _col("The branch id, or the staff id")
+    branch_id: Mapped[int] = _fk("branches.id", "Branch")
+    numerator: Mapped[Decimal] = _col("Above the line (a sum, for averages)", type_=Numeric(16, 4))
+    denominator: Mapped[Decimal] = _col(
+        "Below the line: rows (values, for averages)", type_=Numeric(16, 4)
+    )
+    value: Mapped[Decimal | None] = _col(
+        "numerator / denominator x scale; empty when nothing was measured", type_=Numeric(16, 6)
+    )
+    policy_hash: Mapped[str40] = _col("Policy version that computed it")
+    run_id: Mapped[str40] = _col("Run that computed it")
+    computed_at: Mapped[datetime] = _col("as_of of that run")

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_date, format_datetime
-from babel.numbers import format_currency, format_decimal
+from babel.numbers import format_currency, format_decimal, format_percent
 from jinja2 import FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -79,6 +79,12 @@ def _number(ctx: Context, value: Decimal | int | float) -> str:
     return format_decimal(_given(value, "number"), locale=_babel_locale(ctx))
 
 
+@pass_context
+def _percent(ctx: Context, value: Decimal | float) -> str:
+    # A share held as a fraction (0.953) reads as a percentage in the reader's style.
+    return format_percent(_given(value, "share"), "#,##0.#%", locale=_babel_locale(ctx))
+
+
 class NoticeTemplates:
     """The notice templates under one folder, with a locale fallback chain."""
 
@@ -91,7 +97,9 @@ class NoticeTemplates:
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
             keep_trailing_newline=True,
         )
-        self.env.filters.update(date=_date, datetime=_datetime, money=_money, number=_number)
+        self.env.filters.update(
+            date=_date, datetime=_datetime, money=_money, number=_number, percent=_percent
+        )
         self._files = self._scan()
         # name -> the first context rendered with it; set to a dict to collect (preview does).
         self.samples: dict[str, dict[str, Any]] | None = None

@@ -31,10 +31,13 @@ from engine.policy.models import (
     ClassificationRule,
     DeadlineRule,
     Defaults,
+    KpiReport,
+    MetricRule,
     PolicyFile,
     ReminderRule,
     Rule,
 )
+from engine.policy.obligation_spec import ObligationRule
 from engine.policy.source import Path_, SourceFile, read_policy_file
 from engine.policy.tally_spec import LedgerSettings, TallyRule
 from engine.policy.warranty_spec import WarrantySpec
@@ -69,6 +72,21 @@ class CompiledTally(CompiledRule[TallyRule]):
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledObligation(CompiledRule[ObligationRule]):
+    """An obligation with the table of its records and their condition resolved."""
+
+    record_table: Table | None = None
+    record_condition: Expr | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledMetric(CompiledRule[MetricRule]):
+    """A KPI with the other table its numerator reads (complaints, surveys), if any."""
+
+    related: Table | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Every rule of the department, validated; `hash` identifies this exact version."""
 
@@ -83,6 +101,9 @@ class Policy:
     views: Views = field(default_factory=lambda: build_views(WarrantyBook()))
     tallies: tuple[CompiledTally, ...] = ()
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    obligations: tuple[CompiledObligation, ...] = ()
+    metrics: tuple[CompiledMetric, ...] = ()
+    kpi_report: KpiReport = field(default_factory=KpiReport)
 
     @property
     def warranty(self) -> WarrantyBook:
@@ -96,6 +117,7 @@ class Policy:
             "deadline": self.deadlines,
             "classification": self.classifications,
             "tally": self.tallies,
+            "obligation": self.obligations,
         }
 
     def rules(self) -> list[CompiledRule[Any]]:
@@ -145,6 +167,12 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     deadlines = checks.family(parsed, "deadlines", checks.deadline)
     classifications = checks.family(parsed, "classifications", checks.classification)
     tallies = checks.family(parsed, "tallies", checks.tally)
+    obligations = checks.family(parsed, "obligations", checks.obligation)
+    checks.deadline_entities = {d.rule.id: d.rule.entity for d in deadlines}
+    metrics = checks.family(parsed, "metrics", checks.metric)
+    kpi_report = _single(parsed, "kpi_report", problems)
+    if metrics:
+        checks.kpi_report(parsed, kpi_report)
     if tallies:
         checks.ledger(parsed, ledger)
     checks.defaults(_single(parsed, "defaults", []))
@@ -162,6 +190,25 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
         views,
         tuple(CompiledTally(*_fields(t), views=t.views, ledger=settings) for t in tallies),
         settings,
+        tuple(_obligation(o) for o in obligations),
+        tuple(_metric(m) for m in metrics),
+        kpi_report[1] if kpi_report else KpiReport(),
+    )
+
+
+def _metric(compiled: CompiledRule[MetricRule]) -> CompiledMetric:
+    numerator = compiled.rule.numerator
+    other = numerator and (numerator.entity or (numerator.has.entity if numerator.has else None))
+    return CompiledMetric(
+        *_fields(compiled), compiled.views, entity_table(other) if other else None
+    )
+
+
+def _obligation(compiled: CompiledRule[ObligationRule]) -> CompiledObligation:
+    record = compiled.rule.record
+    condition = parse(record.when) if record.when else None  # checked by _RuleChecks
+    return CompiledObligation(
+        *_fields(compiled), compiled.views, entity_table(record.entity), condition
     )
 
 
@@ -362,6 +409,7 @@ class _RuleChecks:
         self.views = views
         self.ledger_settings = ledger or LedgerSettings()
         self.seen: dict[str, Location] = {}
+        self.deadline_entities: dict[str, str] = {}  # deadline rule id -> its entity
         self.checked: set[str] = set()  # templates whose syntax was already checked
 
     def family(
@@ -632,6 +680,111 @@ class _RuleChecks:
                 )
             )
 
+    def obligation(
+        self, source: SourceFile, where: Path_, rule: ObligationRule, table: FromClause
+    ) -> None:
+        """The entity's dates, and the records' link, day, hand-in time and condition."""
+        for index, name in enumerate(rule.active or ()):
+            self.field(source, (*where, "active", index), name, table, (Date,))
+        if rule.date is not None:
+            self.field(source, (*where, "date"), rule.date, table, (Date,))
+        spec, at = rule.record, (*where, "record")
+        records = entity_table(spec.entity)
+        mine, theirs = spec.link
+        self.field(source, (*at, "link"), mine, records, (Integer,))
+        self.field(source, (*at, "link"), theirs, table, (Integer,))
+        self.field(source, (*at, "at"), spec.at, records, (Date,))
+        if spec.submitted is not None:
+            self.field(source, (*at, "submitted"), spec.submitted, records, (DateTime,))
+        _condition(source, (*at, "when"), spec.when, records, self.problems)
+        self.action(source, where, rule, table)
+
+    def metric(self, source: SourceFile, where: Path_, rule: MetricRule, table: FromClause) -> None:
+        """A KPI is per branch and month; its fields, rules and other tables must exist."""
+        if "branch_id" not in table.c:
+            self.problems.append(
+                Problem(
+                    f"{table.name} has no branch_id: a KPI is measured per branch",
+                    source.location((*where, "entity")),
+                    "measure a table whose rows belong to a branch",
+                )
+            )
+            return
+        self.field(source, (*where, "at"), rule.at, table, (Date, DateTime))
+        staff = [
+            n for n, r in role_routes(entity_table(table.name)).items() if r.kind == "staff_column"
+        ]
+        for index, name in enumerate(rule.per):
+            if name != "branch" and name.removesuffix("_id") not in staff:
+                self.problems.append(
+                    Problem(
+                        f"{name!r} is not a staff field of {table.name}",
+                        source.location((*where, "per", index)),
+                        f"branch, or one of: {', '.join(f'{s}_id' for s in staff) or 'none'}",
+                    )
+                )
+        for index, name in enumerate(rule.average):
+            self.field(source, (*where, "average", index), name, table, (Integer, Numeric))
+        if rule.numerator is not None:
+            self.numerator(source, (*where, "numerator"), rule, table)
+
+    def numerator(
+        self, source: SourceFile, where: Path_, rule: MetricRule, table: FromClause
+    ) -> None:
+        """The numerator's condition, deadline rules, repeat fields and related table."""
+        numerator = rule.numerator
+        assert numerator is not None
+        rows = entity_table(numerator.entity) if numerator.entity else table
+        if numerator.entity is not None:
+            self.field(source, (*where, "at"), numerator.at or "", rows, (Date, DateTime))
+            if "branch_id" not in rows.c:
+                self.problems.append(
+                    Problem(f"{rows.name} has no branch_id", source.location((*where, "entity")))
+                )
+        _condition(source, (*where, "when"), numerator.when, rows, self.problems)
+        for index, rule_id in enumerate(numerator.on_time):
+            if self.deadline_entities.get(rule_id) != table.name:
+                known = [r for r, e in self.deadline_entities.items() if e == table.name]
+                close = difflib.get_close_matches(rule_id, known, n=1)
+                self.problems.append(
+                    Problem(
+                        f"{rule_id!r} is not a deadline rule on {table.name}",
+                        source.location((*where, "on_time", index)),
+                        f"did you mean {close[0]!r}?"
+                        if close
+                        else f"deadlines: {', '.join(known)}",
+                    )
+                )
+        if numerator.no_repeat is not None:
+            repeat, at = numerator.no_repeat, (*where, "no_repeat")
+            self.field(source, (*at, "same"), repeat.same, table, (Integer, String))
+            self.field(source, (*at, "at"), repeat.at, table, (DateTime,))
+            self.field(source, (*where[:-1], "at"), rule.at, table, (DateTime,))
+            if repeat.within.working or repeat.within.unit in ("month", "year", "minute"):
+                self.problems.append(
+                    Problem(
+                        f"'{repeat.within}': a repeat window counts hours, days or weeks",
+                        source.location((*at, "within")),
+                        "write e.g. '30 days'",
+                    )
+                )
+        if numerator.has is not None:
+            related = entity_table(numerator.has.entity)
+            self.field(source, (*where, "has", "link"), numerator.has.link, related, (Integer,))
+
+    def kpi_report(self, parsed: list[_Parsed], given: tuple[SourceFile, KpiReport] | None) -> None:
+        """The KPI report's template exists and goes to staff roles."""
+        if given is None:
+            source = next(p.source for p in parsed if p.model.metrics)
+            settings, where = KpiReport(), ("metrics",)
+        else:
+            (source, settings), where = given, ("kpi_report",)
+        self.notice(source, (*where, "notice") if given else where, settings.notice)
+        staff = entity_table("staff")
+        for index, role in enumerate(settings.to):
+            at = (*where, "to", index) if given else where
+            self.charge(source, at, (role,), staff, "send the KPI report to")
+
     def defaults(self, given: tuple[SourceFile, Defaults] | None) -> None:
         """The overdue summary goes to staff roles, and its template exists."""
         if given is None:
@@ -664,7 +817,7 @@ class _RuleChecks:
                 self.charge(source, at, (role,), staff, "send the close's notices to")
 
 
-_KIND_NAMES = {(DateTime,): "timestamp", (Integer, Numeric): "number"}
+_KIND_NAMES = {(DateTime,): "timestamp", (Integer, Numeric): "number", (Integer,): "whole-number"}
 
 
 def _is_a(column: Column[Any], kinds: tuple[type, ...]) -> bool:

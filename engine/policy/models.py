@@ -281,7 +281,10 @@ class ClassificationRule(Rule):
         return self
 
 
-# Tallies build on the pieces above (Rule, Word, _Frozen), so they are imported only here.
+# Tallies, obligations and metrics build on the pieces above (Rule, Action, Word, _Frozen), so
+# they are imported only here.
+from engine.policy.metric_spec import KpiReport, MetricRule  # noqa: E402
+from engine.policy.obligation_spec import ObligationRule  # noqa: E402
 from engine.policy.tally_spec import LedgerSettings, TallyRule  # noqa: E402
 
 
@@ -298,6 +301,9 @@ class PolicyFile(_Frozen):
     classifications: tuple[ClassificationRule, ...] = ()
     ledger: LedgerSettings | None = Field(None, description="The ledger and the monthly close")
     tallies: tuple[TallyRule, ...] = ()
+    obligations: tuple[ObligationRule, ...] = ()
+    metrics: tuple[MetricRule, ...] = ()
+    kpi_report: KpiReport | None = Field(None, description="The monthly KPI report")
 
 
 SECTIONS = tuple(PolicyFile.model_fields)

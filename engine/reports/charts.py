@@ -7,7 +7,7 @@ and a chart must read the same in every locale. Output is deterministic for the 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -38,6 +38,30 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float]], *, unit: str = "") 
         axes.set_xlabel(unit, fontsize=8)
         axes.tick_params(labelsize=8)
         axes.spines[["top", "right"]].set_visible(False)
+        return _png(figure)
+    finally:
+        plt.close(figure)
+
+
+def line_chart(
+    title: str,
+    months: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    unit: str = "",
+) -> bytes:
+    """One line per series over the months (None: a gap), as PNG bytes."""
+    figure, axes = plt.subplots(figsize=(6.4, 3.2), dpi=100)
+    try:
+        for label in sorted(series):
+            values = [float("nan") if v is None else v for v in series[label]]
+            axes.plot(list(months), values, marker="o", linewidth=1.5, label=label)
+        axes.set_title(title, fontsize=10)
+        axes.set_ylabel(unit, fontsize=8)
+        axes.tick_params(labelsize=8)
+        axes.spines[["top", "right"]].set_visible(False)
+        if series:
+            axes.legend(fontsize=7, loc="lower left", frameon=False)
         return _png(figure)
     finally:
         plt.close(figure)

@@ -75,12 +75,12 @@ def test_readme_night_leaves_letters_for_contracts_ending_within_a_month(tmp_pat
 
 
 def test_letter_through_a_real_smtp_server_in_the_customers_language(
-    service_data, settings_for, smtp_server
+    service_data, focused_settings_for, smtp_server
 ):
     handler, port = smtp_server
     li = service_data.customer("Li Wei", locale="zh-CN")
     service_data.contract(li, date(2026, 12, 23), number="MC-8808")
-    settings = settings_for(
+    settings = focused_settings_for(
         str(service_data.engine.url),
         smtp={"host": "127.0.0.1", "port": port, "security": "none", "timeout_s": 5},
     )

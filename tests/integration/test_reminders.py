@@ -11,6 +11,7 @@ import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,12 @@ from engine.run import run_night
 ROOT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "notices"
 # 10:00 in Shanghai on Monday 2026-11-23.
 AS_OF = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings_for(focused_settings_for):
+    """These tests follow contract reminders alone: without obligations and KPIs."""
+    return focused_settings_for
 
 
 def _findings(engine) -> set[tuple[str, str]]:

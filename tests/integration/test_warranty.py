@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Finding, Notice
+from engine.db.models import Notice
 from engine.rules import classification
 from engine.run import load_checked_policy, run_night
 
@@ -30,16 +30,6 @@ def _decided(settings: Any, engine: Any, as_of: datetime) -> dict[int, dict[str,
     with engine.connect() as conn:
         rows = conn.execute(classification.decisions(item, as_of)).mappings()
         return {row["id"]: dict(row) for row in rows}
-
-
-def _findings(engine: Any, rule: str = "service-category") -> list[tuple[str, str, str]]:
-    with engine.connect() as conn:
-        found = conn.execute(
-            select(Finding.entity_id, Finding.occurrence, Finding.state)
-            .where(Finding.rule_id == rule)
-            .order_by(Finding.id)
-        )
-        return [tuple(row) for row in found]
 
 
 def _notices(engine: Any, template: str) -> list[Notice]:
@@ -210,7 +200,7 @@ def test_charged_for_a_part_still_under_warranty_is_one_mismatch(service_data, s
     first = run_night(settings, data.engine, as_of=NIGHT)
     run_night(settings, data.engine, as_of=NIGHT + timedelta(days=1))
 
-    assert _findings(data.engine) == [(str(wrong), "free", "mismatch")]
+    assert data.findings("service-category") == [(str(wrong), "free", "mismatch")]
     (finding,) = [f for f in first.findings if f["rule"] == "service-category"]
     assert finding["family"] == "classification" and finding["new"] is True
     assert finding["reason"].startswith("service_requests SR-")
@@ -220,7 +210,7 @@ def test_charged_for_a_part_still_under_warranty_is_one_mismatch(service_data, s
     (notice,) = _notices(data.engine, "category_mismatch")
     assert notice.recipient_address == "service_supervisor@sh.example"
     assert "登记为收费，按政策应为免费（保修）" in notice.subject
-    assert {right, unrecorded}.isdisjoint(int(f[0]) for f in _findings(data.engine))
+    assert {right, unrecorded}.isdisjoint(int(f[0]) for f in data.findings("service-category"))
 
 
 def test_paid_call_gets_one_quote_before_work_starts(service_data, settings_for):
@@ -236,14 +226,14 @@ def test_paid_call_gets_one_quote_before_work_starts(service_data, settings_for)
     for night in range(3):
         run_night(settings, data.engine, as_of=NIGHT + timedelta(days=night))
 
-    assert _findings(data.engine) == [(str(waiting), "paid", "outcome")]
+    assert data.findings("service-category") == [(str(waiting), "paid", "outcome")]
     (quote,) = _notices(data.engine, "quote")
     assert quote.recipient_address == "li.wei@example.com" and quote.locale == "zh-CN"
     assert quote.subject.startswith("维修单 SR-")
     assert quote.subject.endswith("：不在保修范围内，施工前将向您报价")
     assert "整机的保修期已于2026年10月31日届满" in quote.body_text
     assert "施工前" in quote.body_text and quote.body_html
-    assert started not in {int(f[0]) for f in _findings(data.engine)}
+    assert started not in {int(f[0]) for f in data.findings("service-category")}
 
 
 def test_the_rule_is_one_statement_however_many_calls(service_data, settings_for):

@@ -69,7 +69,9 @@ def test_shipped_warranty_policy_has_part_terms_promotion_and_the_category_table
         "paid",
     ]
     assert "in_warranty" in item.table.c and "under_contract" in item.table.c
-    assert set(policy.by_family()) == {"reminder", "deadline", "classification", "tally"}
+    assert set(policy.by_family()) == {
+        "reminder", "deadline", "classification", "tally", "obligation"
+    }  # fmt: skip
 
 
 def test_rules_naming_no_derived_field_read_the_plain_table():

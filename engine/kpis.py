@@ -1,0 +1,50 @@
+"""Store measured KPI values: each month measured tonight replaces what an earlier night left."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, insert
+
+from engine.db.models import KpiValue
+from engine.rules.metric import Measured
+
+
+def record_kpis(
+    conn: Connection,
+    measured: Sequence[Measured],
+    months: Sequence[str],
+    metric_ids: Sequence[str],
+    *,
+    run_id: str,
+    policy_hash: str,
+    as_of: datetime,
+) -> int:
+    """Replace the values of these metrics and months with `measured`; returns rows written."""
+    if not metric_ids or not months:
+        return 0
+    # Delete and insert, not upsert: a branch or person with nothing left to measure loses
+    # its stale value too.
+    conn.execute(
+        delete(KpiValue).where(KpiValue.metric_id.in_(metric_ids), KpiValue.period.in_(months))
+    )
+    rows = [
+        {
+            "metric_id": m.metric_id,
+            "period": m.period,
+            "scope": m.scope,
+            "party_id": m.party_id,
+            "branch_id": m.branch_id,
+            "numerator": m.numerator,
+            "denominator": m.denominator,
+            "value": m.value,
+            "policy_hash": policy_hash,
+            "run_id": run_id,
+            "computed_at": as_of,
+        }
+        for m in measured
+    ]
+    for start in range(0, len(rows), 1000):
+        conn.execute(insert(KpiValue), rows[start : start + 1000])
+    return len(rows)

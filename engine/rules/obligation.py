@@ -1,0 +1,233 @@
+"""The obligation family: work that must recur (a report a month) or be done by a date.
+
+For every entity the rule looks at (a maintenance contract, a team lead, a project), the
+records it asks for (inspections, visits, handovers) are counted in SQL, one statement per
+period checked, each entity with its records counted by correlated subqueries on indexed
+links. Entities with enough records on time are left out by the statement itself. The rest,
+once their due day has passed in the branch's time zone, become findings:
+
+    missing   fewer records than asked for exist
+    late      enough exist, but some were done (or handed in) after the due day
+
+A period is checked from the day after its due day for `look_back` (default 60 days), so a
+night missed loses nothing and a first run on an old database does not report last year. The
+finding key (rule, entity, period, state) keeps each to one notice; a missing report that then
+arrives late is a second, `late`, finding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Select, case, func, literal, or_, select
+
+from engine.db.models import Branch
+from engine.expr import to_sql
+from engine.findings import Finding
+from engine.ledger.periods import Period
+from engine.policy.loader import CompiledObligation
+from engine.rules.reminder import is_effective
+
+FAMILY = "obligation"
+TZ = "_branch_timezone"
+DONE = "_records_done"
+ON_TIME = "_records_on_time"
+FIRST = "_first_record"
+_ZONES = timedelta(days=1)  # UTC and local days differ by less than this
+
+__all__ = ["FAMILY", "Occasion", "evaluate", "is_effective", "judge", "occasions", "query"]
+
+
+@dataclass(frozen=True, slots=True)
+class Occasion:
+    """One period to check: records done `first`..`last` count, on time up to `due_on`."""
+
+    key: str
+    first: date
+    last: date
+    due_on: date
+
+
+def occasions(rule: CompiledObligation, as_of: datetime) -> list[Occasion]:
+    """The periods whose due day may have passed within `look_back` at `as_of` (any zone)."""
+    spec = rule.rule
+    if spec.every is None:
+        return []
+    today = as_of.date()
+    oldest = today - timedelta(days=spec.look_back.rough_days().days) - _ZONES
+    out: list[Occasion] = []
+    period = Period.containing(spec.every, today)
+    while True:
+        last = period.end - timedelta(days=1)
+        due_on = spec.due.add_to(last)
+        if due_on < oldest:
+            return out
+        if due_on <= today + _ZONES:
+            out.append(Occasion(period.key, period.start, last, due_on))
+        period = period.previous()
+
+
+def judge(
+    conn: Connection, rule: CompiledObligation, calendars: Mapping[str, Any], as_of: datetime
+) -> tuple[list[Finding], dict[str, int]]:
+    """Count the records of each occasion in SQL and judge the entities short of them."""
+    found: list[Finding] = []
+    zones = list(conn.scalars(select(Branch.timezone).distinct())) or ["UTC"]
+    if rule.rule.every is None:
+        rows = conn.execute(query(rule, None, as_of, zones)).mappings()
+        return evaluate(rule, None, rows, as_of), {}
+    for occasion in occasions(rule, as_of):
+        rows = conn.execute(query(rule, occasion, as_of, zones)).mappings()
+        found.extend(evaluate(rule, occasion, rows, as_of))
+    return found, {}
+
+
+def query(
+    rule: CompiledObligation, occasion: Occasion | None, as_of: datetime, zones: Iterable[str]
+) -> Select[Any]:
+    """The entities due at `occasion` (or with a date due lately) short of records on time."""
+    spec, table, records = rule.rule, rule.table, rule.record_table
+    assert records is not None
+    zone = _zone(table)
+    stmt = select(table, zone.label(TZ))
+    if "branch_id" in table.c:
+        branches = Branch.__table__
+        stmt = stmt.join(branches, branches.c.id == table.c.branch_id)
+    if rule.condition is not None:
+        stmt = stmt.where(to_sql(rule.condition, table, as_of))
+    mine, theirs = spec.record.link
+    linked = [records.c[mine] == table.c[theirs]]
+    if rule.record_condition is not None:
+        linked.append(to_sql(rule.record_condition, records, as_of))
+    done_at = records.c[spec.record.submitted or spec.record.at]  # handed in, else done
+    linked.append(done_at.is_not(None))
+    if occasion is None:
+        # One record by a day that hangs on the entity: its first record decides.
+        anchor = table.c[spec.date or ""]
+        newest = as_of.date() - spec.due.delta() + _ZONES
+        oldest = newest - spec.look_back.delta() - 2 * _ZONES
+        first = select(func.min(done_at)).where(*linked).scalar_subquery()
+        done = select(func.count()).where(*linked).scalar_subquery()
+        return (
+            stmt.add_columns(first.label(FIRST), done.label(DONE))
+            .where(anchor.is_not(None), anchor >= oldest, anchor <= newest)
+            .order_by(table.c.id)
+        )
+    at = records.c[spec.record.at]
+    linked += [at >= occasion.first, at <= occasion.last]
+    done = select(func.count()).where(*linked).scalar_subquery()
+    on_time: Any = done
+    if spec.record.submitted:
+        deadline = case(
+            {z: literal(_due_at(occasion.due_on, z), done_at.type) for z in zones},
+            value=zone,
+            else_=literal(_due_at(occasion.due_on, "UTC"), done_at.type),
+        )
+        on_time = select(func.count()).where(*linked, done_at < deadline).scalar_subquery()
+    if spec.active is not None:
+        starts, ends = (table.c[name] for name in spec.active)
+        whole = spec.partial_periods == "exempt"
+        stmt = stmt.where(
+            starts <= (occasion.first if whole else occasion.last),
+            or_(ends.is_(None), ends >= (occasion.last if whole else occasion.first)),
+        )
+    return (
+        stmt.add_columns(done.label(DONE), on_time.label(ON_TIME))
+        .where(on_time < spec.count)
+        .order_by(table.c.id)
+    )
+
+
+def evaluate(
+    rule: CompiledObligation,
+    occasion: Occasion | None,
+    rows: Iterable[Mapping[str, Any]],
+    as_of: datetime,
+) -> list[Finding]:
+    """The findings among rows of `query` whose due day has passed at `as_of` (pure)."""
+    spec = rule.rule
+    out: list[Finding] = []
+    for row in rows:
+        zone = row[TZ] or "UTC"
+        record = {k: v for k, v in row.items() if not k.startswith("_")}
+        if occasion is None:
+            anchor = row[spec.date or ""]
+            due_on = spec.due.add_to(anchor)
+            first = row[FIRST]
+            on_time = int(first is not None and _local_day(first, zone) <= due_on)
+            key = anchor.isoformat()
+        else:
+            due_on, on_time, key = occasion.due_on, row[ON_TIME], occasion.key
+        due_at = _due_at(due_on, zone)
+        if not due_at <= as_of < due_at + spec.look_back.delta() or on_time >= spec.count:
+            continue
+        done = row[DONE]
+        state = "late" if done >= spec.count else "missing"
+        out.append(_finding(rule, record, key, state, due_on, due_at, done, on_time))
+    return out
+
+
+def _finding(
+    rule: CompiledObligation,
+    record: dict[str, Any],
+    key: str,
+    state: str,
+    due_on: date,
+    due_at: datetime,
+    done: int,
+    on_time: int,
+) -> Finding:
+    spec = rule.rule
+    label = record.get("number") or record.get("name") or f"#{record['id']}"
+    what = f"{spec.count} {spec.record.entity}"
+    if spec.record.when:
+        what += f" ({spec.record.when})"
+    reason = f"{rule.table.name} {label}: {on_time} of {what} for {key} by {due_on.isoformat()}" + (
+        f"; {done - on_time} came late" if state == "late" else ""
+    )
+    return Finding(
+        rule_id=spec.id,
+        family=FAMILY,
+        entity=rule.table.name,
+        entity_id=str(record["id"]),
+        occurrence=key,
+        state=state,
+        reason=reason,
+        due_at=due_at,
+        recipients=tuple(r.role for r in spec.notify),
+        notices=spec.notices(),
+        record=record,
+        details={
+            "period": key,
+            "due_on": due_on,
+            "required": spec.count,
+            "done": done,
+            "on_time": on_time,
+            "records": spec.record.entity,
+        },
+    )
+
+
+def _zone(table: Any) -> Any:
+    if "branch_id" in table.c:
+        return Branch.__table__.c.timezone
+    if table.name == "branches":
+        return table.c.timezone
+    return literal("UTC")
+
+
+def _due_at(due_on: date, zone: str) -> datetime:
+    """The instant a record is late: the start of the day after the due day, local time."""
+    local = datetime.combine(due_on + timedelta(days=1), time(0), tzinfo=ZoneInfo(zone))
+    return local.astimezone(UTC)
+
+
+def _local_day(value: date | datetime, zone: str) -> date:
+    if isinstance(value, datetime):
+        stamp = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return stamp.astimezone(ZoneInfo(zone)).date()
+    return value

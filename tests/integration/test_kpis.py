@@ -1,0 +1,125 @@
+"""Seed row 21 (001 七; 000 art.17-19): KPIs per branch and technician and month, and the
+monthly KPI report to the service manager.
+
+October 2026 in the Shanghai branch, by hand (all repair calls, urban, Mondays to Fridays after
+the National Day holidays; T1 and T2 are the technicians):
+
+    call  received (local)  on site           done              unit  tech  survey
+    A     Mon 12 Oct 10:00  12 Oct 11:00      12 Oct 15:00      U1    T1    4 4 3 3
+    B     Tue 13 Oct 10:00  Thu 15 Oct 10:00  15 Oct 15:00      U2    T1    -
+    C     Tue 20 Oct 10:00  20 Oct 11:00      20 Oct 15:00      U1    T2    2 3 - 3
+    D     Mon 26 Oct 10:00  26 Oct 11:00      26 Oct 15:00      U3    T2    -
+    one complaint received on 27 Oct
+
+- on-time dispatch (6 working hours): B is late -> 3 of 4 = 75%; T1 1 of 2 = 50%; T2 100%.
+- first-time fix (no repeat on the unit within 30 days): C repeats A on U1 -> 3 of 4 = 75%;
+  T1 1 of 2 = 50% (A was not fixed), T2 2 of 2.
+- complaint rate: 1 complaint per 4 calls received -> 25 per 100.
+- satisfaction: (4+4+3+3 + 2+3+3) / 7 values = 22/7 = 3.142857 (target 3.5: missed);
+  T1 14/4 = 3.5, T2 8/3 = 2.666667.
+- survey coverage: 2 of 4 finished calls surveyed = 50%.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from engine.db.models import KpiValue, Notice, Staff, Survey
+from engine.run import run_night
+
+# 02:00 on Tuesday 3 November in Shanghai: October is the last complete month.
+AS_OF = datetime(2026, 11, 2, 18, 0, tzinfo=UTC)
+LOCAL = timedelta(hours=8)
+
+
+def _at(day: int, hour: int) -> datetime:
+    return datetime(2026, 10, day, hour, tzinfo=UTC) - LOCAL
+
+
+def _october(data) -> dict[str, int]:
+    t1 = data.staff["technician"]
+    t2 = data.add(
+        Staff, branch_id=data.branch, name="technician two", email="t2@sh.example",
+        role="technician", locale="zh-CN",
+    )  # fmt: skip
+    ada = data.customer("Ada Wong")
+    u1, u2, u3 = (data.unit(ada) for _ in range(3))
+    calls = {}
+    for name, (day, arrive_day, unit, tech) in {
+        "A": (12, 12, u1, t1), "B": (13, 15, u2, t1), "C": (20, 20, u1, t2), "D": (26, 26, u3, t2),
+    }.items():  # fmt: skip
+        calls[name] = data.request(
+            ada, _at(day, 10), number=f"SR-{name}", unit_id=unit, technician_id=tech,
+            status="completed", dispatched_at=_at(day, 10), arrived_at=_at(arrive_day, 11)
+            if name != "B" else _at(arrive_day, 10), completed_at=_at(arrive_day, 15),
+        )  # fmt: skip
+    for call, tech, marks in ((calls["A"], t1, (4, 4, 3, 3)), (calls["C"], t2, (2, 3, None, 3))):
+        data.add(
+            Survey, branch_id=data.branch, service_request_id=call, technician_id=tech,
+            surveyed_at=_at(22, 9), attitude=marks[0], skill=marks[1], punctuality=marks[2],
+            promise_keeping=marks[3],
+        )  # fmt: skip
+    data.complaint(ada, _at(27, 9), number="CP-1", status="closed", closed_at=_at(27, 12))
+    return {"t1": t1, "t2": t2}
+
+
+def _values(engine, period: str) -> dict[tuple[str, str, int], Decimal | None]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(KpiValue.metric_id, KpiValue.scope, KpiValue.party_id, KpiValue.value).where(
+                KpiValue.period == period
+            )
+        )
+        return {(m, s, p): v for m, s, p, v in rows}
+
+
+def test_october_kpis_match_the_hand_computed_numbers(service_data, settings_for):
+    people = _october(service_data)
+    branch, t1, t2 = service_data.branch, people["t1"], people["t2"]
+    settings = settings_for(str(service_data.engine.url))
+
+    result = run_night(settings, service_data.engine, as_of=AS_OF)
+
+    assert result.outcome == "success"
+    got = _values(service_data.engine, "2026-10")
+    expected = {
+        ("on-time-dispatch", "branch", branch): Decimal("0.75"),
+        ("on-time-dispatch", "staff", t1): Decimal("0.5"),
+        ("on-time-dispatch", "staff", t2): Decimal("1"),
+        ("first-time-fix", "branch", branch): Decimal("0.75"),
+        ("first-time-fix", "staff", t1): Decimal("0.5"),
+        ("first-time-fix", "staff", t2): Decimal("1"),
+        ("complaint-rate", "branch", branch): Decimal("25"),
+        ("satisfaction", "branch", branch): Decimal("3.142857"),
+        ("satisfaction", "staff", t1): Decimal("3.5"),
+        ("satisfaction", "staff", t2): Decimal("2.666667"),
+        ("satisfaction-punctuality", "staff", t2): None,  # no value given: nothing to measure
+        ("survey-coverage", "branch", branch): Decimal("0.5"),
+    }
+    assert {key: got.get(key, "absent") for key in expected} == expected
+    assert ("satisfaction-punctuality", "staff", t2) in got
+
+
+def test_the_monthly_report_reaches_the_service_manager_once(service_data, settings_for):
+    _october(service_data)
+    settings = settings_for(str(service_data.engine.url))
+
+    for night in (AS_OF, AS_OF, AS_OF + timedelta(days=1)):
+        run_night(settings, service_data.engine, as_of=night)
+
+    with service_data.engine.connect() as conn:
+        (report,) = conn.execute(
+            select(Notice).where(Notice.dedup_key.startswith("kpi-report|2026-10|"))
+        ).all()
+    assert report.recipient_address == "service_manager@sh.example"
+    assert report.subject.startswith("上海服务中心 2026-10 售后服务指标")
+    assert "未达标" in report.subject  # satisfaction 3.14 < 3.5, dispatch 75% < 95%, ...
+    assert "75%" in report.body_html and "3.14" in report.body_html
+    page = settings.artifacts_dir / "reports" / "kpi_2026-10.html"
+    csv = (settings.artifacts_dir / "reports" / "kpi_2026-10.csv").read_text(encoding="utf-8-sig")
+    assert "2026-10" in page.read_text(encoding="utf-8")
+    assert "2026-10,SH-01,branch,1,上海服务中心,complaint-rate," in csv
+    assert ",1,4,25.000000,≤ 2,yes" in csv
