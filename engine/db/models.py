@@ -185,7 +185,11 @@ class ServiceRequest(Base):
     """A repair call (or other service job) from receipt to collection."""
 
     __tablename__ = "service_requests"
-    __table_args__ = (Index("ix_service_requests_received_at", "received_at"),)
+    __table_args__ = (
+        Index("ix_service_requests_received_at", "received_at"),
+        # Repeat calls on a unit (first-time fix) are looked up by unit and time.
+        Index("ix_service_requests_unit_received", "unit_id", "received_at"),
+    )
     id: Mapped[intpk]
     number: Mapped[str40] = _col("Call number, unique", unique=True)
     branch_id: Mapped[int] = _fk("branches.id", "Branch handling the call")
@@ -258,7 +262,10 @@ class Survey(Base):
     """The next-day satisfaction survey of a service request; each item rated 1 (poor) to 4."""
 
     __tablename__ = "surveys"
-    __table_args__ = (Index("ix_surveys_surveyed_at", "surveyed_at"),)
+    __table_args__ = (
+        Index("ix_surveys_surveyed_at", "surveyed_at"),
+        Index("ix_surveys_service_request_id", "service_request_id"),  # survey coverage
+    )
     id: Mapped[intpk]
     branch_id: Mapped[int] = _fk("branches.id", "Branch")
     service_request_id: Mapped[int] = _fk("service_requests.id", "Service request surveyed")

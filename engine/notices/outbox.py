@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -45,6 +45,10 @@ class Attachment:
     content_id: str | None = None
 
 
+Files = tuple[Attachment, ...] | Callable[[], tuple[Attachment, ...]]
+"""A letter's files, or how to make them: charts are drawn only for letters not yet queued."""
+
+
 @dataclass(frozen=True, slots=True)
 class Letter:
     """A notice not tied to one finding (a report, a close notice): its key, reader and context."""
@@ -53,7 +57,7 @@ class Letter:
     person: Recipient
     template: str
     context: dict[str, Any]
-    attachments: tuple[Attachment, ...] = ()
+    attachments: Files = ()
 
 
 @dataclass
@@ -128,18 +132,29 @@ def queue_letters(
     run_id: str,
     as_of: datetime,
 ) -> QueueReport:
-    """Render and insert one outbox row per letter; a letter's key makes it exist once."""
+    """Render and insert one outbox row per letter; a letter's key makes it exist once.
+
+    Letters already in the outbox (a report queued by an earlier night) are neither rendered
+    nor given their files again."""
     report = QueueReport()
     rows: list[dict[str, Any]] = []
     files: dict[str, tuple[Attachment, ...]] = {}
-    for letter in letters:
+    keys = [f"{letter.key}|{letter.person.role}|{letter.person.ref}" for letter in letters]
+    queued: set[str] = set()
+    for start in range(0, len(keys), _BATCH):
+        chunk = keys[start : start + _BATCH]
+        queued.update(conn.scalars(select(Notice.dedup_key).where(Notice.dedup_key.in_(chunk))))
+    for letter, key in zip(letters, keys, strict=True):
+        if key in queued:
+            continue
         context = {"as_of": as_of, **letter.context}
         row = _row(
             letter.key, letter.person, letter.template, templates, context, mail_from, run_id, as_of
         )
         rows.append(row)
-        if letter.attachments:
-            files[row["dedup_key"]] = letter.attachments
+        made = letter.attachments() if callable(letter.attachments) else letter.attachments
+        if made:
+            files[row["dedup_key"]] = made
     insert_rows(conn, rows, files, report)
     return report
 
@@ -153,7 +168,7 @@ def branch_letters(
     key: str,
     template: str,
     context: dict[str, Any],
-    attachments: tuple[Attachment, ...] = (),
+    attachments: Files = (),
 ) -> list[Letter]:
     """A branch report to each person holding one of `roles` for that branch."""
     staff = entity_table("staff")
@@ -260,7 +275,7 @@ def blank_row(
     timezone: str | None = None,
 ) -> dict[str, Any]:
     """An outbox row for `person` with nothing rendered yet."""
-    dedup = f"{key}|{person.role}|{person.ref}"
+    dedup = f"{key}|{person.role}|{person.ref}"  # queue_letters looks letters up by it
     return {
         "dedup_key": dedup,
         "message_id": message_id(dedup, mail_from),

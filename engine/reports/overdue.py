@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -183,9 +184,11 @@ def overdue_letters(
         branch = directory.branches.get(part.branch_id) or {}  # type: ignore[arg-type]
         day = summary.as_of.astimezone(ZoneInfo(part.timezone)).date().isoformat()
         name = f"overdue_{part.code}_{day}"
-        files = (
-            Attachment(f"{name}.csv", "text/csv", _csv_bytes([part])),
-            Attachment(f"{name}.png", "image/png", chart(part), chart_cid(name)),
+        files = cache(
+            lambda part=part, name=name: (
+                Attachment(f"{name}.csv", "text/csv", _csv_bytes([part])),
+                Attachment(f"{name}.png", "image/png", chart(part), chart_cid(name)),
+            )
         )
         context = {
             "part": part,

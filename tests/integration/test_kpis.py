@@ -123,3 +123,29 @@ def test_the_monthly_report_reaches_the_service_manager_once(service_data, setti
     assert "2026-10" in page.read_text(encoding="utf-8")
     assert "2026-10,SH-01,branch,1,上海服务中心,complaint-rate," in csv
     assert ",1,4,25.000000,≤ 2,yes" in csv
+
+
+def test_report_kpi_writes_the_month_on_demand(service_data, settings_for, tmp_path):
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    _october(service_data)
+    settings = settings_for(str(service_data.engine.url))
+    run_night(settings, service_data.engine, as_of=AS_OF)  # records the breach of call B
+
+    out = tmp_path / "kpi"
+    policy = ("--rules", str(settings.rules), "--templates", str(settings.templates))
+    result = CliRunner().invoke(
+        app,
+        ["report", "kpi", "--db", str(service_data.engine.url), *policy, "--period", "2026-10",
+         "--as-of", AS_OF.isoformat(), "--out", str(out), "--locale", "es"],
+        catch_exceptions=False,
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "on-time-dispatch" in line)
+    assert "75.0% !" in row and "≥ 95%" in row
+    html = (out / "kpi_2026-10.html").read_text(encoding="utf-8")
+    assert 'lang="es"' in html and "Indicadores de servicio 2026-10" in html and "75%" in html
+    assert (out / "kpi_2026-10.csv").exists()

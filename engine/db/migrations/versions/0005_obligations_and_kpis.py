@@ -1,9 +1,9 @@
 """obligations and kpis
 
 Recurring work the obligation rules look for: customer visits, optimisation reports, project
-join and handover records (`work_records`); an index to count each contract's inspection
-reports per month; and the KPI values of the metric rules per branch, person and month
-(`kpi_values`), recomputed each night while recent.
+join and handover records (`work_records`); indexes to count each contract's inspection
+reports per month, repeat calls per unit and surveys per call; and the KPI values of the
+metric rules per branch, person and month (`kpi_values`), recomputed each night while recent.
 
 Revision ID: 0005
 Revises: 0004d
@@ -131,8 +131,22 @@ def upgrade() -> None:
             "ix_inspections_contract_on", ["contract_id", "inspected_on"], unique=False
         )
 
+    with op.batch_alter_table("service_requests", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_service_requests_unit_received", ["unit_id", "received_at"], unique=False
+        )
+
+    with op.batch_alter_table("surveys", schema=None) as batch_op:
+        batch_op.create_index("ix_surveys_service_request_id", ["service_request_id"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("surveys", schema=None) as batch_op:
+        batch_op.drop_index("ix_surveys_service_request_id")
+
+    with op.batch_alter_table("service_requests", schema=None) as batch_op:
+        batch_op.drop_index("ix_service_requests_unit_received")
+
     with op.batch_alter_table("inspections", schema=None) as batch_op:
         batch_op.drop_index("ix_inspections_contract_on")
 
