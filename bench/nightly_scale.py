@@ -109,12 +109,15 @@ def _night(url: str) -> dict[str, Any]:
         event.listen(engine, "before_cursor_execute", seen)
         first = run_night(settings, engine, as_of=AS_OF)
         event.remove(engine, "before_cursor_execute", seen)
+        # Only the figures are kept: the first night's findings must not weigh on the second.
+        timings, counts = first.timings, first.counts
+        del first
         floor_s, rows = _read_once(engine, _columns_named(statements))
-        second = run_night(settings, engine, as_of=AS_OF)
+        second = run_night(settings, engine, as_of=AS_OF).timings
     return {
-        "first": first.timings,
-        "second": second.timings,
-        "counts": first.counts,
+        "first": timings,
+        "second": second,
+        "counts": counts,
         "floor_s": floor_s,
         "rows_scanned": rows,
         "peak_mib": _peak_mib(),
@@ -168,7 +171,9 @@ def _report(kind: str, requests: int, m: dict[str, Any]) -> None:
     covered = sum(first.get(f"evaluate_{f}_s", 0.0) for f in NAIVE_FAMILIES)
     print(f"\n== {kind}, {m['build']['counts']['service_requests']:,} repair calls ==")
     print(f"  build       {m['build']['seconds']:8.1f} s (peak {m['build']['peak_mib']:.0f} MiB)")
-    for step in ("load_s", "evaluate_s", *families, "record_s", "notices_s", "total_s"):
+    # notices_s includes metrics_s: the KPIs are measured and reported in the notices step.
+    steps = ("load_s", "evaluate_s", *families, "record_s", "metrics_s", "notices_s", "total_s")
+    for step in steps:
         print(
             f"  {step[:-2]:<30} {first.get(step, 0.0):8.2f} s   2nd {second.get(step, 0.0):8.2f} s"
         )

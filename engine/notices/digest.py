@@ -11,8 +11,8 @@ delivery gathers them into the digest's message.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,9 +29,15 @@ from engine.notices.outbox import (
 from engine.notices.recipients import Recipient
 from engine.notices.templates import NoticeTemplates
 
+SHOWN = 50
+"""Items of one kind a digest shows in full; the rest are counted (a reader skims, and at a
+large site a supervisor's night can hold tens of thousands: each stays an outbox row of its
+own, bundled to the digest, and the night's reports list them all)."""
+
 # The layout marks the letter's own content, so a digest can show it without the footer.
 _CONTENT = re.compile(r"<!--content-->(.*?)<!--/content-->", re.S)
 _BODY = re.compile(r"<body[^>]*>(.*?)</body>", re.S | re.I)
+_CHUNK = 1000  # ids per UPDATE ... IN (...)
 
 
 def bundle_digests(
@@ -44,28 +50,34 @@ def bundle_digests(
 ) -> QueueReport:
     """Turn the run's held staff rows into digests (several items) or single letters (one)."""
     report = QueueReport()
+    # Ids and kinds only: the letters themselves are read per person, and only those shown.
     held = conn.execute(
-        select(Notice).where(Notice.run_id == run_id, Notice.status == "held").order_by(Notice.id)
+        select(Notice.id, Notice.recipient_ref, Notice.dedup_key, Notice.template)
+        .where(Notice.run_id == run_id, Notice.status == "held")
+        .order_by(Notice.id)
     ).all()
     by_person: dict[str, list[Any]] = defaultdict(list)
     for row in held:
         by_person[row.recipient_ref or row.dedup_key].append(row)
     release: list[int] = []
     for ref, items in by_person.items():
+        ids = [item.id for item in items]
         if len(items) == 1:
-            release.append(items[0].id)
+            release += ids
             continue
         digest_id = _queue_digest(conn, ref, items, templates, mail_from, run_id, as_of, report)
         if digest_id is None:
-            release += [item.id for item in items]
+            release += ids
             continue
-        conn.execute(
-            update(Notice)
-            .where(Notice.id.in_([item.id for item in items]))
-            .values(status="bundled", digest_id=digest_id)
-        )
-    if release:
-        conn.execute(update(Notice).where(Notice.id.in_(release)).values(status="pending"))
+        for start in range(0, len(ids), _CHUNK):
+            conn.execute(
+                update(Notice)
+                .where(Notice.id.in_(ids[start : start + _CHUNK]))
+                .values(status="bundled", digest_id=digest_id)
+            )
+    for start in range(0, len(release), _CHUNK):
+        chunk = release[start : start + _CHUNK]
+        conn.execute(update(Notice).where(Notice.id.in_(chunk)).values(status="pending"))
     return report
 
 
@@ -80,7 +92,9 @@ def _queue_digest(
     report: QueueReport,
 ) -> int | None:
     """Insert the digest row for one person; None if it cannot be rendered (items go alone)."""
-    first = items[0]
+    shown = _shown(items)
+    letters = conn.execute(select(Notice).where(Notice.id.in_(shown)).order_by(Notice.id)).all()
+    first = letters[0]
     kind, _, number = ref.partition(":")
     person = Recipient(
         role=first.recipient_role,
@@ -96,7 +110,7 @@ def _queue_digest(
         "as_of": as_of,
         "timezone": timezone,
         "count": len(items),
-        "sections": sections(items),
+        "sections": sections(letters, Counter(item.template for item in items)),
     }
     key = f"digest|{run_id}"
     row = blank_row(key, person, DIGEST_TEMPLATE, mail_from, run_id, as_of, timezone)
@@ -110,8 +124,20 @@ def _queue_digest(
     return conn.scalar(select(Notice.id).where(Notice.dedup_key == row["dedup_key"]))
 
 
-def sections(items: Sequence[Any]) -> list[dict[str, Any]]:
-    """The items grouped by notice kind, kinds in order of first appearance."""
+def _shown(items: Sequence[Any]) -> list[int]:
+    """The ids of the first SHOWN items of each kind."""
+    per_kind: Counter[str] = Counter()
+    shown: list[int] = []
+    for item in items:
+        per_kind[item.template] += 1
+        if per_kind[item.template] <= SHOWN:
+            shown.append(item.id)
+    return shown
+
+
+def sections(items: Sequence[Any], totals: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+    """The items grouped by notice kind, kinds in order of first appearance; `totals` counts
+    each kind's items when only some are given (`more` says how many are not shown)."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         grouped.setdefault(item.template, []).append(
@@ -122,7 +148,11 @@ def sections(items: Sequence[Any]) -> list[dict[str, Any]]:
                 "finding_key": item.finding_key,
             }
         )
-    return [{"kind": kind, "items": entries} for kind, entries in grouped.items()]
+    out = []
+    for kind, entries in grouped.items():
+        total = totals[kind] if totals else len(entries)
+        out.append({"kind": kind, "items": entries, "total": total, "more": total - len(entries)})
+    return out
 
 
 def html_content(document: str | None) -> str | None:

@@ -105,3 +105,28 @@ def test_one_item_goes_out_on_its_own_not_as_a_digest(db, db_url, settings_for, 
     department = f"staff:{service_data.staff['responsible_department']}"
     [letter] = [n for n in outbox(db) if n.recipient_ref == department]
     assert (letter.template, letter.status, letter.digest_id) == ("urge_notice", "pending", None)
+
+
+def test_a_long_night_shows_fifty_items_of_a_kind_and_counts_the_rest(
+    db, db_url, settings_for, service_data
+):
+    overdue_calls(service_data, count=53)
+    night(db, settings_for, db_url)
+
+    rows = outbox(db)
+    supervisor = f"staff:{service_data.staff['service_supervisor']}"
+    [digest] = [n for n in rows if n.recipient_ref == supervisor and n.template == "digest"]
+    bundled = [n for n in rows if n.digest_id == digest.id]
+    escalations = [n for n in bundled if n.template == "escalation"]
+    # Every item is kept and bundled; the message shows fifty of each kind and counts the rest.
+    assert len(escalations) == 53
+    assert digest.body_text.count("\n--- ") == sum(min(50, n) for n in _per_kind(bundled))
+    assert digest.body_text.count("另有 3 项同类事项未列出") == _per_kind(bundled).count(53)
+    assert "超时与升级 (53)" in digest.subject
+
+
+def _per_kind(items: list[Notice]) -> list[int]:
+    kinds: dict[str, int] = {}
+    for item in items:
+        kinds[item.template] = kinds.get(item.template, 0) + 1
+    return list(kinds.values())
