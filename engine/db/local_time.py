@@ -22,7 +22,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-__all__ = ["local_clock", "local_month", "local_text", "local_wall_clock", "shifted"]
+__all__ = ["local_clock", "local_text", "local_wall_clock", "shifted"]
 
 _FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -101,8 +101,3 @@ def _shifted_sqlite(element: _Shifted, compiler: SQLCompiler, **kw: Any) -> str:
     # UtcDateTime stores `YYYY-MM-DD HH:MM:SS` text in SQLite, the format datetime() returns.
     (instant,) = (compiler.process(c, **kw) for c in element.clauses)
     return f"datetime({instant}, '{element.seconds:+d} seconds')"
-
-
-def local_month(instant: ColumnElement[Any], zone: ColumnElement[Any]) -> ColumnElement[str]:
-    """SQL text `YYYY-MM` of the local month a UTC timestamp falls in, in `zone`."""
-    return func.substr(local_wall_clock(instant, zone), 1, 7)

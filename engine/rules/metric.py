@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Connection,
@@ -31,7 +32,7 @@ from sqlalchemy import (
     select,
 )
 
-from engine.db.local_time import local_month, shifted
+from engine.db.local_time import shifted
 from engine.db.models import Branch, Finding, Run
 from engine.expr import parse, to_sql
 from engine.ledger.periods import Period
@@ -85,10 +86,11 @@ def measure(
         months = watched(conn, months, as_of)
         if not months:
             return out
-    others = _other_numerator(conn, metric, months, as_of)
+    zones = sorted(conn.scalars(select(Branch.timezone).distinct())) or ["UTC"]
+    others = _other_numerator(conn, metric, months, zones, as_of)
     for field in rule.per:
         scope = "branch" if field == "branch" else "staff"
-        stmt = _grouped(metric, months, as_of, None if field == "branch" else field)
+        stmt = _grouped(metric, months, zones, as_of, None if field == "branch" else field)
         for row in conn.execute(stmt).mappings():
             party = row["branch_id"] if scope == "branch" else row["party"]
             numerator = Decimal(row["numerator"] or 0)
@@ -126,11 +128,15 @@ def _value(numerator: Decimal, denominator: Decimal, scale: int) -> Decimal | No
 
 
 def _grouped(
-    metric: CompiledMetric, months: Sequence[Period], as_of: datetime, party: str | None
+    metric: CompiledMetric,
+    months: Sequence[Period],
+    zones: Sequence[str],
+    as_of: datetime,
+    party: str | None,
 ) -> Any:
     """One statement: per branch (and `party`) and month, the numerator and denominator."""
     rule, table = metric.rule, metric.table
-    month = _month(table, rule.at)
+    month = _month(table, rule.at, months, zones)
     keys = [table.c.branch_id, month.label("period")]
     if party is not None:
         keys.insert(1, table.c[party].label("party"))
@@ -200,14 +206,18 @@ def _condition(metric: CompiledMetric, numerator: Numerator | None, as_of: datet
 
 
 def _other_numerator(
-    conn: Connection, metric: CompiledMetric, months: Sequence[Period], as_of: datetime
+    conn: Connection,
+    metric: CompiledMetric,
+    months: Sequence[Period],
+    zones: Sequence[str],
+    as_of: datetime,
 ) -> dict[tuple[int, str], Decimal] | None:
     """Rows of another table per branch and month (complaints for a complaint rate)."""
     numerator, table = metric.rule.numerator, metric.related
     if numerator is None or numerator.entity is None or table is None:
         return None
     at = numerator.at or ""
-    month = _month(table, at)
+    month = _month(table, at, months, zones)
     stmt = (
         select(table.c.branch_id, month.label("period"), func.count().label("n"))
         .join(Branch.__table__, Branch.__table__.c.id == table.c.branch_id)
@@ -220,11 +230,30 @@ def _other_numerator(
     return {(r.branch_id, r.period): Decimal(r.n) for r in conn.execute(stmt)}
 
 
-def _month(table: Any, at: str) -> Any:
+def _month(table: Any, at: str, months: Sequence[Period], zones: Sequence[str]) -> Any:
+    """SQL: the key (`2026-10`) of the month among `months` the row's `at` falls in, locally.
+
+    For a timestamp, each month's first and last instants in each branch's time zone are
+    computed here and compared in SQL: plain comparisons an index can serve, not a time-zone
+    conversion per row (a Python function per row on SQLite)."""
     column = table.c[at]
-    if _is_instant(column):
-        return local_month(column, Branch.__table__.c.timezone)
-    return func.substr(cast(column, String), 1, 7)
+    if not _is_instant(column):
+        return func.substr(cast(column, String), 1, 7)
+
+    def starts(zone: str) -> Any:
+        tz = ZoneInfo(zone)
+        edges = [datetime.combine(m.start, time(0), tz).astimezone(UTC) for m in months]
+        edges.append(datetime.combine(months[-1].end, time(0), tz).astimezone(UTC))
+        whens = [(column < literal(edges[0], column.type), None)]
+        whens += [
+            (column < literal(edge, column.type), month.key)
+            for month, edge in zip(months, edges[1:], strict=True)
+        ]
+        return case(*whens, else_=None)
+
+    return case(
+        {zone: starts(zone) for zone in zones}, value=Branch.__table__.c.timezone, else_=None
+    )
 
 
 def _in_months(table: Any, at: str, months: Sequence[Period]) -> list[Any]:
