@@ -96,6 +96,8 @@ class NoticeTemplates:
             undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
             keep_trailing_newline=True,
+            # One command reads the templates once: no stat() of every file at every render.
+            auto_reload=False,
         )
         self.env.filters.update(
             date=_date, datetime=_datetime, money=_money, number=_number, percent=_percent
