@@ -30,6 +30,9 @@ from engine.reports.charts import bar_chart, chart_cid
 from engine.reports.files import write_atomically
 
 PAGE_TEMPLATE = "_reports/overdue.html.j2"
+LETTER_ITEMS = 100
+"""Items a manager's letter lists, most overdue first; the attached CSV and the page list all
+(at a large site a branch can have tens of thousands, more than any mail server takes)."""
 CSV_COLUMNS = (
     "branch",
     "branch_name",
@@ -74,6 +77,18 @@ class OverdueBranch:
     name: str
     timezone: str
     items: list[OverdueItem] = field(default_factory=list)
+    hidden: int = 0  # items left out of `items` (a letter shows the most overdue)
+
+    @property
+    def count(self) -> int:
+        """All the branch's overdue items, shown or not."""
+        return len(self.items) + self.hidden
+
+    def most_overdue(self, limit: int) -> OverdueBranch:
+        """The same branch with only its `limit` most overdue items, the rest counted."""
+        shown = self.items[:limit]
+        rest = len(self.items) - len(shown) + self.hidden
+        return OverdueBranch(self.branch_id, self.code, self.name, self.timezone, shown, rest)
 
     def by_rule(self) -> list[tuple[str, int]]:
         """(rule id, items) pairs, most items first."""
@@ -191,7 +206,7 @@ def overdue_letters(
             )
         )
         context = {
-            "part": part,
+            "part": part.most_overdue(LETTER_ITEMS),
             "branch": branch,
             "timezone": part.timezone,
             "chart_src": f"cid:{chart_cid(name)}",

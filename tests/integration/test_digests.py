@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Notice
+from engine.db.models import Notice, NoticeAttachment
 from engine.notices.delivery import SmtpSender, deliver
 from engine.run import run_night
 from engine.settings import SmtpSettings
@@ -130,3 +130,22 @@ def _per_kind(items: list[Notice]) -> list[int]:
     for item in items:
         kinds[item.template] = kinds.get(item.template, 0) + 1
     return list(kinds.values())
+
+
+def test_the_overdue_letter_lists_the_most_overdue_and_attaches_them_all(
+    db, db_url, settings_for, service_data
+):
+    overdue_calls(service_data, count=40)  # three rules each: 120 items
+    night(db, settings_for, db_url)
+
+    [letter] = [n for n in outbox(db) if n.template == "overdue_summary"]
+    listed = [line for line in letter.body_text.splitlines() if line.startswith("- SR-SH-")]
+    assert len(listed) == 100 and "另有 20 项，见附件 CSV 文件" in letter.body_text
+    assert letter.body_html.count("<tr>") == 100 and "120" in letter.subject
+    with db.connect() as conn:
+        data = conn.scalar(
+            select(NoticeAttachment.data).where(
+                NoticeAttachment.notice_id == letter.id, NoticeAttachment.content_type == "text/csv"
+            )
+        )
+    assert len(data.decode("utf-8-sig").splitlines()) == 1 + 120
