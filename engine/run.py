@@ -161,7 +161,7 @@ def _evaluate_and_queue(
             # The ledger is written in the same transaction as the findings it books.
             settled = settle(conn, new, **outgoing)
             overdue, reported = _report_overdue(conn, found, **outgoing)
-            kpis, measured = _measure_kpis(conn, result, **outgoing)
+            kpis, measured, stored = _measure_kpis(conn, result, **outgoing)
             outgoing.pop("policy")
             bundled = bundle_digests(conn, **outgoing)
             timings["notices_s"] = round(time.perf_counter() - step, 4)
@@ -175,7 +175,7 @@ def _evaluate_and_queue(
                 "notices_set_aside": sum(
                     q.set_aside for q in (queued, settled, reported, measured)
                 ),
-                "kpi_values": len(kpis.measured) if kpis else 0,
+                "kpi_values": stored,
                 "rule_errors": sum(1 for r in result.rules if r.error),
             }
             result.set_aside = dict(
@@ -232,12 +232,13 @@ def _measure_kpis(
     mail_from: str,
     run_id: str,
     as_of: datetime,
-) -> tuple[KpiSummary | None, QueueReport]:
+) -> tuple[KpiSummary | None, QueueReport, int]:
     """Measure every metric for this month and the months the report compares, store the
-    values, and queue the last complete month's report to each branch (once per month)."""
+    values, and queue the last complete month's report to each branch (once per month).
+    Returns the report, what queueing it did, and the number of values stored."""
     report = QueueReport()
     if not policy.metrics:
-        return None, report
+        return None, report, 0
     step = time.perf_counter()
     months = months_to_measure(
         as_of.astimezone(ZoneInfo(policy.ledger.timezone)), policy.kpi_report.history + 1
@@ -259,7 +260,9 @@ def _measure_kpis(
         finally:
             outcome.seconds = round(time.perf_counter() - began, 4)
     keys = [m.key for m in months]
-    record_kpis(conn, measured, keys, done, run_id=run_id, policy_hash=policy.hash, as_of=as_of)
+    stored = record_kpis(
+        conn, measured, keys, done, run_id=run_id, policy_hash=policy.hash, as_of=as_of
+    )
     summary = read_report(conn, measured, [m.rule for m in policy.metrics], keys[:-1])
     letters = kpi_letters(summary, policy.kpi_report, Directory(conn), report.reasons)
     queued = queue_letters(
@@ -268,7 +271,7 @@ def _measure_kpis(
     report.queued, report.set_aside = queued.queued, queued.set_aside
     report.reasons.update(queued.reasons)
     result.timings["metrics_s"] = round(time.perf_counter() - step, 4)
-    return summary, report
+    return summary, report, stored
 
 
 def _write_reports(

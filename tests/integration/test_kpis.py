@@ -25,7 +25,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from engine.db.models import KpiValue, Notice, Staff, Survey
 from engine.run import run_night
@@ -84,6 +84,9 @@ def test_october_kpis_match_the_hand_computed_numbers(service_data, settings_for
     result = run_night(settings, service_data.engine, as_of=AS_OF)
 
     assert result.outcome == "success"
+    with service_data.engine.connect() as conn:
+        stored = conn.scalar(select(func.count()).select_from(KpiValue))
+    assert result.counts["kpi_values"] == stored > 0
     got = _values(service_data.engine, "2026-10")
     expected = {
         ("on-time-dispatch", "branch", branch): Decimal("0.75"),
