@@ -32,8 +32,9 @@ from engine.expr import explain as explain_condition
 from engine.ledger.book import closed
 from engine.ledger.periods import Period
 from engine.policy import CompiledRule, CompiledTally, Policy, ReminderRule
+from engine.policy.loader import CompiledObligation
 from engine.policy.models import ClassificationRule
-from engine.rules import classification, deadline, reminder, tally, tally_amounts
+from engine.rules import classification, deadline, obligation, reminder, tally, tally_amounts
 from engine.run import load_checked_policy
 from engine.settings import Settings
 from engine.warranty import (
@@ -54,6 +55,11 @@ def explain_rule(
     """Labelled lines that walk through one rule for one entity at `as_of`."""
     policy, _ = load_checked_policy(settings)
     item = policy.rule(rule_id)
+    if item is None and rule_id in {m.rule.id for m in policy.metrics}:
+        raise UsageError(
+            f"{rule_id!r} is a metric, measured per branch and month, not per entity: "
+            "`aftersales report kpi` shows its values"
+        )
     if item is None:
         raise UsageError(f"no rule {rule_id!r}; rules: {', '.join(policy.rule_ids())}")
     require_current(engine)
@@ -81,6 +87,8 @@ def explain_rule(
             lines += _tally_lines(conn, item, record["id"], matched, as_of)
         elif isinstance(item.rule, ClassificationRule):
             lines += _classification_lines(conn, item, record, key, matched, as_of)
+        elif isinstance(item, CompiledObligation):
+            lines += _obligation_lines(conn, item, key, matched, as_of)
         else:
             lines += _deadline_lines(conn, policy, item, record, branch, matched, as_of)
         lines += _recorded(conn, item, record)
@@ -430,6 +438,41 @@ def _tally_lines(
     else:
         verdict = f"counts in {period}; open for corrections until {until.isoformat()}"
     return [*lines, ("state", verdict)]
+
+
+def _obligation_lines(
+    conn: Connection, item: CompiledObligation, key: int, matched: bool, as_of: datetime
+) -> Lines:
+    """Each period checked at `as_of` (or the one due day): records done, on time, verdict."""
+    spec = item.rule
+    if not matched:
+        return [("state", "condition does not hold: nothing is due")]
+    zones = list(conn.scalars(select(Branch.timezone).distinct())) or ["UTC"]
+    lines: Lines = [("records", f"{spec.count} {spec.record.entity}" + (
+        f" where {spec.record.when}" if spec.record.when else ""
+    ) + f", due {spec.due.spoken()}")]  # fmt: skip
+    checks = obligation.occasions(item, as_of) if spec.every else [None]
+    if spec.every and spec.active:
+        lines.append(("in force", f"{spec.active[0]} to {spec.active[1]} ({spec.partial_periods} "
+                                  "for partial periods)"))  # fmt: skip
+    for occasion in checks:
+        stmt = obligation.query(item, occasion, as_of, zones, short_only=False)
+        row = conn.execute(stmt.where(item.table.c.id == key)).mappings().first()
+        label = occasion.key if occasion else f"{spec.date} {row[spec.date] if row else '-'}"
+        if row is None:
+            lines.append((label, "not due: not in force for the whole period"))
+            continue
+        if occasion is None and row[spec.date] is None:
+            lines.append((label, "empty: nothing is due"))
+            continue
+        found = obligation.evaluate(item, occasion, [row], as_of)
+        due_on = occasion.due_on if occasion else spec.due.add_to(row[spec.date])
+        done = row[obligation.DONE]
+        state = found[0].state if found else ("not due yet" if as_of < obligation.due_at(
+            due_on, row[obligation.TZ] or "UTC") else "fulfilled or no longer checked")  # fmt: skip
+        on_time = f"{row[obligation.ON_TIME]} on time, " if occasion else ""
+        lines.append((label, f"by {due_on.isoformat()}: {on_time}{done} recorded; {state}"))
+    return lines
 
 
 def _hm(span: timedelta) -> str:

@@ -39,7 +39,16 @@ ON_TIME = "_records_on_time"
 FIRST = "_first_record"
 _ZONES = timedelta(days=1)  # UTC and local days differ by less than this
 
-__all__ = ["FAMILY", "Occasion", "evaluate", "is_effective", "judge", "occasions", "query"]
+__all__ = [
+    "FAMILY",
+    "Occasion",
+    "due_at",
+    "evaluate",
+    "is_effective",
+    "judge",
+    "occasions",
+    "query",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +96,14 @@ def judge(
 
 
 def query(
-    rule: CompiledObligation, occasion: Occasion | None, as_of: datetime, zones: Iterable[str]
+    rule: CompiledObligation,
+    occasion: Occasion | None,
+    as_of: datetime,
+    zones: Iterable[str],
+    short_only: bool = True,
 ) -> Select[Any]:
-    """The entities due at `occasion` (or with a date due lately) short of records on time."""
+    """The entities due at `occasion` (or with a date due lately) short of records on time;
+    with `short_only` false, those with enough too (for explain)."""
     spec, table, records = rule.rule, rule.table, rule.record_table
     assert records is not None
     zone = _zone(table)
@@ -112,20 +126,19 @@ def query(
         oldest = newest - spec.look_back.delta() - 2 * _ZONES
         first = select(func.min(done_at)).where(*linked).scalar_subquery()
         done = select(func.count()).where(*linked).scalar_subquery()
-        return (
-            stmt.add_columns(first.label(FIRST), done.label(DONE))
-            .where(anchor.is_not(None), anchor >= oldest, anchor <= newest)
-            .order_by(table.c.id)
-        )
+        stmt = stmt.add_columns(first.label(FIRST), done.label(DONE)).order_by(table.c.id)
+        if not short_only:
+            return stmt
+        return stmt.where(anchor.is_not(None), anchor >= oldest, anchor <= newest)
     at = records.c[spec.record.at]
     linked += [at >= occasion.first, at <= occasion.last]
     done = select(func.count()).where(*linked).scalar_subquery()
     on_time: Any = done
     if spec.record.submitted:
         deadline = case(
-            {z: literal(_due_at(occasion.due_on, z), done_at.type) for z in zones},
+            {z: literal(due_at(occasion.due_on, z), done_at.type) for z in zones},
             value=zone,
-            else_=literal(_due_at(occasion.due_on, "UTC"), done_at.type),
+            else_=literal(due_at(occasion.due_on, "UTC"), done_at.type),
         )
         on_time = select(func.count()).where(*linked, done_at < deadline).scalar_subquery()
     if spec.active is not None:
@@ -135,11 +148,8 @@ def query(
             starts <= (occasion.first if whole else occasion.last),
             or_(ends.is_(None), ends >= (occasion.last if whole else occasion.first)),
         )
-    return (
-        stmt.add_columns(done.label(DONE), on_time.label(ON_TIME))
-        .where(on_time < spec.count)
-        .order_by(table.c.id)
-    )
+    stmt = stmt.add_columns(done.label(DONE), on_time.label(ON_TIME)).order_by(table.c.id)
+    return stmt.where(on_time < spec.count) if short_only else stmt
 
 
 def evaluate(
@@ -162,12 +172,12 @@ def evaluate(
             key = anchor.isoformat()
         else:
             due_on, on_time, key = occasion.due_on, row[ON_TIME], occasion.key
-        due_at = _due_at(due_on, zone)
-        if not due_at <= as_of < due_at + spec.look_back.delta() or on_time >= spec.count:
+        late_from = due_at(due_on, zone)
+        if not late_from <= as_of < late_from + spec.look_back.delta() or on_time >= spec.count:
             continue
         done = row[DONE]
         state = "late" if done >= spec.count else "missing"
-        out.append(_finding(rule, record, key, state, due_on, due_at, done, on_time))
+        out.append(_finding(rule, record, key, state, due_on, late_from, done, on_time))
     return out
 
 
@@ -220,7 +230,7 @@ def _zone(table: Any) -> Any:
     return literal("UTC")
 
 
-def _due_at(due_on: date, zone: str) -> datetime:
+def due_at(due_on: date, zone: str) -> datetime:
     """The instant a record is late: the start of the day after the due day, local time."""
     local = datetime.combine(due_on + timedelta(days=1), time(0), tzinfo=ZoneInfo(zone))
     return local.astimezone(UTC)

@@ -121,3 +121,23 @@ def test_team_quota_and_project_handover(service_data, settings_for):
     assert [f[1:] for f in service_data.findings("monthly-customer-visits")] == [
         ("2026-10", "missing")
     ]
+
+
+def test_explain_shows_each_period_checked(service_data, settings_for):
+    from engine.explain import explain_rule
+
+    ada = service_data.customer("Ada Wong")
+    contract = service_data.contract(ada, date(2027, 3, 31), starts_on=date(2026, 4, 1))
+    _inspection(service_data, contract, date(2026, 9, 8), datetime(2026, 9, 9, tzinfo=UTC))
+    settings = settings_for(str(service_data.engine.url))
+    _nights(service_data, settings_for, AFTER_DUE)
+
+    lines = dict(
+        explain_rule(settings, service_data.engine, "monthly-inspection", str(contract), AFTER_DUE)
+    )
+
+    assert lines["2026-10"] == "by 2026-11-05: 0 on time, 0 recorded; missing"
+    assert (
+        lines["2026-09"] == "by 2026-10-05: 1 on time, 1 recorded; fulfilled or no longer checked"
+    )
+    assert lines["finding"].startswith("missing recorded 2026-11-05T18:00:00")
