@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from engine.db.models import Finding as FindingRow
+from engine.db.session import chunks
 
 _CHUNK = 500
 
@@ -62,15 +63,10 @@ class Finding:
         }
 
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def existing_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
     """Which of `keys` are already recorded."""
     found: set[str] = set()
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys, _CHUNK):
         found.update(conn.scalars(select(FindingRow.key).where(FindingRow.key.in_(chunk))))
     return found
 
@@ -88,7 +84,7 @@ def record_findings(
         return set()
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     new: set[str] = set()
-    for chunk in _chunks(findings):
+    for chunk in chunks(findings, _CHUNK):
         rows = [
             {
                 "key": f.key,

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, insert
 
 from engine.db.models import KpiValue
+from engine.db.session import chunks
 from engine.rules.metric import Measured
 
 
@@ -45,6 +46,6 @@ def record_kpis(
         }
         for m in measured
     ]
-    for start in range(0, len(rows), 1000):
-        conn.execute(insert(KpiValue), rows[start : start + 1000])
+    for chunk in chunks(rows, 1000):
+        conn.execute(insert(KpiValue), chunk)
     return len(rows)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from engine.errors import UsageError
+
+T = TypeVar("T")
 
 
 def connect(url: str) -> Engine:
@@ -43,3 +46,9 @@ def _tune_sqlite(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
     dbapi_conn.isolation_level = None  # transactions are begun in _begin_sqlite
     register(dbapi_conn)
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Slices of at most `size` items: a statement gets a bounded IN list or VALUES batch."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from sqlalchemy import Connection
@@ -174,7 +174,7 @@ def _summary_letters(
             directory, policy.ledger.summary_to, part.branch_id, reasons,
             key=f"ledger-summary|{summary.period}|branch:{part.branch_id or 'head-office'}",
             template=policy.ledger.summary, context=context,
-            attachments=cache(lambda mine=mine, name=name: attachments(mine, name)),
+            attachments=cache(partial(attachments, mine, name)),
         )  # fmt: skip
     return letters
 

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from engine.db.models import Notice
+from engine.db.session import chunks
 from engine.notices.outbox import (
     DIGEST_TEMPLATE,
     QueueReport,
@@ -69,14 +70,13 @@ def bundle_digests(
         if digest_id is None:
             release += ids
             continue
-        for start in range(0, len(ids), _CHUNK):
+        for chunk in chunks(ids, _CHUNK):
             conn.execute(
                 update(Notice)
-                .where(Notice.id.in_(ids[start : start + _CHUNK]))
+                .where(Notice.id.in_(chunk))
                 .values(status="bundled", digest_id=digest_id)
             )
-    for start in range(0, len(release), _CHUNK):
-        chunk = release[start : start + _CHUNK]
+    for chunk in chunks(release, _CHUNK):
         conn.execute(update(Notice).where(Notice.id.in_(chunk)).values(status="pending"))
     return report
 

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from engine.db.catalogue import entity_table
 from engine.db.models import Notice, NoticeAttachment
+from engine.db.session import chunks
 from engine.findings import Finding
 from engine.notices.recipients import Directory, Recipient
 from engine.notices.templates import NoticeTemplates
@@ -139,10 +140,9 @@ def queue_letters(
     report = QueueReport()
     rows: list[dict[str, Any]] = []
     files: dict[str, tuple[Attachment, ...]] = {}
-    keys = [f"{letter.key}|{letter.person.role}|{letter.person.ref}" for letter in letters]
+    keys = [dedup_key(letter.key, letter.person) for letter in letters]
     queued: set[str] = set()
-    for start in range(0, len(keys), _BATCH):
-        chunk = keys[start : start + _BATCH]
+    for chunk in chunks(keys, _BATCH):
         queued.update(conn.scalars(select(Notice.dedup_key).where(Notice.dedup_key.in_(chunk))))
     for letter, key in zip(letters, keys, strict=True):
         if key in queued:
@@ -265,6 +265,11 @@ def _row(
     return row
 
 
+def dedup_key(key: str, person: Recipient) -> str:
+    """The outbox key of one notice for one reader: it exists once."""
+    return f"{key}|{person.role}|{person.ref}"
+
+
 def blank_row(
     key: str,
     person: Recipient,
@@ -275,7 +280,7 @@ def blank_row(
     timezone: str | None = None,
 ) -> dict[str, Any]:
     """An outbox row for `person` with nothing rendered yet."""
-    dedup = f"{key}|{person.role}|{person.ref}"  # queue_letters looks letters up by it
+    dedup = dedup_key(key, person)
     return {
         "dedup_key": dedup,
         "message_id": message_id(dedup, mail_from),

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +283,6 @@ def kpi_letters(
             directory, settings.to, part.branch_id, reasons,
             key=f"kpi-report|{summary.period}|branch:{part.branch_id}",
             template=settings.notice, context=context,
-            attachments=cache(lambda mine=mine, name=name: attachments(mine, name)),
+            attachments=cache(partial(attachments, mine, name)),
         )  # fmt: skip
     return letters
