@@ -9,10 +9,12 @@ the penalty and reward tallies last month's improvements and last quarter's targ
 
 Volume: scale 1 is exactly 300 service requests; each further unit adds 300 more with
 customers, units, contracts, complaints, surveys, hotline calls and inspections in proportion
-(`scale_for_requests(1_000_000)` is 3334). Every tenth block of 300 requests also carries the
-fixed scenarios (calls near their deadline, contracts about to end, overdue complaints, ...), so
-those grow with the data without drowning it. Rows are generated block by block and written in
-chunks, so memory stays flat at any scale.
+(`scale_for_requests(1_000_000)` is 3334). A branch takes at most BLOCKS_PER_BRANCH blocks;
+beyond that the four branches open again ("SH-01-2", ...), so a team stays a team at any scale
+and a notice to a branch role reaches as many people at 1M requests as at 15k. Every tenth block
+of 300 requests also carries the fixed scenarios (calls near their deadline, contracts about to
+end, overdue complaints, ...), so those grow with the data without drowning it. Rows are
+generated block by block and written in chunks, so memory stays flat at any scale.
 
 Times are generated as integer seconds (branch-local wall clock for the office-hours logic, UTC
 epoch seconds in rows): about ten million instants at the benchmark scale make datetime objects
@@ -61,6 +63,9 @@ REQUESTS_PER_SCALE = 300
 
 SCENARIO_EVERY = 10
 """Every this-many-th block of 300 requests carries the fixed scenarios (block 0 always does)."""
+
+BLOCKS_PER_BRANCH = 50
+"""Blocks one branch takes (15,000 requests at the largest); beyond, another branch opens."""
 
 CHUNK_ROWS = 40_000
 """Rows buffered (all tables together) before they are written."""
@@ -607,8 +612,10 @@ class _Branch:
 
     spec: _BranchSpec
     id: int
+    code: str
     zone: ZoneInfo
     as_of_local: int
+    blocks: int  # how many blocks of requests this branch takes
     technicians: list[int] = field(default_factory=list)
     operators: list[int] = field(default_factory=list)
     sales_reps: list[int] = field(default_factory=list)
@@ -668,31 +675,41 @@ class _Demo:
 
     def generate(self) -> None:
         """Write branches, staff and products, then `scale` blocks of customers and their work."""
-        for spec in _BRANCHES:
-            zone = ZoneInfo(spec.timezone)
-            offset = datetime.fromtimestamp(self.as_of, zone).utcoffset() or timedelta()
-            local = self.as_of + int(offset.total_seconds())
-            branch = _Branch(spec, self._next("branches"), zone, local)
-            email = f"service.{spec.code.lower().replace('-', '')}@aftersales.example"
-            self.out.add(
-                "branches",
-                (branch.id, spec.code, spec.name, spec.timezone, spec.country, spec.calendar,
-                 spec.locale, email),
-            )  # fmt: skip
-            self.branches.append(branch)
+        # A big operation has more branches, not thousand-strong teams: staff grows with a
+        # branch's share of the data up to BLOCKS_PER_BRANCH, then the four open again.
+        groups = math.ceil(self.scale / BLOCKS_PER_BRANCH)
+        for group in range(groups):
+            blocks = min(BLOCKS_PER_BRANCH, self.scale - group * BLOCKS_PER_BRANCH)
+            for spec in _BRANCHES:
+                self.branches.append(self._branch(spec, group, blocks))
         self._staff()
         for model, name, category, _parts in _PRODUCTS:
             self.out.add("products", (self._next("products"), model, name, category))
         for block in range(self.scale):
             scenarios = block % SCENARIO_EVERY == 0
-            for branch in self.branches:
+            group = self.branches[block // BLOCKS_PER_BRANCH * 4 :][:4]
+            for branch in group:
                 # One falsified inspection report per scenario block (the fine doubles).
-                self.falsify_next = scenarios and branch is self.branches[0]
+                self.falsify_next = scenarios and branch is group[0]
                 self._block(branch, scenarios)
             self.out.maybe_flush()
         for branch in self.branches:
             self._targets(branch)
             self._work_records(branch)
+
+    def _branch(self, spec: _BranchSpec, group: int, blocks: int) -> _Branch:
+        zone = ZoneInfo(spec.timezone)
+        offset = datetime.fromtimestamp(self.as_of, zone).utcoffset() or timedelta()
+        local = self.as_of + int(offset.total_seconds())
+        code = spec.code if group == 0 else f"{spec.code}-{group + 1}"
+        name = spec.name if group == 0 else f"{spec.name} {group + 1}"
+        branch = _Branch(spec, self._next("branches"), code, zone, local, blocks)
+        email = f"service.{code.lower().replace('-', '')}@aftersales.example"
+        self.out.add(
+            "branches",
+            (branch.id, code, name, spec.timezone, spec.country, spec.calendar, spec.locale, email),
+        )
+        return branch
 
     def _person(self, locale: str) -> tuple[str, str]:
         """A realistic name for the locale and the ASCII stem of an email address."""
@@ -733,9 +750,8 @@ class _Demo:
         for role in ("sales_director", "operations", "accounting"):
             head[role] = self._add_staff(None, role, head["vice_general_manager"], "zh-CN")
         head["payroll"] = self._add_staff(None, "payroll", head["accounting"], "zh-CN")
-        extra = self.scale - 1
         for branch in self.branches:
-            spec, loc = branch.spec, branch.spec.locale
+            spec, loc, extra = branch.spec, branch.spec.locale, branch.blocks - 1
             vgm = self._add_staff(branch, "vice_general_manager", head["vice_general_manager"], loc)
             director = self._add_staff(branch, "sales_director", head["sales_director"], loc)
             manager = self._add_staff(branch, "service_manager", vgm, loc)
@@ -856,7 +872,7 @@ class _Demo:
             amount = Decimal(base * factor * (100 + int(rnd() * 900))).scaleb(-2)
         self.out.add(
             "contracts",
-            (contract_id, f"{prefix}-{branch.spec.code}-{contract_id:07d}", customer.id, branch.id,
+            (contract_id, f"{prefix}-{branch.code}-{contract_id:07d}", customer.id, branch.id,
              unit, kind, status, _day(starts), _day(ends), self._pick(branch.sales_reps),
              renewal_of, renewed_at, amount, branch.spec.currency if amount is not None else None,
              _day(acceptance) if acceptance is not None else None),
@@ -1088,7 +1104,7 @@ class _Demo:
         description = texts[int(rnd() * len(texts))] if rnd() < 0.8 else None
         get = first.get
         self.out.rows["service_requests"].append(
-            (request_id, f"SR-{branch.spec.code}-{request_id:08d}", branch.id, customer.id,
+            (request_id, f"SR-{branch.code}-{request_id:08d}", branch.id, customer.id,
              unit_id, technician, kind, category if rnd() > 0.02 else None, customer.region,
              status, fault, description, human_damage, kind == "repair" and rnd() < 0.02,
              "parts" in flags, "factory" in flags, repeat_of, first["received"],
@@ -1152,7 +1168,7 @@ class _Demo:
         outcome = outcomes[2] if kind == "claim" else self._pick(outcomes[:2])
         self.out.add(
             "complaints",
-            (complaint_id, f"CP-{branch.spec.code}-{complaint_id:07d}", branch.id, customer.id,
+            (complaint_id, f"CP-{branch.code}-{complaint_id:07d}", branch.id, customer.id,
              self._pick(customer.requests) if customer.requests else None, kind, severity, status,
              received, min(accepted, as_of), replied, closed, staff,
              _DEPARTMENTS[locale] if closed else None, verified and closed is not None, repeat_of,

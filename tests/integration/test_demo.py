@@ -124,6 +124,49 @@ def test_scale_one_is_three_hundred_requests(demo: Engine) -> None:
     assert scale_for_requests(1) == 1
 
 
+def test_a_large_demo_opens_more_branches_instead_of_growing_teams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past BLOCKS_PER_BRANCH blocks the four branches open again, with teams of their own:
+    a branch role then reaches as many people at any scale."""
+    monkeypatch.setattr(demo_module, "BLOCKS_PER_BRANCH", 2)
+    engine = connect(f"sqlite:///{tmp_path / 'demo.db'}")
+    upgrade(engine)
+    load_demo(engine, AS_OF, scale=3)
+    with engine.connect() as conn:
+        codes = conn.scalars(select(Branch.code).order_by(Branch.id)).all()
+        calls = dict(
+            conn.execute(
+                select(Branch.code, func.count(ServiceRequest.id))
+                .join(ServiceRequest, ServiceRequest.branch_id == Branch.id)
+                .group_by(Branch.code)
+            ).all()
+        )
+        leads = dict(
+            conn.execute(
+                select(Branch.code, func.count(Staff.id))
+                .join(Staff, Staff.branch_id == Branch.id)
+                .where(Staff.role == "team_lead")
+                .group_by(Branch.code)
+            ).all()
+        )
+    engine.dispose()
+    assert codes == [
+        "SH-01",
+        "SH-SJ",
+        "TPE-01",
+        "MAD-01",
+        "SH-01-2",
+        "SH-SJ-2",
+        "TPE-01-2",
+        "MAD-01-2",
+    ]
+    assert sum(calls.values()) == 3 * REQUESTS_PER_SCALE
+    assert calls["SH-01"] == 2 * calls["SH-01-2"]
+    # Two blocks' teams, then one block's: the second SH-01 is no bigger than a scale-1 one.
+    assert leads["SH-01-2"] <= leads["SH-01"] <= leads["SH-01-2"] + 1
+
+
 def test_second_load_is_refused(db: Engine) -> None:
     load_demo(db, AS_OF)
     with pytest.raises(UsageError, match="demo data already present"):
