@@ -7,14 +7,15 @@ happens after that commit and has its own bookkeeping (see engine/notices/delive
 
 from __future__ import annotations
 
+import json
+import tempfile
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import TemplateError
@@ -25,6 +26,7 @@ from engine.db.models import Run
 from engine.db.schema import require_current
 from engine.findings import Finding, record_findings
 from engine.kpis import record_kpis
+from engine.ledger.book import LEDGER_DETAILS
 from engine.ledger.close import Settlement, settle
 from engine.notices.digest import bundle_digests
 from engine.notices.outbox import QueueReport, queue_letters, queue_notices
@@ -32,7 +34,7 @@ from engine.notices.recipients import Directory
 from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy, load_policy
 from engine.reports.kpis import KpiSummary, kpi_letters, read_report, write_report
-from engine.reports.overdue import OverdueSummary, build_overdue, overdue_letters, write_page
+from engine.reports.overdue import OverdueSummary, overdue_letters, write_page
 from engine.reports.penalties import write_reports
 from engine.rules import FAMILIES
 from engine.rules.metric import Measured, is_effective, measure, months_to_measure
@@ -62,13 +64,20 @@ class RunResult:
     counts: dict[str, int]
     timings: dict[str, float]
     rules: list[RuleOutcome]
-    findings: list[dict[str, Any]] = field(default_factory=list)
     set_aside: dict[str, int] = field(default_factory=dict)
     ledger: dict[str, Any] = field(default_factory=dict)
     artifact: Path | None = None
 
+    @property
+    def findings(self) -> list[dict[str, Any]]:
+        """The artifact's findings, read back from its file: the night streams them there
+        rule by rule instead of holding them all."""
+        if self.artifact is None:
+            return []
+        return json.loads(self.artifact.read_text("utf-8"))["findings"]
+
     def document(self, policy_hash: str, dry_run: bool) -> dict[str, Any]:
-        """The run artifact (schema_version 1)."""
+        """The run artifact (schema_version 1) but for its findings, which are spooled."""
         return {
             "run_id": self.run_id,
             "as_of": self.as_of.isoformat(),
@@ -80,7 +89,6 @@ class RunResult:
             "rules": [vars(r) for r in self.rules],
             "notices_set_aside": self.set_aside,
             "ledger": self.ledger,
-            "findings": self.findings,
         }
 
 
@@ -116,19 +124,25 @@ def run_night(
         # Committed on its own, so a run that dies leaves a trace in the history.
         with engine.begin() as conn:
             _start_run(conn, run_id, as_of, policy.hash)
-    try:
-        _evaluate_and_queue(settings, engine, policy, templates, result, dry_run, progress)
-    except BaseException as exc:
+    # The artifact's findings, one JSON object per line, on disk until the artifact is written.
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        try:
+            _evaluate_and_queue(
+                settings, engine, policy, templates, result, dry_run, progress, spool
+            )
+        except BaseException as exc:
+            if not dry_run:
+                with engine.begin() as conn:
+                    fail_run(conn, run_id, f"{type(exc).__name__}: {exc}")
+            raise
+        result.timings["total_s"] = round(time.perf_counter() - started, 4)
         if not dry_run:
             with engine.begin() as conn:
-                fail_run(conn, run_id, f"{type(exc).__name__}: {exc}")
-        raise
-    result.timings["total_s"] = round(time.perf_counter() - started, 4)
-    if not dry_run:
-        with engine.begin() as conn:
-            conn.execute(update(Run).where(Run.id == run_id).values(timings=result.timings))
-    path = out or artifact_path(settings.artifacts_dir, run_id, as_of)
-    result.artifact = write_artifact(path, result.document(policy.hash, dry_run))
+                conn.execute(update(Run).where(Run.id == run_id).values(timings=result.timings))
+        path = out or artifact_path(settings.artifacts_dir, run_id, as_of)
+        spool.seek(0)
+        lines = (line.rstrip("\n") for line in spool)
+        result.artifact = write_artifact(path, result.document(policy.hash, dry_run), lines)
     return result
 
 
@@ -140,35 +154,60 @@ def _evaluate_and_queue(
     result: RunResult,
     dry_run: bool,
     progress: Callable[[str], None] | None,
+    spool: IO[str],
 ) -> None:
     run_id, as_of, timings = result.run_id, result.as_of, result.timings
+    outgoing: dict[str, Any] = {
+        "policy": policy,
+        "templates": templates,
+        "mail_from": settings.mail_from,
+        "run_id": run_id,
+        "as_of": as_of,
+    }
     conn = engine.connect()
     try:
         with conn.begin() as tx:
             if dry_run:
                 _start_run(conn, run_id, as_of, policy.hash)
-            found, new_keys = _evaluate(conn, policy, result, run_id, progress)
+            # Rule by rule, findings go to the database, the outbox and the spool at once,
+            # so the night holds one rule's findings, not all of them.
+            titles = {compiled.rule.id: compiled.rule.title for compiled in policy.rules()}
+            branches = Directory(conn).branches
+            overdue = OverdueSummary(as_of)
+            queued = QueueReport()
+            bookings: list[Finding] = []
+            found = new_total = 0
+            for outcome, findings in _evaluate(conn, policy, result, progress):
+                step = time.perf_counter()
+                new_keys = record_findings(
+                    conn, findings, run_id=run_id, as_of=as_of, policy_hash=policy.hash
+                )
+                step = _spent(timings, "record_s", step)
+                new = [f for f in findings if f.key in new_keys]
+                queued.add(queue_notices(conn, new, **outgoing))
+                overdue.add(findings, branches, titles)
+                bookings += (f for f in new if LEDGER_DETAILS in f.details)
+                spool.writelines(
+                    json.dumps(f.artifact(f.key in new_keys), ensure_ascii=False) + "\n"
+                    for f in findings
+                )
+                _spent(timings, "notices_s", step)
+                outcome.new, found, new_total = (
+                    len(new),
+                    found + len(findings),
+                    new_total + len(new),
+                )
             step = time.perf_counter()
-            new = [f for f in found if f.key in new_keys]
-            outgoing: dict[str, Any] = {
-                "policy": policy,
-                "templates": templates,
-                "mail_from": settings.mail_from,
-                "run_id": run_id,
-                "as_of": as_of,
-            }
-            queued = queue_notices(conn, new, **outgoing)
             # The ledger is written in the same transaction as the findings it books.
-            settled = settle(conn, new, **outgoing)
-            overdue, reported = _report_overdue(conn, found, **outgoing)
+            settled = settle(conn, bookings, **outgoing)
+            overdue, reported = _report_overdue(conn, overdue.finish(), **outgoing)
             kpis, measured, stored = _measure_kpis(conn, result, **outgoing)
             outgoing.pop("policy")
             bundled = bundle_digests(conn, **outgoing)
-            timings["notices_s"] = round(time.perf_counter() - step, 4)
-            result.findings = [f.artifact(f.key in new_keys) for f in found]
+            _spent(timings, "notices_s", step)
             result.counts = {
-                "findings_new": len(new_keys),
-                "findings_total": len(found),
+                "findings_new": new_total,
+                "findings_total": found,
                 "notices_queued": sum(
                     q.queued for q in (queued, settled, reported, measured, bundled)
                 ),
@@ -197,9 +236,16 @@ def _evaluate_and_queue(
         _write_reports(result, settled, overdue, kpis, settings, templates, policy)
 
 
+def _spent(timings: dict[str, float], step: str, since: float) -> float:
+    """Add the time since `since` to `timings[step]`; returns now."""
+    now = time.perf_counter()
+    timings[step] = round(timings.get(step, 0.0) + now - since, 4)
+    return now
+
+
 def _report_overdue(
     conn: Connection,
-    found: list[Finding],
+    summary: OverdueSummary,
     *,
     policy: Policy,
     templates: NoticeTemplates,
@@ -209,8 +255,6 @@ def _report_overdue(
 ) -> tuple[OverdueSummary, QueueReport]:
     """Tonight's overdue summary, queued to each branch's managers (once per local day)."""
     directory = Directory(conn)
-    titles = {compiled.rule.id: compiled.rule.title for compiled in policy.rules()}
-    summary = build_overdue(found, directory.branches, titles, as_of)
     report = QueueReport()
     letters = overdue_letters(
         summary, policy.defaults.overdue_summary_to, directory, report.reasons
@@ -301,11 +345,9 @@ def _evaluate(
     conn: Connection,
     policy: Policy,
     result: RunResult,
-    run_id: str,
     progress: Callable[[str], None] | None,
-) -> tuple[list[Finding], set[str]]:
-    step = time.perf_counter()
-    found: list[Finding] = []
+) -> Iterator[tuple[RuleOutcome, list[Finding]]]:
+    """Judge each rule in turn and yield its findings; times the judging per family."""
     for family, rules in policy.by_family().items():
         judge = FAMILIES[family]
         for item in rules:
@@ -327,20 +369,14 @@ def _evaluate(
                 outcome.seconds = round(time.perf_counter() - began, 4)
             outcome.findings = len(findings)
             outcome.skipped = skipped
-            found.extend(findings)
-    result.timings["evaluate_s"] = round(time.perf_counter() - step, 4)
-    for family in policy.by_family():
-        spent = sum(r.seconds for r in result.rules if r.family == family)
-        result.timings[f"evaluate_{family}_s"] = round(spent, 4)
-    step = time.perf_counter()
-    new_keys = record_findings(
-        conn, found, run_id=run_id, as_of=result.as_of, policy_hash=policy.hash
-    )
-    fresh = Counter(f.rule_id for f in found if f.key in new_keys)
-    for outcome in result.rules:
-        outcome.new = fresh[outcome.rule_id]
-    result.timings["record_s"] = round(time.perf_counter() - step, 4)
-    return found, new_keys
+            yield outcome, findings
+    spent = {
+        family: sum(r.seconds for r in result.rules if r.family == family)
+        for family in policy.by_family()
+    }
+    result.timings["evaluate_s"] = round(sum(spent.values()), 4)
+    for family, seconds in spent.items():
+        result.timings[f"evaluate_{family}_s"] = round(seconds, 4)
 
 
 def _start_run(conn: Connection, run_id: str, as_of: datetime, policy_hash: str) -> None:

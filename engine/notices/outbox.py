@@ -69,6 +69,12 @@ class QueueReport:
     set_aside: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
 
+    def add(self, other: QueueReport) -> None:
+        """Count another queueing's rows in this one."""
+        self.queued += other.queued
+        self.set_aside += other.set_aside
+        self.reasons.update(other.reasons)
+
 
 def message_id(dedup_key: str, mail_from: str) -> str:
     """A Message-ID that is the same every time the same notice is built."""

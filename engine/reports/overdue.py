@@ -13,7 +13,7 @@ import base64
 import csv
 import io
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -102,11 +102,65 @@ class OverdueSummary:
 
     as_of: datetime
     branches: list[OverdueBranch] = field(default_factory=list)
+    _parts: dict[int | None, OverdueBranch] = field(default_factory=dict, repr=False)
 
     @property
     def total(self) -> int:
         """Items in all branches."""
         return sum(len(part.items) for part in self.branches)
+
+    def add(
+        self,
+        found: Iterable[Finding],
+        branches: Mapping[int, Mapping[str, Any]],
+        titles: Mapping[str, str],
+    ) -> None:
+        """Take the overdue items of some rules' findings (each rule's findings all at once:
+        a clock's breach and its escalations come from the same evaluation)."""
+        levels: dict[tuple[str, str, str], int] = {}
+        breaches: list[Finding] = []
+        for finding in found:
+            if finding.family != "deadline":
+                continue
+            clock = (finding.rule_id, finding.entity_id, finding.occurrence)
+            if finding.state == "breach":
+                breaches.append(finding)
+                levels.setdefault(clock, 0)
+            elif finding.state.startswith("escalation:"):
+                level = int(finding.state.partition(":")[2])
+                levels[clock] = max(levels.get(clock, 0), level)
+        for finding in breaches:
+            branch_id = finding.record.get("branch_id")
+            part = self._parts.get(branch_id)
+            if part is None:
+                branch = branches.get(branch_id) or {}  # type: ignore[arg-type]
+                part = self._parts[branch_id] = OverdueBranch(
+                    branch_id,
+                    branch.get("code", "HQ"),
+                    branch.get("name", "Head office"),
+                    branch.get("timezone", "UTC"),
+                )
+            deadline = finding.due_at or self.as_of
+            part.items.append(
+                OverdueItem(
+                    rule_id=finding.rule_id,
+                    rule_title=titles.get(finding.rule_id, finding.rule_id),
+                    entity=finding.entity,
+                    entity_id=finding.entity_id,
+                    number=str(finding.record.get("number") or finding.entity_id),
+                    deadline=deadline,
+                    overdue=self.as_of - deadline,
+                    level=levels[(finding.rule_id, finding.entity_id, finding.occurrence)],
+                    reason=finding.reason,
+                )
+            )
+
+    def finish(self) -> OverdueSummary:
+        """Order the branches by code and each branch's items by deadline; returns self."""
+        for part in self._parts.values():
+            part.items.sort(key=lambda item: (item.deadline, item.rule_id, item.number))
+        self.branches = sorted(self._parts.values(), key=lambda p: (p.code, p.branch_id or 0))
+        return self
 
 
 def build_overdue(
@@ -116,48 +170,9 @@ def build_overdue(
     as_of: datetime,
 ) -> OverdueSummary:
     """The overdue summary from one night's deadline findings (pure)."""
-    levels: dict[tuple[str, str, str], int] = {}
-    breaches: list[Finding] = []
-    for finding in found:
-        if finding.family != "deadline":
-            continue
-        clock = (finding.rule_id, finding.entity_id, finding.occurrence)
-        if finding.state == "breach":
-            breaches.append(finding)
-            levels.setdefault(clock, 0)
-        elif finding.state.startswith("escalation:"):
-            level = int(finding.state.partition(":")[2])
-            levels[clock] = max(levels.get(clock, 0), level)
-    parts: dict[int | None, OverdueBranch] = {}
-    for finding in breaches:
-        branch_id = finding.record.get("branch_id")
-        part = parts.get(branch_id)
-        if part is None:
-            branch = branches.get(branch_id) or {}  # type: ignore[arg-type]
-            part = parts[branch_id] = OverdueBranch(
-                branch_id,
-                branch.get("code", "HQ"),
-                branch.get("name", "Head office"),
-                branch.get("timezone", "UTC"),
-            )
-        deadline = finding.due_at or as_of
-        part.items.append(
-            OverdueItem(
-                rule_id=finding.rule_id,
-                rule_title=titles.get(finding.rule_id, finding.rule_id),
-                entity=finding.entity,
-                entity_id=finding.entity_id,
-                number=str(finding.record.get("number") or finding.entity_id),
-                deadline=deadline,
-                overdue=as_of - deadline,
-                level=levels[(finding.rule_id, finding.entity_id, finding.occurrence)],
-                reason=finding.reason,
-            )
-        )
-    for part in parts.values():
-        part.items.sort(key=lambda item: (item.deadline, item.rule_id, item.number))
-    ordered = sorted(parts.values(), key=lambda part: (part.code, part.branch_id or 0))
-    return OverdueSummary(as_of, ordered)
+    summary = OverdueSummary(as_of)
+    summary.add(found, branches, titles)
+    return summary.finish()
 
 
 def render_csv(parts: Sequence[OverdueBranch]) -> str:
