@@ -94,6 +94,11 @@ def shift_date(sql: ColumnElement[Any], amount: int, unit: Unit) -> ColumnElemen
     return _Shift(sql, amount, unit, Kind.DATE)
 
 
+def shift_instant(sql: ColumnElement[Any], minutes: int) -> ColumnElement[Any]:
+    """A timestamp column moved by whole minutes, in UTC."""
+    return _Shift(sql, minutes, "minute", Kind.INSTANT)
+
+
 def local_date(instant: ColumnElement[Any], timezone: ColumnElement[Any]) -> ColumnElement[Any]:
     """The day a UTC instant falls on in the IANA time zone `timezone` (a column or value)."""
     return _LocalDate(instant, timezone)

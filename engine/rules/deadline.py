@@ -23,11 +23,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, Table, and_, or_, select
 
 from engine.calendar import BusinessCalendar, always_open
 from engine.db.models import Branch, StatusChange
 from engine.expr import to_sql
+from engine.expr.sql import shift_instant
 from engine.findings import Finding
 from engine.policy import CompiledRule, DeadlineRule
 from engine.policy.durations import Duration
@@ -82,13 +83,17 @@ def is_effective(deadline: Deadline, as_of: datetime) -> bool:
     return start is None or as_of.date() >= start
 
 
-def candidates(deadline: Deadline, as_of: datetime) -> Select[Any]:
-    """Entities whose clock has started and that are still running or stopped recently."""
+def candidates(deadline: Deadline, as_of: datetime, *, sift: bool = True) -> Select[Any]:
+    """Entities whose clock has started and that are still running or stopped recently; with
+    `sift`, less those whose start, stop and `by` field alone show they cannot have reached any
+    state, so the clocks are worked out only where they can matter."""
     rule, table = deadline.rule, deadline.table
     start, stops = table.c[rule.start], [table.c[name] for name in rule.stop]
     running = and_(*(stop.is_(None) for stop in stops))
     stopped_lately = or_(*(stop > as_of - LATE_STOP_LOOKBACK for stop in stops))
     stmt = select(table).where(start.is_not(None), start <= as_of, or_(running, stopped_lately))
+    if sift:
+        stmt = stmt.where(*_could_have_a_state(rule, table, as_of))
     if "branch_id" in table.c:
         branches = Branch.__table__
         stmt = stmt.add_columns(
@@ -97,6 +102,51 @@ def candidates(deadline: Deadline, as_of: datetime) -> Select[Any]:
     if deadline.condition is not None:
         stmt = stmt.where(to_sql(deadline.condition, table, as_of))
     return stmt.order_by(table.c.id)
+
+
+def _could_have_a_state(
+    rule: DeadlineRule, table: Table, as_of: datetime
+) -> list[ColumnElement[bool]]:
+    """Conditions every clock that reached some state at `as_of` meets (necessary, not
+    sufficient: the clock itself decides)."""
+    start, stops = table.c[rule.start], [table.c[name] for name in rule.stop]
+    if rule.within is not None:
+        to_deadline = least_wall_time(rule.within)
+        least = shift_instant(start, int(to_deadline.total_seconds() // 60))
+        return [
+            start <= as_of - min(_to_warning(rule), to_deadline),
+            # Stopped before the deadline could have come: on time, whatever the calendar.
+            *(or_(stop.is_(None), stop > as_of, stop >= least) for stop in stops),
+        ]
+    if rule.by in (None, END_OF_WORKING_DAY) or rule.warn_at is not None:
+        return []
+    # A deadline in a field: nothing happens before it, and a stop by then is on time.
+    due = table.c[rule.by]
+    on_time = [and_(stop.is_not(None), stop <= as_of, stop <= due) for stop in stops]
+    return [or_(due.is_(None), and_(due <= as_of, *(~early for early in on_time)))]
+
+
+def least_wall_time(span: Duration) -> timedelta:
+    """The least wall-clock time `span` takes from any start on any calendar, pauses or not.
+
+    Working time never runs faster than the wall clock and pauses only add to it; a working
+    day ends the same local time at least one calendar day later (23 hours across a DST change).
+    """
+    if span.working and span.unit in ("day", "week"):
+        return timedelta(hours=23) * span.amount * (5 if span.unit == "week" else 1)
+    return _span(span)
+
+
+def _to_warning(rule: DeadlineRule) -> timedelta:
+    warn = rule.warn_at
+    if warn is None:
+        return timedelta.max
+    if warn.span is not None:
+        return least_wall_time(warn.span)
+    # A share of the working time up to the deadline: known in advance only for short spans.
+    if rule.within is not None and rule.within.unit in ("minute", "hour"):
+        return _span(rule.within) * (warn.share or 0)
+    return timedelta(0)
 
 
 def pauses_query(deadline: Deadline, as_of: datetime) -> Select[Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -13,8 +14,10 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from engine.cli import app
+from engine.db.demo import load_demo
 from engine.db.models import Complaint, Finding, Notice
-from engine.run import run_night
+from engine.rules import deadline as family
+from engine.run import load_checked_policy, run_night
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MADRID = ZoneInfo("Europe/Madrid")
@@ -282,3 +285,31 @@ def test_wall_clock_deadline_stays_wall_clock_with_a_working_time_escalation(
         ("breach", utc(sh(2026, 11, 21, 16, 0))),
         ("escalation:1", utc(sh(2026, 11, 23, 11, 0))),
     ]
+
+
+@pytest.mark.parametrize("hours", [-72, 0, 5, 30])
+def test_sifting_candidates_in_sql_leaves_out_no_finding(db, settings_for, monkeypatch, hours):
+    """Candidates whose start, stop and deadline field alone show they cannot have reached a
+    state are left out in SQL; judging every candidate instead finds exactly the same states,
+    at as_of before and after the demo's instant (then some calls stop after as_of and must
+    count as running)."""
+    demo_at = datetime(2026, 11, 23, 18, 0, tzinfo=ZoneInfo("UTC"))
+    load_demo(db, demo_at)
+    as_of = demo_at + timedelta(hours=hours)
+    policy, _ = load_checked_policy(settings_for(str(db.url)))
+    rules = policy.by_family()["deadline"]
+
+    def judged(conn) -> tuple[set[str], int]:
+        keys, rows = set(), 0
+        for rule in rules:
+            keys |= {f.key for f in family.judge(conn, rule, policy.calendars, as_of)[0]}
+            rows += len(conn.execute(family.candidates(rule, as_of)).all())
+        return keys, rows
+
+    with db.connect() as conn:
+        sifted, fewer = judged(conn)
+        monkeypatch.setattr(family, "candidates", partial(family.candidates, sift=False))
+        every, more = judged(conn)
+    assert sifted == every
+    assert len(every) > 20, "the demo should give this test states to compare"
+    assert fewer < more * 0.8, f"sifting left {fewer} of {more} candidates"
