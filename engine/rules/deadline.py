@@ -23,10 +23,25 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, Select, Table, and_, or_, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Index,
+    MetaData,
+    Select,
+    String,
+    Table,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+)
 
 from engine.calendar import BusinessCalendar, always_open
 from engine.db.models import Branch, StatusChange
+from engine.db.types import UtcDateTime
 from engine.expr import to_sql
 from engine.expr.sql import shift_instant
 from engine.findings import Finding
@@ -83,17 +98,59 @@ def is_effective(deadline: Deadline, as_of: datetime) -> bool:
     return start is None or as_of.date() >= start
 
 
-def candidates(deadline: Deadline, as_of: datetime, *, sift: bool = True) -> Select[Any]:
+@dataclass(frozen=True, slots=True)
+class Closings:
+    """The closing instant of each working day around as_of, per calendar, in a temporary
+    table, so a clock "by end of working day" finds its deadline in SQL."""
+
+    since: datetime  # a start from here on finds the closing of its working day in the table
+    calendars: tuple[str, ...]
+
+
+_CLOSINGS = Table(
+    "aftersales_closings",
+    MetaData(),
+    Column("calendar", String(40), nullable=False),
+    Column("closes", UtcDateTime(), nullable=False),
+    Index("ix_aftersales_closings", "calendar", "closes"),
+    prefixes=["TEMPORARY"],
+)
+
+
+def write_closings(
+    conn: Connection, calendars: Mapping[str, BusinessCalendar], as_of: datetime
+) -> Closings:
+    """Fill this connection's closings table for the starts a night can still judge."""
+    since = as_of - LATE_STOP_LOOKBACK - timedelta(days=1)
+    _CLOSINGS.create(conn, checkfirst=True)
+    conn.execute(_CLOSINGS.delete())
+    rows = []
+    for name, calendar in calendars.items():
+        at = since
+        # Closings up to a week and more past as_of: a start just before a long holiday
+        # still finds its deadline.
+        while at <= as_of + timedelta(days=10):
+            at = calendar.end_of_working_day(at)
+            rows.append({"calendar": name, "closes": at})
+    if rows:
+        conn.execute(_CLOSINGS.insert(), rows)
+    return Closings(since, tuple(calendars))
+
+
+def candidates(
+    deadline: Deadline, as_of: datetime, *, sift: bool = True, closings: Closings | None = None
+) -> Select[Any]:
     """Entities whose clock has started and that are still running or stopped recently; with
-    `sift`, less those whose start, stop and `by` field alone show they cannot have reached any
-    state, so the clocks are worked out only where they can matter."""
+    `sift`, less those whose start, stop and deadline alone show they cannot have reached any
+    state, so the clocks are worked out only where they can matter. A rule "by end of working
+    day" is sifted only given the `closings` of this connection."""
     rule, table = deadline.rule, deadline.table
     start, stops = table.c[rule.start], [table.c[name] for name in rule.stop]
     running = and_(*(stop.is_(None) for stop in stops))
     stopped_lately = or_(*(stop > as_of - LATE_STOP_LOOKBACK for stop in stops))
     stmt = select(table).where(start.is_not(None), start <= as_of, or_(running, stopped_lately))
     if sift:
-        stmt = stmt.where(*_could_have_a_state(rule, table, as_of))
+        stmt = stmt.where(*_could_have_a_state(rule, table, as_of, closings))
     if "branch_id" in table.c:
         branches = Branch.__table__
         stmt = stmt.add_columns(
@@ -105,7 +162,7 @@ def candidates(deadline: Deadline, as_of: datetime, *, sift: bool = True) -> Sel
 
 
 def _could_have_a_state(
-    rule: DeadlineRule, table: Table, as_of: datetime
+    rule: DeadlineRule, table: Table, as_of: datetime, closings: Closings | None
 ) -> list[ColumnElement[bool]]:
     """Conditions every clock that reached some state at `as_of` meets (necessary, not
     sufficient: the clock itself decides)."""
@@ -118,12 +175,29 @@ def _could_have_a_state(
             # Stopped before the deadline could have come: on time, whatever the calendar.
             *(or_(stop.is_(None), stop > as_of, stop >= least) for stop in stops),
         ]
-    if rule.by in (None, END_OF_WORKING_DAY) or rule.warn_at is not None:
+    if rule.by is None or rule.warn_at is not None:
         return []
-    # A deadline in a field: nothing happens before it, and a stop by then is on time.
-    due = table.c[rule.by]
+    if rule.by != END_OF_WORKING_DAY:
+        return [_due_then(table.c[rule.by], stops, as_of)]
+    if closings is None or not (rule.calendar or "branch_id" in table.c):
+        return []
+    # The closing of the working day the start falls in: the first closing after it.
+    calendar = literal(rule.calendar) if rule.calendar else Branch.__table__.c.calendar
+    due = (
+        select(func.min(_CLOSINGS.c.closes))
+        .where(_CLOSINGS.c.calendar == calendar, _CLOSINGS.c.closes > start)
+        .scalar_subquery()
+    )
+    unknown = or_(start < closings.since, calendar.is_(None), calendar.not_in(closings.calendars))
+    return [or_(unknown, _due_then(due, stops, as_of))]
+
+
+def _due_then(
+    due: ColumnElement[Any], stops: Sequence[ColumnElement[Any]], as_of: datetime
+) -> ColumnElement[bool]:
+    """A deadline known in SQL: nothing happens before it, and a stop by then is on time."""
     on_time = [and_(stop.is_not(None), stop <= as_of, stop <= due) for stop in stops]
-    return [or_(due.is_(None), and_(due <= as_of, *(~early for early in on_time)))]
+    return or_(due.is_(None), and_(due <= as_of, *(~early for early in on_time)))
 
 
 def least_wall_time(span: Duration) -> timedelta:
@@ -149,11 +223,14 @@ def _to_warning(rule: DeadlineRule) -> timedelta:
     return timedelta(0)
 
 
-def pauses_query(deadline: Deadline, as_of: datetime) -> Select[Any] | None:
+def pauses_query(
+    deadline: Deadline, as_of: datetime, closings: Closings | None = None
+) -> Select[Any] | None:
     """Status history of the candidates, when the rule pauses on statuses."""
     if not deadline.rule.pause_while:
         return None
-    ids = candidates(deadline, as_of).with_only_columns(deadline.table.c.id).scalar_subquery()
+    query = candidates(deadline, as_of, closings=closings)
+    ids = query.with_only_columns(deadline.table.c.id).scalar_subquery()
     changes = StatusChange.__table__
     return (
         select(changes.c.service_request_id, changes.c.status, changes.c.changed_at)
@@ -314,8 +391,12 @@ def judge(
     conn: Connection, deadline: Deadline, calendars: Mapping[str, BusinessCalendar], as_of: datetime
 ) -> tuple[list[Finding], dict[str, int]]:
     """Fetch the candidates and their pauses, and judge them; also what had to be skipped."""
-    rows = conn.execute(candidates(deadline, as_of)).mappings()
-    query = pauses_query(deadline, as_of)
+    rule = deadline.rule
+    closings = None
+    if rule.by == END_OF_WORKING_DAY and rule.warn_at is None:
+        closings = write_closings(conn, calendars, as_of)
+    rows = conn.execute(candidates(deadline, as_of, closings=closings)).mappings()
+    query = pauses_query(deadline, as_of, closings)
     pauses = (
         pause_intervals(conn.execute(query), deadline.rule.pause_while) if query is not None else {}
     )
