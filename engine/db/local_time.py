@@ -64,6 +64,9 @@ def _zone(name: str) -> ZoneInfo | None:
         return None
 
 
+# SQLite calls the function once per mention in a statement, so a row's select list and its
+# local-hours filter convert the same instant up to three times in a row.
+@lru_cache(maxsize=1024)
 def local_text(value: str | datetime | None, zone: str | None) -> str | None:
     """SQLite's aftersales_local_time: UTC text (as UtcDateTime stores it) to local text."""
     if value is None or zone is None or (tz := _zone(zone)) is None:

@@ -235,7 +235,11 @@ class Complaint(Base):
     """A customer complaint: an appeal (rework/replace/return) or a claim (compensation)."""
 
     __tablename__ = "complaints"
-    __table_args__ = (Index("ix_complaints_received_at", "received_at"),)
+    __table_args__ = (
+        Index("ix_complaints_received_at", "received_at"),
+        # Tallies and letters on complaints closed in a period.
+        Index("ix_complaints_closed_at", "closed_at"),
+    )
     id: Mapped[intpk]
     number: Mapped[str40] = _col("Complaint number, unique", unique=True)
     branch_id: Mapped[int] = _fk("branches.id", "Branch concerned")
@@ -318,6 +322,8 @@ class WorkRecord(Base):
     __table_args__ = (
         Index("ix_work_records_branch_done", "branch_id", "done_on"),
         Index("ix_work_records_contract_id", "contract_id"),
+        # Obligations per person (a team lead's reports and visits in a month).
+        Index("ix_work_records_staff_kind_done", "staff_id", "kind", "done_on"),
     )
     id: Mapped[intpk]
     branch_id: Mapped[int] = _fk("branches.id", "Branch (its after-sales team) that did it")
