@@ -11,8 +11,10 @@ delivery gathers them into the digest's message.
 from __future__ import annotations
 
 import re
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +43,22 @@ _BODY = re.compile(r"<body[^>]*>(.*?)</body>", re.S | re.I)
 _CHUNK = 1000  # ids per UPDATE ... IN (...)
 
 
+@dataclass
+class _Held:
+    """One person's held items of a run, kept small: a night can hold hundreds of thousands."""
+
+    ids: array[int] = field(default_factory=lambda: array("q"))
+    per_kind: Counter[str] = field(default_factory=Counter)
+    shown: list[int] = field(default_factory=list)  # the first SHOWN items of each kind
+
+    def add(self, notice_id: int, kind: str) -> None:
+        """Take one more item (in the order they were queued)."""
+        self.ids.append(notice_id)
+        self.per_kind[kind] += 1
+        if self.per_kind[kind] <= SHOWN:
+            self.shown.append(notice_id)
+
+
 def bundle_digests(
     conn: Connection,
     *,
@@ -51,29 +69,29 @@ def bundle_digests(
 ) -> QueueReport:
     """Turn the run's held staff rows into digests (several items) or single letters (one)."""
     report = QueueReport()
-    # Ids and kinds only: the letters themselves are read per person, and only those shown.
-    held = conn.execute(
+    # Ids and kinds only, a chunk at a time: the letters are read per person, only those shown.
+    held: dict[str, _Held] = defaultdict(_Held)
+    rows = conn.execute(
         select(Notice.id, Notice.recipient_ref, Notice.dedup_key, Notice.template)
         .where(Notice.run_id == run_id, Notice.status == "held")
         .order_by(Notice.id)
-    ).all()
-    by_person: dict[str, list[Any]] = defaultdict(list)
-    for row in held:
-        by_person[row.recipient_ref or row.dedup_key].append(row)
+        .execution_options(yield_per=_CHUNK)
+    )
+    for notice_id, ref, key, kind in rows:
+        held[ref or key].add(notice_id, kind)
     release: list[int] = []
-    for ref, items in by_person.items():
-        ids = [item.id for item in items]
-        if len(items) == 1:
-            release += ids
+    for ref, items in held.items():
+        if len(items.ids) == 1:
+            release += items.ids
             continue
         digest_id = _queue_digest(conn, ref, items, templates, mail_from, run_id, as_of, report)
         if digest_id is None:
-            release += ids
+            release += items.ids
             continue
-        for chunk in chunks(ids, _CHUNK):
+        for chunk in chunks(items.ids, _CHUNK):
             conn.execute(
                 update(Notice)
-                .where(Notice.id.in_(chunk))
+                .where(Notice.id.in_(list(chunk)))
                 .values(status="bundled", digest_id=digest_id)
             )
     for chunk in chunks(release, _CHUNK):
@@ -84,7 +102,7 @@ def bundle_digests(
 def _queue_digest(
     conn: Connection,
     ref: str,
-    items: Sequence[Any],
+    items: _Held,
     templates: NoticeTemplates,
     mail_from: str,
     run_id: str,
@@ -92,8 +110,9 @@ def _queue_digest(
     report: QueueReport,
 ) -> int | None:
     """Insert the digest row for one person; None if it cannot be rendered (items go alone)."""
-    shown = _shown(items)
-    letters = conn.execute(select(Notice).where(Notice.id.in_(shown)).order_by(Notice.id)).all()
+    letters = conn.execute(
+        select(Notice).where(Notice.id.in_(items.shown)).order_by(Notice.id)
+    ).all()
     first = letters[0]
     kind, _, number = ref.partition(":")
     person = Recipient(
@@ -109,8 +128,8 @@ def _queue_digest(
         "recipient": person.reader,
         "as_of": as_of,
         "timezone": timezone,
-        "count": len(items),
-        "sections": sections(letters, Counter(item.template for item in items)),
+        "count": len(items.ids),
+        "sections": sections(letters, items.per_kind),
     }
     key = f"digest|{run_id}"
     row = blank_row(key, person, DIGEST_TEMPLATE, mail_from, run_id, as_of, timezone)
@@ -122,17 +141,6 @@ def _queue_digest(
     row = filled_row(row, person, rendered.subject, rendered.text, rendered.html, rendered.locale)
     insert_rows(conn, [row], {}, report)
     return conn.scalar(select(Notice.id).where(Notice.dedup_key == row["dedup_key"]))
-
-
-def _shown(items: Sequence[Any]) -> list[int]:
-    """The ids of the first SHOWN items of each kind."""
-    per_kind: Counter[str] = Counter()
-    shown: list[int] = []
-    for item in items:
-        per_kind[item.template] += 1
-        if per_kind[item.template] <= SHOWN:
-            shown.append(item.id)
-    return shown
 
 
 def sections(items: Sequence[Any], totals: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
