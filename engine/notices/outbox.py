@@ -34,6 +34,7 @@ from engine.policy import Policy
 
 DIGEST_TEMPLATE = "digest"
 _BATCH = 1000
+_BATCH_CHARS = 8_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +147,7 @@ def queue_letters(
     report = QueueReport()
     rows: list[dict[str, Any]] = []
     files: dict[str, tuple[Attachment, ...]] = {}
+    held = 0  # characters of the rows not yet inserted
     keys = [dedup_key(letter.key, letter.person) for letter in letters]
     queued: set[str] = set()
     for chunk in chunks(keys, _BATCH):
@@ -161,6 +163,12 @@ def queue_letters(
         made = letter.attachments() if callable(letter.attachments) else letter.attachments
         if made:
             files[row["dedup_key"]] = made
+        held += len(row["body_text"]) + len(row["body_html"] or "")
+        # A month's penalty letters at a large site are tens of thousands, and a branch's KPI
+        # report is a large page: hold a bounded batch, not all of them.
+        if len(rows) >= _BATCH or held >= _BATCH_CHARS:
+            insert_rows(conn, rows, files, report)
+            rows, files, held = [], {}, 0
     insert_rows(conn, rows, files, report)
     return report
 
