@@ -14,7 +14,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
+from types import ModuleType
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
@@ -32,13 +34,17 @@ from engine.notices.digest import bundle_digests
 from engine.notices.outbox import QueueReport, queue_letters, queue_notices
 from engine.notices.recipients import Directory
 from engine.notices.templates import NoticeTemplates
-from engine.policy import Policy, load_policy
+from engine.policy import CompiledRule, Policy, load_policy
 from engine.reports.kpis import KpiSummary, kpi_letters, read_report, write_report
 from engine.reports.overdue import OverdueSummary, overdue_letters, write_page
 from engine.reports.penalties import write_reports
 from engine.rules import FAMILIES
 from engine.rules.metric import Measured, is_effective, measure, months_to_measure
 from engine.settings import Settings
+
+_CHUNK = 5000
+"""Findings passed on at a time: a first night at a large site finds tens of thousands for one
+rule, each holding its entity's row."""
 
 
 @dataclass
@@ -169,34 +175,14 @@ def _evaluate_and_queue(
         with conn.begin() as tx:
             if dry_run:
                 _start_run(conn, run_id, as_of, policy.hash)
-            # Rule by rule, findings go to the database, the outbox and the spool at once,
-            # so the night holds one rule's findings, not all of them.
-            titles = {compiled.rule.id: compiled.rule.title for compiled in policy.rules()}
-            branches = Directory(conn).branches
-            overdue = OverdueSummary(as_of)
-            queued = QueueReport()
-            bookings: list[Finding] = []
-            found = new_total = 0
-            for outcome, findings in _evaluate(conn, policy, result, progress):
-                step = time.perf_counter()
-                new_keys = record_findings(
-                    conn, findings, run_id=run_id, as_of=as_of, policy_hash=policy.hash
-                )
-                step = _spent(timings, "record_s", step)
-                new = [f for f in findings if f.key in new_keys]
-                queued.add(queue_notices(conn, new, **outgoing))
-                overdue.add(findings, branches, titles)
-                bookings += (f for f in new if LEDGER_DETAILS in f.details)
-                spool.writelines(
-                    json.dumps(f.artifact(f.key in new_keys), ensure_ascii=False) + "\n"
-                    for f in findings
-                )
-                _spent(timings, "notices_s", step)
-                outcome.new, found, new_total = (
-                    len(new),
-                    found + len(findings),
-                    new_total + len(new),
-                )
+            # Rule by rule, a chunk at a time, findings go to the database, the outbox and the
+            # spool at once, so the night never holds more than a rule's findings.
+            night = _Passing(conn, policy, result, spool, outgoing)
+            for compiled, family, outcome in _rules(policy, result, progress):
+                night.take(compiled, family, outcome)
+            _time_families(policy, result)
+            queued, overdue, bookings = night.queued, night.overdue, night.bookings
+            found, new_total = night.found, night.new
             step = time.perf_counter()
             # The ledger is written in the same transaction as the findings it books.
             settled = settle(conn, bookings, **outgoing)
@@ -341,13 +327,10 @@ def _write_reports(
     result.ledger["reports"] = [str(p) for p in paths]
 
 
-def _evaluate(
-    conn: Connection,
-    policy: Policy,
-    result: RunResult,
-    progress: Callable[[str], None] | None,
-) -> Iterator[tuple[RuleOutcome, list[Finding]]]:
-    """Judge each rule in turn and yield its findings; times the judging per family."""
+def _rules(
+    policy: Policy, result: RunResult, progress: Callable[[str], None] | None
+) -> Iterator[tuple[CompiledRule[Any], ModuleType, RuleOutcome]]:
+    """Each rule in effect at as_of with its family, in the policy's order."""
     for family, rules in policy.by_family().items():
         judge = FAMILIES[family]
         for item in rules:
@@ -355,21 +338,95 @@ def _evaluate(
                 progress(item.rule.id)
             outcome = RuleOutcome(item.rule.id, family)
             result.rules.append(outcome)
-            if not judge.is_effective(item, result.as_of):
-                continue
-            began = time.perf_counter()
-            try:
-                # A savepoint per rule: one broken rule becomes a result, not a failed night.
-                with conn.begin_nested():
-                    findings, skipped = judge.judge(conn, item, policy.calendars, result.as_of)
-            except Exception as exc:  # reported per rule in the artifact
-                outcome.error = f"{type(exc).__name__}: {exc}"
-                continue
-            finally:
-                outcome.seconds = round(time.perf_counter() - began, 4)
-            outcome.findings = len(findings)
-            outcome.skipped = skipped
-            yield outcome, findings
+            if judge.is_effective(item, result.as_of):
+                yield item, judge, outcome
+
+
+class _JudgeError(Exception):
+    """A rule could not be judged: a result of the night, not its failure."""
+
+
+class _Passing:
+    """Passes each rule's findings on, a chunk at a time: recorded, queued, summarised and
+    spooled. A rule that fails part-way leaves nothing behind (savepoint, spool cut back)."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        policy: Policy,
+        result: RunResult,
+        spool: IO[str],
+        outgoing: dict[str, Any],
+    ) -> None:
+        self.conn, self.policy, self.result, self.spool = conn, policy, result, spool
+        self.outgoing = outgoing
+        self.titles = {compiled.rule.id: compiled.rule.title for compiled in policy.rules()}
+        self.branches = Directory(conn).branches
+        self.overdue = OverdueSummary(result.as_of)
+        self.queued = QueueReport()
+        self.bookings: list[Finding] = []
+        self.found = self.new = 0
+
+    def take(self, compiled: CompiledRule[Any], family: ModuleType, outcome: RuleOutcome) -> None:
+        """Judge one rule and pass its findings on; a judging error is kept in `outcome`."""
+        mark, queued, deadlines, bookings = self.spool.tell(), QueueReport(), [], []
+        found = new = 0
+        try:
+            # A savepoint per rule: one broken rule becomes a result, not a failed night.
+            with self.conn.begin_nested():
+                for chunk in self._judged(compiled, family, outcome):
+                    fresh = self._pass_on(chunk, queued)
+                    found, new = found + len(chunk), new + len(fresh)
+                    deadlines += (f for f in chunk if f.family == "deadline")
+                    bookings += (f for f in fresh if LEDGER_DETAILS in f.details)
+        except _JudgeError as exc:
+            outcome.error = str(exc)
+            self.spool.seek(mark)
+            self.spool.truncate()
+            return
+        outcome.findings, outcome.new = found, new
+        self.found, self.new = self.found + found, self.new + new
+        self.queued.add(queued)
+        self.overdue.add(deadlines, self.branches, self.titles)
+        self.bookings += bookings
+
+    def _judged(
+        self, compiled: CompiledRule[Any], family: ModuleType, outcome: RuleOutcome
+    ) -> Iterator[list[Finding]]:
+        """The rule's findings in chunks; the time spent judging goes to `outcome.seconds`."""
+        began = time.perf_counter()
+        try:
+            findings, outcome.skipped = family.judge(
+                self.conn, compiled, self.policy.calendars, self.result.as_of
+            )
+            stream = iter(findings)
+            while chunk := list(islice(stream, _CHUNK)):
+                outcome.seconds += time.perf_counter() - began
+                yield chunk
+                began = time.perf_counter()
+        except Exception as exc:  # reported per rule in the artifact
+            raise _JudgeError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            outcome.seconds = round(outcome.seconds + time.perf_counter() - began, 4)
+
+    def _pass_on(self, chunk: list[Finding], queued: QueueReport) -> list[Finding]:
+        """Record, queue and spool one chunk of findings; returns those that were new."""
+        timings, as_of = self.result.timings, self.result.as_of
+        step = time.perf_counter()
+        new_keys = record_findings(
+            self.conn, chunk, run_id=self.result.run_id, as_of=as_of, policy_hash=self.policy.hash
+        )
+        step = _spent(timings, "record_s", step)
+        fresh = [f for f in chunk if f.key in new_keys]
+        queued.add(queue_notices(self.conn, fresh, **self.outgoing))
+        self.spool.writelines(
+            json.dumps(f.artifact(f.key in new_keys), ensure_ascii=False) + "\n" for f in chunk
+        )
+        _spent(timings, "notices_s", step)
+        return fresh
+
+
+def _time_families(policy: Policy, result: RunResult) -> None:
     spent = {
         family: sum(r.seconds for r in result.rules if r.family == family)
         for family in policy.by_family()

@@ -16,7 +16,7 @@ notified once per entity however many nights it stays true.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -140,10 +140,10 @@ def statement(item: Classification, as_of: datetime) -> Select[Any]:
 
 def evaluate(
     item: Classification, rows: Iterable[Mapping[str, Any]], as_of: datetime
-) -> list[Finding]:
-    """The findings of rows the statement returned (pure: the database has decided)."""
+) -> Iterator[Finding]:
+    """The findings of rows the statement returned, as they come (pure: the database has
+    decided)."""
     rule = item.rule
-    out: list[Finding] = []
     for row in rows:
         record = dict(row)
         outcome, index, mismatch, acting = (record.pop(key) for key in _INTERNAL)
@@ -159,7 +159,7 @@ def evaluate(
         }
         if mismatch:
             action = rule.on_mismatch
-            out.append(
+            yield (
                 Finding(
                     **base,
                     state="mismatch",
@@ -170,7 +170,7 @@ def evaluate(
             )
         action = rule.on_outcome.get(outcome)
         if action is not None and acting:
-            out.append(
+            yield (
                 Finding(
                     **base,
                     state="outcome",
@@ -179,13 +179,13 @@ def evaluate(
                     notices=action.notices(),
                 )
             )
-    return out
 
 
 def judge(
     conn: Connection, item: Classification, calendars: Mapping[str, Any], as_of: datetime
-) -> tuple[list[Finding], dict[str, int]]:
-    """Run the rule's one statement and stream the rows that make findings."""
+) -> tuple[Iterator[Finding], dict[str, int]]:
+    """Run the rule's one statement and stream the rows that make findings, and the findings:
+    a first night at a large site finds tens of thousands of wrong categories."""
     # Streamed (a server-side cursor on PostgreSQL): a first night may find many old calls.
     result = conn.execute(statement(item, as_of), execution_options={"yield_per": 2000})
     keys = list(result.keys())  # plain dicts: much cheaper per row than RowMapping

@@ -11,8 +11,14 @@ import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from sqlalchemy import func, select
+
+from engine import run as night
+from engine.db.demo import load_demo
+from engine.db.models import Finding, Notice
 from engine.db.session import connect
 from engine.notices.delivery import deliver, sender_from_settings
+from engine.rules import classification
 from engine.run import run_night
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,3 +114,42 @@ def test_letter_through_a_real_smtp_server_in_the_customers_language(
         service_data.engine, sender_from_settings(settings), now=as_of, mail_from=settings.mail_from
     )
     assert again.sent == 0 and len(handler.messages()) == 2
+
+
+def test_a_rule_that_breaks_part_way_leaves_nothing_and_the_night_goes_on(
+    db, settings_for, monkeypatch
+):
+    """Findings pass on a chunk at a time; a rule whose judging fails after some of its chunks
+    were recorded and queued leaves none of them behind, and the other rules' stand."""
+    load_demo(db, datetime.fromisoformat(AS_OF))
+    whole = classification.evaluate
+
+    def breaks_after_three(item, rows, as_of):
+        for number, finding in enumerate(whole(item, rows, as_of)):
+            if number == 3:
+                raise RuntimeError("lost the connection to the warranty table")
+            yield finding
+
+    monkeypatch.setattr(night, "_CHUNK", 2)
+    monkeypatch.setattr(classification, "evaluate", breaks_after_three)
+    result = run_night(settings_for(str(db.url)), db, as_of=datetime.fromisoformat(AS_OF))
+
+    (broken,) = [r for r in result.rules if r.rule_id == "service-category"]
+    assert broken.error == "RuntimeError: lost the connection to the warranty table"
+    assert (broken.findings, broken.new) == (0, 0)
+    assert result.outcome == "error" and result.counts["rule_errors"] == 1
+    listed = result.findings
+    assert listed and not [f for f in listed if f["rule"] == "service-category"]
+    assert result.counts["findings_total"] == len(listed)
+    with db.connect() as conn:
+        kept = conn.scalar(
+            select(func.count()).select_from(Finding).where(Finding.rule_id == "service-category")
+        )
+        letters = conn.scalar(
+            select(func.count())
+            .select_from(Notice)
+            .where(Notice.finding_key.like("service-category|%"))
+        )
+        recorded = conn.scalar(select(func.count()).select_from(Finding))
+    assert (kept, letters) == (0, 0)
+    assert recorded == len(listed)
