@@ -51,7 +51,7 @@ from sqlalchemy import (
     text,
 )
 
-from engine.db.importer import reset_id_sequences
+from engine.db.importer import after_bulk_load
 from engine.db.models import SERVICE_TABLES
 from engine.db.types import UtcDateTime
 from engine.errors import UsageError
@@ -102,7 +102,7 @@ def load_demo(engine: Engine, as_of: datetime, *, scale: int = 1, seed: int = 7)
                 conn.exec_driver_sql(statement)
         for statement in foreign_keys:
             conn.exec_driver_sql(statement)
-        reset_id_sequences(conn, list(_TABLES))
+        after_bulk_load(conn, list(_TABLES))
     return writer.counts
 
 
