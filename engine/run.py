@@ -176,7 +176,7 @@ def _evaluate_and_queue(
             if dry_run:
                 _start_run(conn, run_id, as_of, policy.hash)
             # Rule by rule, a chunk at a time, findings go to the database, the outbox and the
-            # spool at once, so the night never holds more than a rule's findings.
+            # spool at once: the night holds a chunk, or one rule's list where a judge makes one.
             night = _Passing(conn, policy, result, spool, outgoing)
             for compiled, family, outcome in _rules(policy, result, progress):
                 night.take(compiled, family, outcome)
