@@ -186,7 +186,7 @@ def _evaluate_and_queue(
             step = time.perf_counter()
             # The ledger is written in the same transaction as the findings it books.
             settled = settle(conn, bookings, **outgoing)
-            overdue, reported = _report_overdue(conn, overdue.finish(), **outgoing)
+            reported = _report_overdue(conn, overdue.finish(), **outgoing)
             kpis, measured, stored = _measure_kpis(conn, result, **outgoing)
             outgoing.pop("policy")
             bundled = bundle_digests(conn, **outgoing)
@@ -238,7 +238,7 @@ def _report_overdue(
     mail_from: str,
     run_id: str,
     as_of: datetime,
-) -> tuple[OverdueSummary, QueueReport]:
+) -> QueueReport:
     """Tonight's overdue summary, queued to each branch's managers (once per local day)."""
     directory = Directory(conn)
     report = QueueReport()
@@ -250,7 +250,7 @@ def _report_overdue(
     )
     report.queued, report.set_aside = queued.queued, queued.set_aside + report.set_aside
     report.reasons.update(queued.reasons)
-    return summary, report
+    return report
 
 
 def _measure_kpis(
