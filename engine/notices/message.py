@@ -1,19 +1,23 @@
 """Turn one rendered outbox row into an RFC 5322 message that nothing a customer typed can bend.
 
-Names, subjects and other header text have every control and line-break character replaced by
-a space before they reach the `email` package, addresses must be one plain addr-spec, and the
-SMTP policy encodes non-ASCII header text as RFC 2047 words. A name like "Zhang\\r\\nBcc: x@evil"
-therefore stays one quoted display name in one `To` header.
+Names, subjects and other header text have their RFC 2047 encoded words decoded, then every
+control and line-break character replaced by a space, before they reach the `email` package;
+addresses must be one plain addr-spec, and the SMTP policy encodes non-ASCII header text as
+RFC 2047 words of its own. A name like "Zhang\\r\\nBcc: x@evil", or the same line break hidden
+in "=?UTF-8?Q?=0D=0ABcc:_x@evil?=", therefore stays one display name in one `To` header.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import email.policy
 import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
+from email.errors import HeaderParseError
+from email.header import decode_header
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from functools import lru_cache
@@ -72,9 +76,35 @@ _MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
 
 
+# An RFC 2047 encoded word, and the blanks between two of them, which a decoder drops.
+_ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[QqBb]\?[^?\s]*\?=")
+_BETWEEN_WORDS = re.compile(r"(?<=\?=)[ \t]+(?==\?)")
+
+
 def clean_header_text(value: str) -> str:
-    """Replace control and line-break characters by single spaces and trim the result."""
+    """Header text as a reader sees it: encoded words decoded, line breaks and controls spaced."""
+    if "=?" in value:
+        # The email package decodes encoded words it is given and, before Python's fix for
+        # CVE-2024-6923, writes a CR/LF found inside one verbatim when folding: decode them here
+        # so the check below sees what the header would hold.
+        value = _ENCODED_WORD.sub(_decoded_word, _BETWEEN_WORDS.sub("", value))
+        # Whatever still starts like an encoded word (one encoded twice, one no decoder agrees
+        # on) would be decoded by the email package's own parser: break it up.
+        value = value.replace("=?", "= ?")
     return _CONTROL.sub(" ", value).strip()
+
+
+def _decoded_word(word: re.Match[str]) -> str:
+    try:
+        [(data, charset)] = decode_header(word[0])
+    except (HeaderParseError, binascii.Error, ValueError):
+        return word[0]  # not decodable: left as text, and broken up by the caller
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode(charset or "ascii", errors="replace")
+    except LookupError:  # an unknown charset: the bytes are still what a client would show
+        return data.decode("utf-8", errors="replace")
 
 
 # Each address is checked when the message is built and again for the envelope.
