@@ -6,6 +6,9 @@
     ├── ImportDataError       a CSV import that was rejected whole              (exit 1)
     ├── DatabaseNotReady      the schema is missing or out of date              (exit 1)
     ├── RunLocked             another run holds the lock                        (exit 3)
+    ├── DatabaseBusy          the database stayed locked or unwritable          (exit 4)
+    ├── MailTransportError    no session with the mail server: connect, login
+    │                         or TLS failed; no letter was charged for it      (exit 5)
     ├── DeliveryError         a message that could not be handed over
     │   ├── TransientDeliveryError   try again later (4xx, connection refused)
     │   └── PermanentDeliveryError   do not retry (5xx, bad address)
@@ -98,6 +101,18 @@ class RunLocked(AftersalesError):
     """Another run already holds the run lock."""
 
     exit_code = 3
+
+
+class DatabaseBusy(AftersalesError):
+    """The database stayed locked (or could not be written) longer than delivery waits."""
+
+    exit_code = 4
+
+
+class MailTransportError(AftersalesError):
+    """The mail server could not be reached, refused the login, or TLS could not be set up."""
+
+    exit_code = 5
 
 
 class DeliveryError(AftersalesError):

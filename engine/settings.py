@@ -37,8 +37,43 @@ class SmtpSettings(BaseModel):
     password: SecretStr | None = Field(
         None, description="From AFTERSALES_SMTP__PASSWORD only; never put it in a file"
     )
-    timeout_s: float = Field(30.0, description="Seconds to wait for the server at each step")
+    timeout_s: float = Field(
+        30.0, gt=0, description="Seconds to wait for the server at each step but the last"
+    )
+    data_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds to wait for the server's reply after a message's data "
+        "(RFC 5321 4.5.3.2 asks for at least 600)",
+    )
     concurrency: int = Field(4, ge=1, le=32, description="Connections used at once")
+    unusual_port: bool = Field(
+        False,
+        description="Allow a security mode that contradicts the port's usual one "
+        "(465 implicit TLS; 25 and 587 STARTTLS)",
+    )
+
+    @model_validator(mode="after")
+    def _mode_fits_port(self) -> SmtpSettings:
+        if self.host is None or self.unusual_port:
+            return self
+        # Implicit TLS against a STARTTLS port (or the reverse) fails every session at run time.
+        if self.port in _IMPLICIT_TLS_PORTS and self.security != "tls":
+            usual = "tls"
+        elif self.port in _STARTTLS_PORTS and self.security == "tls":
+            usual = "starttls"
+        else:
+            return self
+        raise ValueError(
+            f"smtp.security = {self.security} does not fit port {self.port}, which speaks "
+            f"{usual}: every session would fail; set smtp.security = {usual}, "
+            "or smtp.unusual_port = true if this server really does that"
+        )
+
+
+# The well-known ports: 465 implicit TLS (RFC 8314), 25 and 587 plain text upgraded by STARTTLS.
+_IMPLICIT_TLS_PORTS = frozenset({465})
+_STARTTLS_PORTS = frozenset({25, 587})
 
 
 class DeliverySettings(BaseModel):
@@ -57,6 +92,12 @@ class DeliverySettings(BaseModel):
     )
     every_minutes: int = Field(
         15, ge=1, le=1440, description="`aftersales schedule` delivers retries this often"
+    )
+    record_patience_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long delivery retries writing outcomes to a locked database "
+        "before it keeps them in the journal file instead",
     )
 
     @model_validator(mode="after")
