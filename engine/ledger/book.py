@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from engine.db.models import LedgerClose, LedgerEntry
 from engine.findings import Finding
-from engine.ledger.periods import Period
+from engine.ledger.periods import Period, PeriodKind, settling
 from engine.policy.tally_spec import LedgerSettings
 
 LEDGER_DETAILS = "ledger"
@@ -59,6 +59,17 @@ def closed(conn: Connection, periods: Iterable[str]) -> set[str]:
     table = LedgerClose.__table__
     wanted = list(periods)
     return set(conn.scalars(select(table.c.period).where(table.c.period.in_(wanted))))
+
+
+def to_settle(
+    conn: Connection, kind: PeriodKind, as_of: datetime, ledger: LedgerSettings
+) -> list[Period]:
+    """The periods of `kind` a night at `as_of` settles: those open for corrections, and every
+    one that closed since the last close a run recorded, however long ago (oldest first)."""
+    table = LedgerClose.__table__
+    done = (Period.parse(key) for key in conn.scalars(select(table.c.period)))
+    last = max((p for p in done if p.kind == kind), default=None)
+    return settling(kind, as_of, ledger, after=last)
 
 
 def close(

@@ -3,8 +3,9 @@
 Runs inside the night's transaction, after the findings are recorded:
 
 1. every new tally finding becomes one ledger entry (engine.ledger.book);
-2. the periods whose close has passed are recorded as closed by this run, so what is booked
-   for them later is a correction;
+2. the periods whose close has passed are recorded as closed by this run, in the order they
+   close, so what is booked for them later is a correction; a night after the host was down
+   over one or more closes closes every period missed (engine.ledger.book.to_settle);
 3. each person with new entries gets one reward/penalty notice (奖罚通知单) per closing
    month, copied to accounting and payroll (`ledger.copy_to`);
 4. for each month closed now, each branch's service manager (`ledger.summary_to`) gets the
@@ -29,8 +30,8 @@ from sqlalchemy import Connection
 
 from engine.db.catalogue import entity_table
 from engine.findings import Finding
-from engine.ledger.book import LEDGER_DETAILS, book, close
-from engine.ledger.periods import Period, settling
+from engine.ledger.book import LEDGER_DETAILS, book, close, to_settle
+from engine.ledger.periods import Period, in_closing_order
 from engine.notices.outbox import Letter, branch_letters, queue_letters
 from engine.notices.recipients import Directory, Recipient
 from engine.notices.templates import NoticeTemplates
@@ -85,7 +86,7 @@ def settle(
         return result
     booked = book(conn, findings, run_id=run_id, as_of=as_of, policy_hash=policy.hash)
     kinds = sorted({t.rule.period for t in policy.tallies})
-    due = [p for kind in kinds for p in settling(kind, as_of, policy.ledger)]
+    due = in_closing_order(p for k in kinds for p in to_settle(conn, k, as_of, policy.ledger))
     closed = close(conn, due, policy.ledger, run_id=run_id, as_of=as_of, policy_hash=policy.hash)
     result.entries, result.closed = len(booked), [p.key for p in closed]
     touched = [Period.parse(f.occurrence) for f in booked]

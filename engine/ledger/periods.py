@@ -4,13 +4,14 @@ A period is named `2026-10` (a month) or `2026-Q4` (a quarter). It closes at 00:
 policy's `close_on_day` of the following month, in the ledger's time zone; a quarter closes
 with its last month. After the close a period stays open for corrections for
 `corrections_for` (default: one period), so at any instant the periods to settle are those
-that closed within that window.
+that closed within that window, and any that closed since the last period a run closed (the
+host was down over a close and its window): a close is never skipped.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Literal
@@ -86,16 +87,24 @@ class Period:
         return self.key
 
 
-def settling(kind: PeriodKind, as_of: datetime, ledger: LedgerSettings) -> list[Period]:
-    """The periods closed at `as_of` and still open for corrections, oldest first."""
+def settling(
+    kind: PeriodKind, as_of: datetime, ledger: LedgerSettings, after: Period | None = None
+) -> list[Period]:
+    """The periods closed at `as_of` and still open for corrections, or newer than `after`
+    (the last one a run closed), oldest first."""
     out: list[Period] = []
     for period in _backwards(kind, as_of.astimezone(ZoneInfo(ledger.timezone)).date()):
         if period.closes_at(ledger) > as_of:
             continue
-        if period.open_until(ledger) <= as_of:
-            break  # older periods closed even earlier
+        if period.open_until(ledger) <= as_of and (after is None or period <= after):
+            break  # older periods closed even earlier, and a run closed them
         out.append(period)
     return sorted(out)
+
+
+def in_closing_order(periods: Iterable[Period]) -> list[Period]:
+    """Periods in the order their closes come: a quarter right after its last month."""
+    return sorted(periods, key=lambda p: (p.end, p.kind))
 
 
 def closing_with(month: Period) -> list[Period]:

@@ -2,6 +2,7 @@
 
 Nothing is booked for a period before it closes (00:00 on the ledger's `close_on_day` of the
 next month). From its close on, each night recomputes the periods still open for corrections
+(and any that closed while no night ran, however long ago: engine.ledger.book.to_settle)
 and compares them with what the ledger holds; a difference becomes a finding about the person:
 
     charged       the first booking, made by the run that closes the period
@@ -27,8 +28,8 @@ from engine.db.local_time import local_clock, local_wall_clock
 from engine.db.models import Branch, Staff
 from engine.expr import parse, to_sql
 from engine.findings import Finding
-from engine.ledger.book import LEDGER_DETAILS, Booked, booked, closed
-from engine.ledger.periods import Period, settling
+from engine.ledger.book import LEDGER_DETAILS, Booked, booked, closed, to_settle
+from engine.ledger.periods import Period
 from engine.policy import CompiledTally
 from engine.rules.tally_amounts import (
     FACTOR,
@@ -111,7 +112,7 @@ def judge(
     conn: Connection, tally: CompiledTally, calendars: Mapping[str, Any], as_of: datetime
 ) -> tuple[list[Finding], dict[str, int]]:
     """What to book for the periods being settled at `as_of`, and the rows that were skipped."""
-    periods = settling(tally.rule.period, as_of, tally.ledger)
+    periods = to_settle(conn, tally.rule.period, as_of, tally.ledger)
     if not periods:
         return [], {}
     skipped: Counter[str] = Counter()
