@@ -14,9 +14,10 @@ received with what the outbox recorded:
     lost          expected but never accepted
     duplicated    accepted more than once (extra copies)
     misrecorded   recorded `sent` but never accepted, or accepted but recorded as not sent
-                  (a row that would be sent again), or a letter that reached someone it was
-                  not addressed to
-    unknown       rows honestly recorded `unknown` (possibly in flight at a kill): not errors
+                  (a row that would be sent again), a letter that reached someone it was not
+                  addressed to, or a row a transport failure changed
+    unknown       rows recorded `unknown`: honest for a letter in flight when its process was
+                  killed (at most one per connection); any other is counted as misrecorded
 
 It is not a test: it prints a table and exits 1 when a count that must be zero is not.
 """
@@ -30,6 +31,7 @@ import email.policy
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -44,8 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from scratch import scratch_database
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, make_url, select
 
 from engine.db.models import Notice
 from engine.db.schema import upgrade
@@ -93,6 +96,11 @@ class Handler:
             str(email.message_from_bytes(m, policy=email.policy.default)["Message-ID"]) for m in raw
         )
 
+    def raw(self) -> list[bytes]:
+        """Every accepted message as the server received it."""
+        with self.lock:
+            return [content for _, content in self.accepted]
+
     def recipients(self) -> list[list[str]]:
         """The envelope recipients of each accepted message."""
         with self.lock:
@@ -107,10 +115,22 @@ def free_port() -> int:
 
 
 @contextmanager
-def mail_server(handler: Handler) -> Iterator[int]:
-    """A loopback aiosmtpd with `handler`; yields its port."""
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, server_hostname="faults")
+def mail_server(
+    handler: Handler, port: int | None = None, login: tuple[str, str] | None = None
+) -> Iterator[int]:
+    """A loopback aiosmtpd with `handler` (wanting `login` if given); yields its port."""
+    port = port or free_port()
+    options: dict[str, Any] = {}
+    if login is not None:
+
+        def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any):
+            ok = (auth.login.decode(), auth.password.decode()) == login
+            return AuthResult(success=ok)
+
+        options = {"authenticator": authenticator, "auth_require_tls": False, "auth_required": True}
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, server_hostname="faults", **options
+    )
     controller.start()
     try:
         yield port
@@ -232,8 +252,13 @@ class Tally:
         return self.lost == self.duplicated == self.misrecorded == 0
 
 
-def count(case: str, url: str, handler: Handler, expected: set[str]) -> Tally:
-    """Compare the server's Message-IDs with the outbox's record of `expected` letters."""
+def count(
+    case: str, url: str, handler: Handler, expected: set[str], *, in_flight: int = 0
+) -> Tally:
+    """Compare the server's Message-IDs with the outbox's record of `expected` letters.
+
+    `in_flight`: how many letters the case's fault may honestly leave `unknown` (those being
+    handed over when a process was killed); any `unknown` beyond that is misrecorded."""
     seen = handler.message_ids()
     engine = connect(url)
     with engine.connect() as conn:
@@ -251,6 +276,7 @@ def count(case: str, url: str, handler: Handler, expected: set[str]) -> Tally:
     # A letter the outbox never wrote, or one copy more than its To (a forged Bcc), went astray.
     tally.misrecorded += sum(n for mid, n in seen.items() if mid not in status)
     tally.misrecorded += sum(len(rcpt) - 1 for rcpt in handler.recipients() if len(rcpt) > 1)
+    tally.misrecorded += max(0, tally.unknown - in_flight)
     return tally
 
 
@@ -289,8 +315,142 @@ def sigkill_mid_batch(kind: str) -> Tally:
         proc.wait()
         handler.release.set()
         rerun = s.command("deliver")
-        tally = count("4 SIGKILL mid-batch", s.url, handler, expected)
+        # One letter per connection can be in flight when the process dies (smtp.concurrency).
+        tally = count("4 SIGKILL mid-batch", s.url, handler, expected, in_flight=4)
         tally.note = f"rerun exit {rerun.returncode}"
+        return tally
+
+
+INJECTED = {
+    3: "Olivia =?UTF-8?Q?=0D=0ABcc:_evil@attacker.test?= Wright",
+    7: "Olivia =?UTF-8?B?DQpCY2M6IGV2aWxAYXR0YWNrZXIudGVzdA==?= Wright",
+    11: "Olivia\r\nBcc: evil@attacker.test",
+    15: "Olivia\u2028Bcc: evil@attacker.test",
+}
+
+
+@case("1 header injection")
+def header_injection(kind: str) -> Tally:
+    """Names and subjects that try to add a Bcc header, raw, as encoded words and U+2028."""
+    handler = Handler()
+    with site(kind) as s, mail_server(handler) as port:
+        s.port = port
+        engine = connect(s.url)
+        rows = [letter(i, name=INJECTED.get(i), subject=INJECTED.get(i + 1)) for i in range(20)]
+        expected = queue(engine, rows)
+        engine.dispose()
+        done = s.command("deliver")
+        tally = count("1 header injection", s.url, handler, expected)
+        forged = sum(1 for raw in handler.raw() if b"\nBcc:" in raw or b"\nbcc:" in raw)
+        tally.misrecorded += forged
+        tally.note = f"exit {done.returncode}, {forged} messages with a Bcc line"
+        return tally
+
+
+@case("5 database locked at outcome write")
+def locked_outcomes(kind: str) -> Tally:
+    """Another writer locks the outbox for 15 s (past SQLite's 10 s busy timeout) mid-delivery."""
+    handler = Handler()
+    handler.hold_at = 30
+    with site(kind) as s, mail_server(handler) as port:
+        s.port = port
+        engine = connect(s.url)
+        expected = queue(engine, [letter(i) for i in range(105)])
+        proc = s.start("deliver")
+        if not handler.holding.wait(60):
+            proc.kill()
+            raise SystemExit(f"the delivery never reached the 30th letter: {proc.communicate()}")
+        hold_outbox_lock(s.url, handler.release.set, seconds=15)
+        proc.communicate(timeout=600)
+        rerun = s.command("deliver")
+        tally = count("5 database locked at outcome write", s.url, handler, expected)
+        tally.note = f"exit {proc.returncode}, rerun exit {rerun.returncode}"
+        return tally
+
+
+def hold_outbox_lock(url: str, then: Callable[[], None], *, seconds: float) -> None:
+    """Lock the outbox against writers for `seconds`, calling `then` once the lock is held."""
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(make_url(url).database, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        then()
+        time.sleep(seconds)  # a bench, not a test: the lock must outlast the busy timeout
+        conn.execute("COMMIT")
+        conn.close()
+        return
+    engine = connect(url)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("LOCK TABLE notices IN ACCESS EXCLUSIVE MODE")
+        then()
+        time.sleep(seconds)
+        conn.commit()
+    engine.dispose()
+
+
+def untouched(url: str) -> int:
+    """Rows whose status or attempts a transport failure changed (it must change none)."""
+    engine = connect(url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(Notice.status, Notice.attempts)).all()
+    engine.dispose()
+    return sum(1 for status, attempts in rows if status != "pending" or attempts)
+
+
+@case("6 mail server down, then up")
+def server_down(kind: str) -> Tally:
+    """Three deliveries to a closed port (a weekend), then one to the server back up."""
+    handler = Handler()
+    port = free_port()
+    with site(kind) as s:
+        s.port = port
+        engine = connect(s.url)
+        expected = queue(engine, [letter(i) for i in range(105)])
+        engine.dispose()
+        codes = [s.command("deliver").returncode for _ in range(3)]
+        burnt = untouched(s.url)
+        with mail_server(handler, port):
+            back = s.command("deliver")
+        tally = count("6 mail server down, then up", s.url, handler, expected)
+        tally.misrecorded += burnt
+        tally.note = f"exits while down {codes}, rows changed {burnt}, then exit {back.returncode}"
+        return tally
+
+
+@case("6 wrong password, then right")
+def wrong_password(kind: str) -> Tally:
+    """The server refuses the login; after the password is fixed everything goes out once."""
+    handler = Handler()
+    with site(kind) as s, mail_server(handler, login=("aftersales", "right")) as port:
+        s.port = port
+        s.env["AFTERSALES_SMTP__USERNAME"] = "aftersales"
+        engine = connect(s.url)
+        expected = queue(engine, [letter(i) for i in range(105)])
+        engine.dispose()
+        wrong = s.command("deliver", AFTERSALES_SMTP__PASSWORD="wrong")
+        burnt = untouched(s.url)
+        right = s.command("deliver", AFTERSALES_SMTP__PASSWORD="right")
+        tally = count("6 wrong password, then right", s.url, handler, expected)
+        tally.misrecorded += burnt
+        tally.note = f"exit {wrong.returncode}, rows changed {burnt}, then exit {right.returncode}"
+        return tally
+
+
+@case("9 slow final reply")
+def slow_final_reply(kind: str) -> Tally:
+    """The server takes 4 s to answer one DATA; the command timeout is 1 s."""
+    handler = Handler()
+    handler.hold_at = 10
+    with site(kind) as s, mail_server(handler) as port:
+        s.port = port
+        engine = connect(s.url)
+        expected = queue(engine, [letter(i) for i in range(40)])
+        engine.dispose()
+        proc = s.start("deliver", AFTERSALES_SMTP__TIMEOUT_S="1")
+        handler.holding.wait(60)
+        threading.Timer(4, handler.release.set).start()
+        proc.communicate(timeout=600)
+        tally = count("9 slow final reply", s.url, handler, expected)
+        tally.note = f"exit {proc.returncode}"
         return tally
 
 
