@@ -39,6 +39,7 @@ from engine.reports.kpis import KpiSummary, kpi_letters, read_report, write_repo
 from engine.reports.overdue import OverdueSummary, overdue_letters, write_page
 from engine.reports.penalties import write_reports
 from engine.rules import FAMILIES
+from engine.rules.deadline import is_current
 from engine.rules.metric import Measured, is_effective, measure, months_to_measure
 from engine.settings import Settings
 
@@ -377,7 +378,8 @@ class _Passing:
                 for chunk in self._judged(compiled, family, outcome):
                     fresh = self._pass_on(chunk, queued)
                     found, new = found + len(chunk), new + len(fresh)
-                    deadlines += (f for f in chunk if f.family == "deadline")
+                    # A state passed through at a missed night is not overdue now.
+                    deadlines += (f for f in chunk if f.family == "deadline" and is_current(f))
                     bookings += (f for f in fresh if LEDGER_DETAILS in f.details)
         except _JudgeError as exc:
             outcome.error = str(exc)

@@ -12,14 +12,23 @@ A night records every state reached that is not yet recorded, so a call that wen
 on time to two levels past its deadline between two nights tells the supervisor (breach)
 and the managers (each level); only the warning is dropped once the deadline has passed.
 Each state is a finding keyed by rule, entity, start instant and state, so it fires once.
+
+A run more than a day after the last successful one stands in for the daily runs missed in
+between (engine.rules.catch_up): each clock is also judged at those instants, as the missed
+runs would have judged it (stops and pauses known by then), and the states it passed through
+that it no longer shows now are recorded too: a call breached and then reached late while
+the host was down gets its breach as well as its `late_stop`. Those findings carry the
+instant in `details["judged_at"]`; they are not current (`is_current`).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -48,8 +57,11 @@ from engine.findings import Finding
 from engine.policy import CompiledRule, DeadlineRule
 from engine.policy.durations import Duration
 from engine.policy.models import END_OF_WORKING_DAY
+from engine.rules.catch_up import missed_instants, previous_as_of
 
 FAMILY = "deadline"
+JUDGED_AT = "judged_at"
+"""The key of Finding.details naming the missed night a state was passed through at."""
 Deadline = CompiledRule[DeadlineRule]
 LATE_STOP_LOOKBACK = timedelta(days=35)
 TZ_LABEL = "_branch_timezone"
@@ -138,16 +150,25 @@ def write_closings(
 
 
 def candidates(
-    deadline: Deadline, as_of: datetime, *, sift: bool = True, closings: Closings | None = None
+    deadline: Deadline,
+    as_of: datetime,
+    *,
+    sift: bool = True,
+    closings: Closings | None = None,
+    since: datetime | None = None,
 ) -> Select[Any]:
-    """Entities whose clock has started and that are still running or stopped recently; with
-    `sift`, less those whose start, stop and deadline alone show they cannot have reached any
-    state, so the clocks are worked out only where they can matter. A rule "by end of working
-    day" is sifted only given the `closings` of this connection."""
+    """Entities whose clock has started and that are still running or stopped recently (or
+    since `since`, the last successful run); with `sift`, less those whose start, stop and
+    deadline alone show they cannot have reached any state, so the clocks are worked out only
+    where they can matter. A rule "by end of working day" is sifted only given the `closings`
+    of this connection."""
     rule, table = deadline.rule, deadline.table
     start, stops = table.c[rule.start], [table.c[name] for name in rule.stop]
     running = and_(*(stop.is_(None) for stop in stops))
-    stopped_lately = or_(*(stop > as_of - LATE_STOP_LOOKBACK for stop in stops))
+    oldest_stop = as_of - LATE_STOP_LOOKBACK
+    if since is not None:
+        oldest_stop = min(oldest_stop, since)
+    stopped_lately = or_(*(stop > oldest_stop for stop in stops))
     stmt = select(table).where(start.is_not(None), start <= as_of, or_(running, stopped_lately))
     if sift:
         stmt = stmt.where(*_could_have_a_state(rule, table, as_of, closings))
@@ -224,12 +245,15 @@ def _to_warning(rule: DeadlineRule) -> timedelta:
 
 
 def pauses_query(
-    deadline: Deadline, as_of: datetime, closings: Closings | None = None
+    deadline: Deadline,
+    as_of: datetime,
+    closings: Closings | None = None,
+    since: datetime | None = None,
 ) -> Select[Any] | None:
     """Status history of the candidates, when the rule pauses on statuses."""
     if not deadline.rule.pause_while:
         return None
-    query = candidates(deadline, as_of, closings=closings)
+    query = candidates(deadline, as_of, closings=closings, since=since)
     ids = query.with_only_columns(deadline.table.c.id).scalar_subquery()
     changes = StatusChange.__table__
     return (
@@ -354,37 +378,92 @@ def evaluate(
     calendars: Mapping[str, BusinessCalendar],
     as_of: datetime,
     skipped: Skipped | None = None,
+    missed: Sequence[datetime] = (),
 ) -> list[Finding]:
-    """The states reached at `as_of` among candidate rows (pure)."""
+    """The states reached at `as_of` among candidate rows, and those passed through at the
+    `missed` instants (the daily runs a catch-up run replaces) that `as_of` no longer shows
+    (pure)."""
     out: list[Finding] = []
-    actions = deadline.rule.actions()
-    for row, clock in _clocks(deadline, rows, pauses, calendars, as_of, skipped or Skipped()):
-        for state, at in state_of(clock, as_of):
-            record = {k: v for k, v in row.items() if k not in (TZ_LABEL, CALENDAR_LABEL)}
-            action = actions.get(state)
-            out.append(
-                Finding(
-                    rule_id=deadline.rule.id,
-                    family=FAMILY,
-                    entity=deadline.table.name,
-                    entity_id=str(record["id"]),
-                    occurrence=clock.start.isoformat(),
-                    state=state,
-                    reason=describe(deadline, record, clock, state, row.get(TZ_LABEL) or "UTC"),
-                    due_at=at,
-                    recipients=tuple(r.role for r in action.notify) if action else (),
-                    notices=action.notices() if action else (),
-                    record=record,
-                    details={
-                        "start": clock.start,
-                        "deadline": clock.deadline,
-                        "used": clock.used,
-                        "left": clock.left,
-                        "paused": clock.paused,
-                    },
-                )
-            )
+    found = partial(_finding, deadline, deadline.rule.actions())
+    for row, calendar, clock in _clocks(
+        deadline, rows, pauses, calendars, as_of, skipped or Skipped()
+    ):
+        now = state_of(clock, as_of)
+        out.extend(found(row, clock, state, at) for state, at in now)
+        seen = {state for state, _ in now}
+        for instant in passed_instants(clock, missed):
+            known = known_pauses(pauses.get(row["id"], ()), instant)
+            then = measure(deadline, row, calendar, known, instant)
+            for state, at in state_of(then, instant) if then is not None else ():
+                if state not in seen:
+                    seen.add(state)
+                    out.append(found(row, then, state, at, instant))
     return out
+
+
+def is_current(finding: Finding) -> bool:
+    """False for a state a catch-up run found passed through at a missed night."""
+    return JUDGED_AT not in finding.details
+
+
+def passed_instants(clock: Clock, missed: Sequence[datetime]) -> list[datetime]:
+    """Of the `missed` instants (ascending), those at which the clock, still running, may
+    have reached a state: the first at or after its warning point, deadline and each
+    escalation. A state reached at one instant stays reached at the later ones while the
+    clock runs, so these are all the missed runs could have recorded."""
+    if not missed:
+        return []
+    points = [clock.warn_at, clock.deadline, *clock.escalations]
+    out: set[datetime] = set()
+    for point in points:
+        if point is None:
+            continue
+        index = bisect_left(missed, max(point, clock.start))
+        if index < len(missed) and (clock.stop is None or missed[index] < clock.stop):
+            out.add(missed[index])
+    return sorted(out)
+
+
+def known_pauses(pauses: Sequence[Pause], at: datetime) -> list[Pause]:
+    """The pauses as a run at `at` knew them: begun by then, and open if they ended later."""
+    return [(begin, end if end is not None and end <= at else None) for begin, end in pauses
+            if begin <= at]  # fmt: skip
+
+
+def _finding(
+    deadline: Deadline,
+    actions: Mapping[str, Any],
+    row: Mapping[str, Any],
+    clock: Clock,
+    state: str,
+    at: datetime,
+    judged_at: datetime | None = None,
+) -> Finding:
+    record = {k: v for k, v in row.items() if k not in (TZ_LABEL, CALENDAR_LABEL)}
+    action = actions.get(state)
+    details: dict[str, Any] = {
+        "start": clock.start,
+        "deadline": clock.deadline,
+        "used": clock.used,
+        "left": clock.left,
+        "paused": clock.paused,
+    }
+    if judged_at is not None:
+        details[JUDGED_AT] = judged_at
+    return Finding(
+        rule_id=deadline.rule.id,
+        family=FAMILY,
+        entity=deadline.table.name,
+        entity_id=str(record["id"]),
+        occurrence=clock.start.isoformat(),
+        state=state,
+        reason=describe(deadline, record, clock, state, row.get(TZ_LABEL) or "UTC"),
+        due_at=at,
+        recipients=tuple(r.role for r in action.notify) if action else (),
+        notices=action.notices() if action else (),
+        record=record,
+        details=details,
+    )
 
 
 def judge(
@@ -392,16 +471,18 @@ def judge(
 ) -> tuple[list[Finding], dict[str, int]]:
     """Fetch the candidates and their pauses, and judge them; also what had to be skipped."""
     rule = deadline.rule
+    since = previous_as_of(conn, as_of)
     closings = None
     if rule.by == END_OF_WORKING_DAY and rule.warn_at is None:
         closings = write_closings(conn, calendars, as_of)
-    rows = conn.execute(candidates(deadline, as_of, closings=closings)).mappings()
-    query = pauses_query(deadline, as_of, closings)
+    rows = conn.execute(candidates(deadline, as_of, closings=closings, since=since)).mappings()
+    query = pauses_query(deadline, as_of, closings, since)
     pauses = (
         pause_intervals(conn.execute(query), deadline.rule.pause_while) if query is not None else {}
     )
     skipped = Skipped()
-    found = evaluate(deadline, rows, pauses, calendars, as_of, skipped)
+    missed = missed_instants(since, as_of)
+    found = evaluate(deadline, rows, pauses, calendars, as_of, skipped, missed)
     return found, dict(skipped.reasons)
 
 
@@ -412,7 +493,7 @@ def _clocks(
     calendars: Mapping[str, BusinessCalendar],
     as_of: datetime,
     skipped: Skipped,
-) -> Iterator[tuple[Mapping[str, Any], Clock]]:
+) -> Iterator[tuple[Mapping[str, Any], BusinessCalendar, Clock]]:
     for row in rows:
         calendar = calendar_for(deadline, row, calendars)
         if isinstance(calendar, str):
@@ -422,7 +503,7 @@ def _clocks(
         if clock is None:
             skipped.reasons[f"{deadline.rule.by} is empty"] += 1
             continue
-        yield row, clock
+        yield row, calendar, clock
 
 
 def describe(

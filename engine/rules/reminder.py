@@ -15,13 +15,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, DateTime, Select, func, select
+from sqlalchemy import Connection, DateTime, Select, select
 
-from engine.db.models import Branch, Run
+from engine.db.models import Branch
 from engine.expr import to_sql
 from engine.findings import Finding
 from engine.policy import CompiledRule, ReminderRule
 from engine.policy.durations import Duration
+from engine.rules.catch_up import previous_as_of
 
 FAMILY = "reminder"
 Reminder = CompiledRule[ReminderRule]
@@ -87,9 +88,7 @@ def judge(
     conn: Connection, reminder: Reminder, calendars: Mapping[str, Any], as_of: datetime
 ) -> tuple[list[Finding], dict[str, int]]:
     """Fetch the candidates and judge them (reminders run on the calendar, never skip rows)."""
-    since = conn.scalar(
-        select(func.max(Run.as_of)).where(Run.outcome == "success", Run.as_of < as_of)
-    )
+    since = previous_as_of(conn, as_of)
     rows = conn.execute(candidates(reminder, as_of, since)).mappings()
     return evaluate(reminder, rows, as_of, since), {}
 
