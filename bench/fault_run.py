@@ -28,7 +28,9 @@ import argparse
 import asyncio
 import email
 import email.policy
+import logging
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,10 +57,17 @@ from engine.db.models import Notice
 from engine.db.schema import upgrade
 from engine.db.session import connect
 
+# aiosmtpd's own chatter (auth without TLS on loopback, a TLS hello on a plain port) is expected.
+logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+
 ROOT = Path(__file__).resolve().parents[1]
 AFTERSALES = str(Path(sys.executable).with_name("aftersales"))
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-MAIL_FROM = "After-sales <service@aftersales.example>"
+DEMO_AS_OF = "2026-11-23T18:00:00+00:00"
+# Outbox states that are no letter of their own: staff items travel inside their digest, and
+# rows set aside for a person (no address, a template that cannot render) are not sent.
+NOT_LETTERS = {"held", "bundled", "dead", "render_failed"}
 
 
 # ---------------------------------------------------------------- the mail server
@@ -187,6 +197,8 @@ class Site:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AFTERSALES_")}
         env.update(AFTERSALES_DB=self.url, AFTERSALES_OUTBOX_DIR=str(self.folder / "outbox"))
         env["AFTERSALES_ARTIFACTS_DIR"] = str(self.folder / "runs")
+        env["AFTERSALES_RULES"] = str(ROOT / "rules")
+        env["AFTERSALES_TEMPLATES"] = str(ROOT / "templates" / "notices")
         if self.port is not None:
             env.update(
                 AFTERSALES_SMTP__HOST="127.0.0.1",
@@ -432,6 +444,99 @@ def wrong_password(kind: str) -> Tally:
         tally = count("6 wrong password, then right", s.url, handler, expected)
         tally.misrecorded += burnt
         tally.note = f"exit {wrong.returncode}, rows changed {burnt}, then exit {right.returncode}"
+        return tally
+
+
+@case("7 TLS mode against a plain port")
+def tls_against_plain_port(kind: str) -> Tally:
+    """`security = tls` aimed at a server that speaks plain SMTP, then the setting fixed."""
+    handler = Handler()
+    with site(kind) as s, mail_server(handler) as port:
+        s.port = port
+        engine = connect(s.url)
+        expected = queue(engine, [letter(i) for i in range(105)])
+        engine.dispose()
+        check = s.command("deliver", "--check", AFTERSALES_SMTP__SECURITY="tls")
+        wrong = s.command("deliver", AFTERSALES_SMTP__SECURITY="tls")
+        burnt = untouched(s.url)
+        right = s.command("deliver")
+        tally = count("7 TLS mode against a plain port", s.url, handler, expected)
+        tally.misrecorded += burnt
+        tally.note = (
+            f"--check exit {check.returncode}, deliver exit {wrong.returncode}, "
+            f"rows changed {burnt}, fixed: exit {right.returncode}"
+        )
+        return tally
+
+
+@case("8 run lock through another path")
+def lock_through_symlink(kind: str) -> Tally:
+    """While one delivery works, a second one and an import reach the database another way."""
+    handler = Handler()
+    handler.hold_at = 10
+    with site(kind) as s, mail_server(handler) as port:
+        s.port = port
+        engine = connect(s.url)
+        expected = queue(engine, [letter(i) for i in range(105)])
+        engine.dispose()
+        other = other_spelling(s)
+        first = s.start("deliver")
+        handler.holding.wait(60)
+        second = s.command("deliver", AFTERSALES_DB=other)
+        (s.folder / "feed").mkdir()
+        (s.folder / "feed" / "branches.csv").write_text(
+            "code,name,timezone,country,locale\nFB-01,Fault branch,Europe/Madrid,ES,es\n"
+        )
+        imported = s.command("import", str(s.folder / "feed"), AFTERSALES_DB=other)
+        handler.release.set()
+        first.communicate(timeout=600)
+        tally = count("8 run lock through another path", s.url, handler, expected)
+        tally.misrecorded += sum(1 for p in (second, imported) if p.returncode != 3)
+        tally.note = (
+            f"second deliver exit {second.returncode}, import exit {imported.returncode} "
+            f"(3 = locked), first exit {first.returncode}"
+        )
+        return tally
+
+
+def other_spelling(s: Site) -> str:
+    """The same database by another name: a symlink for SQLite, `localhost` for PostgreSQL."""
+    url = make_url(s.url)
+    if url.drivername.startswith("sqlite"):
+        link = s.folder / "link.db"
+        link.symlink_to(url.database)
+        return f"sqlite:///{link}"
+    return url.set(host="localhost").render_as_string(hide_password=False)
+
+
+@case("3 runaway template in a night")
+def runaway_template(kind: str) -> Tally:
+    """A demo night whose complaint acknowledgement template loops for ever."""
+    handler = Handler()
+    with site(kind) as s, mail_server(handler) as port:
+        s.port = port
+        s.command("init", "--demo", "--as-of", DEMO_AS_OF)
+        templates = s.folder / "templates"
+        shutil.copytree(ROOT / "templates" / "notices", templates)
+        loop = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+        for body in (templates / "complaint_received").glob("*.txt.j2"):
+            body.write_text(loop + body.read_text(encoding="utf-8"), encoding="utf-8")
+        night = s.start("run", "--as-of", DEMO_AS_OF, "--templates", str(templates))
+        try:
+            night.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            night.kill()
+            night.communicate()
+        engine = connect(s.url)
+        with engine.connect() as conn:
+            rows = conn.execute(select(Notice.message_id, Notice.status)).all()
+        engine.dispose()
+        expected = {mid for mid, status in rows if status not in NOT_LETTERS}
+        refused = sum(1 for _, status in rows if status == "render_failed")
+        tally = count("3 runaway template in a night", s.url, handler, expected)
+        tally.expected = max(tally.expected, 1)  # a night that hangs queues nothing at all
+        tally.lost = tally.expected - tally.received
+        tally.note = f"run exit {night.returncode}, {refused} notices render_failed"
         return tally
 
 
