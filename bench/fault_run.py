@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import email
 import email.policy
+import io
 import logging
 import os
 import shutil
@@ -44,16 +46,19 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
+from functools import partial
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from scratch import scratch_database
 from sqlalchemy import Engine, insert, make_url, select
 
-from engine.db.models import Notice
+from engine.db.models import Notice, Run
 from engine.db.schema import upgrade
 from engine.db.session import connect
 
@@ -557,6 +562,220 @@ def slow_final_reply(kind: str) -> Tally:
         tally = count("9 slow final reply", s.url, handler, expected)
         tally.note = f"exit {proc.returncode}"
         return tally
+
+
+# ---------------------------------------------------------------- nights missed
+
+
+def twin_nights(
+    kind: str,
+    name: str,
+    demo_as_of: datetime,
+    every_day: list[datetime],
+    after_downtime: list[datetime],
+    *,
+    templates: set[str] | None = None,
+) -> Tally:
+    """Two demo departments built alike: one runs on `every_day`, the other on
+    `after_downtime` only. Every notice the first queued for a finding (or, with `templates`,
+    every notice of those templates) must be queued by the second too, and go out."""
+    outboxes: list[dict[str, str]] = []
+    servers: list[Handler] = []
+    for nights in (every_day, after_downtime):
+        handler = Handler()
+        with site(kind) as s, mail_server(handler) as port:
+            s.port = port
+            s.command("init", "--demo", "--as-of", demo_as_of.isoformat())
+            for as_of in nights:
+                done = s.command("run", "--as-of", as_of.isoformat())
+                if done.returncode:
+                    raise SystemExit(f"{name}: the night at {as_of} failed:\n{done.stdout}")
+            outboxes.append(finding_notices(s.url, templates))
+            servers.append(handler)
+            if nights is after_downtime:
+                tally = count(name, s.url, handler, set())
+    every, once = outboxes
+    # Letters set aside on both sides alike (a customer without an address) are not expected.
+    wanted = {key for key, state in every.items() if state in GONE_OUT}
+    got = {key for key, state in once.items() if state in GONE_OUT}
+    tally.expected = len(wanted)
+    tally.received = len(wanted & got)
+    tally.lost = tally.expected - tally.received
+    tally.misrecorded += len(once.keys() - every.keys())
+    tally.note = f"{len(every_day)} nights vs {len(after_downtime)}; notices compared by key"
+    return tally
+
+
+# A notice has gone out when it was sent, or when it went out inside a digest that was.
+GONE_OUT = {"sent", "bundled"}
+
+
+def finding_notices(url: str, templates: set[str] | None) -> dict[str, str]:
+    """dedup key -> status of the notices that answer findings (or are of `templates`).
+
+    Digests (one per reader and night) and overdue summaries (what is late on the night it goes
+    out) belong to a night, not to a finding: a night that did not happen has none."""
+    engine = connect(url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(Notice.dedup_key, Notice.template, Notice.status)).all()
+    engine.dispose()
+    if templates is not None:
+        return {key: status for key, template, status in rows if template in templates}
+    return {
+        key: status
+        for key, template, status in rows
+        if template not in ("digest", "overdue_summary", "kpi_report")
+    }
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@case("10 monthly close missed by a month")
+def missed_close(kind: str) -> Tally:
+    """September's close (10 October) falls in a month the host is down."""
+    first, close, late = (
+        datetime(2026, m, d, 10, tzinfo=SHANGHAI) for m, d in [(10, 9), (10, 10), (11, 11)]
+    )
+    return twin_nights(
+        kind,
+        "10 monthly close missed by a month",
+        first,
+        [first, close, late],
+        [first, late],
+        templates={"reward_penalty_notice", "penalty_summary"},
+    )
+
+
+@case("11 deadlines run late while down")
+def deadlines_while_down(kind: str) -> Tally:
+    """Four nights before the demo's instant: every night, or the first and the last only."""
+    demo = datetime.fromisoformat(DEMO_AS_OF)
+    nights = [demo - timedelta(days=n) for n in range(4, -1, -1)]
+    return twin_nights(
+        kind, "11 deadlines run late while down", demo, nights, [nights[0], nights[-1]]
+    )
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@case("2 formulas in mailed CSV files")
+def csv_formulas(kind: str) -> Tally:
+    """Staff and customers named like formulas; the night's CSV attachments must not run them."""
+    handler = Handler()
+    with site(kind) as s, mail_server(handler) as port:
+        s.port = port
+        s.command("init", "--demo", "--as-of", "2026-10-10T18:00:00+00:00")
+        engine = connect(s.url)
+        with engine.begin() as conn:
+            for table in ("staff", "customers"):
+                conn.exec_driver_sql(
+                    f"UPDATE {table} SET name = CASE id % 4 WHEN 0 THEN '=HYPERLINK(\"x\")' "
+                    "WHEN 1 THEN '+1+' || name WHEN 2 THEN '@SUM(1)' ELSE '-2+' || name END"
+                )
+        engine.dispose()
+        s.command("run", "--as-of", "2026-10-10T18:00:00+00:00")
+        engine = connect(s.url)
+        with engine.connect() as conn:
+            rows = conn.execute(select(Notice.message_id, Notice.status)).all()
+        engine.dispose()
+        expected = {mid for mid, status in rows if status not in NOT_LETTERS}
+        tally = count("2 formulas in mailed CSV files", s.url, handler, expected)
+        files, live = 0, 0
+        for raw in handler.raw():
+            message = email.message_from_bytes(raw, policy=email.policy.default)
+            for part in message.iter_attachments():
+                if part.get_content_type() != "text/csv":
+                    continue
+                files += 1
+                text = part.get_payload(decode=True).decode("utf-8-sig")
+                live += sum(
+                    1
+                    for row in csv.reader(io.StringIO(text))
+                    for cell in row
+                    if cell.startswith(FORMULA_STARTS) and not _number(cell)
+                )
+        tally.misrecorded += live
+        tally.note = f"{files} CSV files mailed, {live} cells a spreadsheet would run"
+        return tally
+
+
+def _number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+@case("12 scheduler across clock changes")
+def scheduler_across_clock_changes(kind: str) -> Tally:
+    """`aftersales schedule` at 02:30 Madrid, simulated over both clock changes of 2026/27.
+
+    02:30 does not exist on 28 March 2027 (the night runs at 03:00, the first instant after
+    the gap) and occurs twice on 25 October 2026 (it runs once, at the first)."""
+    from engine.scheduler import NightlyScheduler
+
+    zone = ZoneInfo("Europe/Madrid")
+    tally = Tally("12 scheduler across clock changes")
+    with site(kind) as s:
+        engine = connect(s.url)
+        for first in (date(2026, 10, 22), date(2027, 3, 25)):
+            days = [first + timedelta(days=n) for n in range(8)]
+            nights: list[datetime] = []
+            now = [datetime.combine(first, dt_time(2, 0), zone).astimezone(UTC)]
+            end = datetime.combine(days[-1], dt_time(12, 0), zone).astimezone(UTC)
+            with engine.begin() as conn:  # yesterday's night was done: no catch-up at start
+                conn.execute(insert(Run), [done_night(wall_clock(first - timedelta(days=1), zone))])
+            loop = NightlyScheduler(
+                engine, nights.append, at="02:30", tz="Europe/Madrid", clock=lambda now=now: now[0]
+            )
+            loop.wait = partial(simulated_wait, now, end, loop.stop)
+            loop.serve()
+            per_day = Counter(night.astimezone(zone).date() for night in nights)
+            tally.expected += len(days)
+            tally.received += sum(1 for day in days if per_day[day])
+            tally.duplicated += sum(n - 1 for n in per_day.values() if n > 1)
+            tally.misrecorded += sum(1 for day in per_day if day not in days)
+            tally.misrecorded += sum(
+                1 for night in nights if night != wall_clock(night.astimezone(zone).date(), zone)
+            )
+        engine.dispose()
+    tally.lost = tally.expected - tally.received
+    tally.note = "nights, not letters: one a local day at 02:30 (03:00 on 28 March)"
+    return tally
+
+
+def simulated_wait(
+    now: list[datetime], end: datetime, stop: threading.Event, seconds: float
+) -> None:
+    """Let `seconds` pass on the simulated clock `now[0]`; stop the loop at `end`."""
+    now[0] += timedelta(seconds=seconds)
+    if now[0] >= end:
+        stop.set()
+
+
+def wall_clock(day: date, zone: ZoneInfo) -> datetime:
+    """When 02:30 comes on `day` in `zone`: its first occurrence, or 03:00 if it is skipped."""
+    first = datetime.combine(day, dt_time(2, 30), zone)
+    if first.astimezone(UTC).astimezone(zone).time() != dt_time(2, 30):
+        first = datetime.combine(day, dt_time(3, 0), zone)
+    return first.astimezone(UTC)
+
+
+def done_night(as_of: datetime) -> dict[str, Any]:
+    """The `runs` row of a successful night at `as_of`."""
+    return {
+        "id": f"fault-{as_of:%Y%m%dT%H%M}",
+        "as_of": as_of,
+        "started_at": as_of,
+        "finished_at": as_of,
+        "outcome": "success",
+        "policy_hash": "fault",
+        "counts": {},
+        "timings": {},
+    }
 
 
 def main() -> None:
