@@ -580,7 +580,6 @@ def twin_nights(
     `after_downtime` only. Every notice the first queued for a finding (or, with `templates`,
     every notice of those templates) must be queued by the second too, and go out."""
     outboxes: list[dict[str, str]] = []
-    servers: list[Handler] = []
     for nights in (every_day, after_downtime):
         handler = Handler()
         with site(kind) as s, mail_server(handler) as port:
@@ -591,7 +590,6 @@ def twin_nights(
                 if done.returncode:
                     raise SystemExit(f"{name}: the night at {as_of} failed:\n{done.stdout}")
             outboxes.append(finding_notices(s.url, templates))
-            servers.append(handler)
             if nights is after_downtime:
                 tally = count(name, s.url, handler, set())
     every, once = outboxes
