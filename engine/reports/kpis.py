@@ -9,8 +9,6 @@ branch over the months) and as a CSV with one row per value. Pure, except the wr
 from __future__ import annotations
 
 import base64
-import csv
-import io
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from engine.notices.templates import NoticeTemplates
 from engine.policy.metric_spec import KpiReport, MetricRule
 from engine.reports.charts import chart_cid, line_chart
 from engine.reports.files import write_atomically
+from engine.reports.spreadsheet import Cell, csv_text
 from engine.rules.metric import Measured
 
 PAGE_TEMPLATE = "_reports/kpi.html.j2"
@@ -182,24 +181,21 @@ def render_csv(report: KpiSummary, names: Mapping[tuple[str, int], str]) -> str:
         for party in (part.overall, *part.people)
         for line in party.lines
     }
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for m in sorted(
-        report.measured, key=lambda m: (m.period, m.branch_id, m.scope, m.party_id, m.metric_id)
-    ):
+
+    def row(m: Measured) -> tuple[Cell, ...]:
         line = lines.get((m.metric_id, m.scope, m.party_id))
         missed = line.missed[report.months.index(m.period)] if line else False
-        writer.writerow(
-            (
-                m.period, codes.get(m.branch_id, m.branch_id), m.scope, m.party_id,
-                names.get((m.scope, m.party_id), ""), m.metric_id, line.title if line else "",
-                f"{m.numerator:f}", f"{m.denominator:f}",
-                "" if m.value is None else f"{m.value:f}",
-                line.target if line and line.target else "", "yes" if missed else "",
-            )
+        return (
+            m.period, codes.get(m.branch_id, m.branch_id), m.scope, m.party_id,
+            names.get((m.scope, m.party_id), ""), m.metric_id, line.title if line else "",
+            m.numerator, m.denominator, m.value,
+            line.target if line and line.target else "", "yes" if missed else "",
         )  # fmt: skip
-    return out.getvalue()
+
+    order = sorted(
+        report.measured, key=lambda m: (m.period, m.branch_id, m.scope, m.party_id, m.metric_id)
+    )
+    return csv_text(CSV_COLUMNS, map(row, order))
 
 
 def chart(report: KpiSummary) -> bytes:

@@ -10,8 +10,6 @@ a standalone page, `runs/reports/overdue_<date>.html`, with its CSV.
 from __future__ import annotations
 
 import base64
-import csv
-import io
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from engine.notices.templates import NoticeTemplates
 from engine.policy.models import OVERDUE_NOTICE
 from engine.reports.charts import bar_chart, chart_cid
 from engine.reports.files import write_atomically
+from engine.reports.spreadsheet import csv_text
 
 PAGE_TEMPLATE = "_reports/overdue.html.j2"
 LETTER_ITEMS = 100
@@ -177,27 +176,26 @@ def build_overdue(
 
 def render_csv(parts: Sequence[OverdueBranch]) -> str:
     """One row per overdue item."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for part in parts:
-        for item in part.items:
-            writer.writerow(
-                (
-                    part.code,
-                    part.name,
-                    item.rule_id,
-                    item.rule_title,
-                    item.entity,
-                    item.entity_id,
-                    item.number,
-                    item.deadline.isoformat(),
-                    item.overdue_hours,
-                    item.level,
-                    item.reason,
-                )
+    return csv_text(
+        CSV_COLUMNS,
+        (
+            (
+                part.code,
+                part.name,
+                item.rule_id,
+                item.rule_title,
+                item.entity,
+                item.entity_id,
+                item.number,
+                item.deadline.isoformat(),
+                item.overdue_hours,
+                item.level,
+                item.reason,
             )
-    return out.getvalue()
+            for part in parts
+            for item in part.items
+        ),
+    )
 
 
 def chart(part: OverdueBranch) -> bytes:

@@ -10,8 +10,6 @@ a CSV with one row per entry, for accounting and payroll.
 from __future__ import annotations
 
 import base64
-import csv
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,8 +25,10 @@ from engine.notices.outbox import Attachment
 from engine.notices.templates import NoticeTemplates
 from engine.reports.charts import bar_chart, chart_cid
 from engine.reports.files import write_atomically
+from engine.reports.spreadsheet import csv_text
 
 PAGE_TEMPLATE = "_reports/penalties.html.j2"
+_CENTS = Decimal("0.01")
 CSV_COLUMNS = (
     "period",
     "report",
@@ -209,35 +209,34 @@ def _line(row: Mapping[str, Any], titles: Mapping[str, str]) -> Line:
 
 def render_csv(summary: Summary) -> str:
     """One row per ledger entry, with the branch and the person."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for part in summary.branches:
-        for person in part.people:
-            for line in person.lines:
-                writer.writerow(
-                    (
-                        line.period,
-                        summary.period,
-                        part.code,
-                        part.name,
-                        person.staff_id,
-                        person.name,
-                        person.role,
-                        line.rule_id,
-                        line.rule_title,
-                        line.direction,
-                        line.kind,
-                        f"{line.amount:.2f}",
-                        line.currency,
-                        line.entity,
-                        " ".join(line.entity_ids),
-                        line.reason,
-                        line.run_id,
-                        line.booked_at.isoformat(),
-                    )
-                )
-    return out.getvalue()
+    return csv_text(
+        CSV_COLUMNS,
+        (
+            (
+                line.period,
+                summary.period,
+                part.code,
+                part.name,
+                person.staff_id,
+                person.name,
+                person.role,
+                line.rule_id,
+                line.rule_title,
+                line.direction,
+                line.kind,
+                line.amount.quantize(_CENTS),  # a number: a penalty reads -50.00, not text
+                line.currency,
+                line.entity,
+                " ".join(line.entity_ids),
+                line.reason,
+                line.run_id,
+                line.booked_at.isoformat(),
+            )
+            for part in summary.branches
+            for person in part.people
+            for line in person.lines
+        ),
+    )
 
 
 def chart(summary: Summary) -> bytes:
