@@ -12,12 +12,15 @@ once their due day has passed in the branch's time zone, become findings:
 A period is checked from the day after its due day for `look_back` (default 60 days), so a
 night missed loses nothing and a first run on an old database does not report last year. The
 finding key (rule, entity, period, state) keeps each to one notice; a missing report that then
-arrives late is a second, `late`, finding.
+arrives late is a second, `late`, finding. A run after nights missed (engine.rules.catch_up)
+also records the `missing` that the first missed night past the due day would have: when the
+records handed in (`submitted`) since then make the entity only `late` now.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -30,6 +33,7 @@ from engine.expr import to_sql
 from engine.findings import Finding
 from engine.ledger.periods import Period
 from engine.policy.loader import CompiledObligation
+from engine.rules.catch_up import missed_instants, previous_as_of
 from engine.rules.reminder import is_effective
 
 FAMILY = "obligation"
@@ -37,6 +41,9 @@ TZ = "_branch_timezone"
 DONE = "_records_done"
 ON_TIME = "_records_on_time"
 FIRST = "_first_record"
+DONE_THEN = "_records_done_then"
+JUDGED_AT = "judged_at"
+"""The key of Finding.details naming the missed night a state was found at."""
 _ZONES = timedelta(days=1)  # UTC and local days differ by less than this
 
 __all__ = [
@@ -46,6 +53,7 @@ __all__ = [
     "evaluate",
     "is_effective",
     "judge",
+    "missed_then",
     "occasions",
     "query",
 ]
@@ -86,13 +94,25 @@ def judge(
     """Count the records of each occasion in SQL and judge the entities short of them."""
     found: list[Finding] = []
     zones = list(conn.scalars(select(Branch.timezone).distinct())) or ["UTC"]
+    missed = missed_instants(previous_as_of(conn, as_of), as_of)
     if rule.rule.every is None:
         rows = conn.execute(query(rule, None, as_of, zones)).mappings()
-        return evaluate(rule, None, rows, as_of), {}
+        return evaluate(rule, None, rows, as_of, missed), {}
     for occasion in occasions(rule, as_of):
-        rows = conn.execute(query(rule, occasion, as_of, zones)).mappings()
-        found.extend(evaluate(rule, occasion, rows, as_of))
+        rows = conn.execute(query(rule, occasion, as_of, zones, missed=missed)).mappings()
+        found.extend(evaluate(rule, occasion, rows, as_of, missed))
     return found, {}
+
+
+def missed_then(
+    rule: CompiledObligation, late_from: datetime, missed: Sequence[datetime], as_of: datetime
+) -> datetime | None:
+    """The first missed night (ascending `missed`) that judged an entity late from
+    `late_from`, if one did within `look_back`."""
+    index = bisect_left(missed, late_from)
+    if index == len(missed) or missed[index] >= late_from + rule.rule.look_back.delta():
+        return None
+    return missed[index] if missed[index] < as_of else None
 
 
 def query(
@@ -101,9 +121,11 @@ def query(
     as_of: datetime,
     zones: Iterable[str],
     short_only: bool = True,
+    missed: Sequence[datetime] = (),
 ) -> Select[Any]:
     """The entities due at `occasion` (or with a date due lately) short of records on time;
-    with `short_only` false, those with enough too (for explain)."""
+    with `short_only` false, those with enough too (for explain). Given the `missed` nights,
+    records handed in by the first one past the due day are counted too (DONE_THEN)."""
     spec, table, records = rule.rule, rule.table, rule.record_table
     assert records is not None
     zone = _zone(table)
@@ -141,6 +163,15 @@ def query(
             else_=literal(due_at(occasion.due_on, "UTC"), done_at.type),
         )
         on_time = select(func.count()).where(*linked, done_at < deadline).scalar_subquery()
+        nights = {z: missed_then(rule, due_at(occasion.due_on, z), missed, as_of) for z in zones}
+        if any(nights.values()):
+            then = case(
+                {z: literal(t, done_at.type) for z, t in nights.items() if t is not None},
+                value=zone,
+                else_=None,
+            )
+            done_then = select(func.count()).where(*linked, done_at <= then).scalar_subquery()
+            stmt = stmt.add_columns(done_then.label(DONE_THEN))
     if spec.active is not None:
         starts, ends = (table.c[name] for name in spec.active)
         whole = spec.partial_periods == "exempt"
@@ -157,13 +188,16 @@ def evaluate(
     occasion: Occasion | None,
     rows: Iterable[Mapping[str, Any]],
     as_of: datetime,
+    missed: Sequence[datetime] = (),
 ) -> list[Finding]:
-    """The findings among rows of `query` whose due day has passed at `as_of` (pure)."""
+    """The findings among rows of `query` whose due day has passed at `as_of`, and the
+    `missing` a missed night found where the entity is only `late` now (pure)."""
     spec = rule.rule
     out: list[Finding] = []
     for row in rows:
         zone = row[TZ] or "UTC"
         record = {k: v for k, v in row.items() if not k.startswith("_")}
+        done_then: int | None = row.get(DONE_THEN)
         if occasion is None:
             anchor = row[spec.date or ""]
             due_on = spec.due.add_to(anchor)
@@ -178,6 +212,13 @@ def evaluate(
         done = row[DONE]
         state = "late" if done >= spec.count else "missing"
         out.append(_finding(rule, record, key, state, due_on, late_from, done, on_time))
+        then = missed_then(rule, late_from, missed, as_of) if state == "late" else None
+        if then is not None and occasion is None and spec.record.submitted:
+            done_then = int(first is not None and first <= then)
+        if then is not None and done_then is not None and done_then < spec.count:
+            found = _finding(rule, record, key, "missing", due_on, late_from, done_then, on_time)
+            found.details[JUDGED_AT] = then
+            out.append(found)
     return out
 
 

@@ -10,14 +10,15 @@ Every test runs on a real SQLite file and on PostgreSQL.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from conftest import ServiceData
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from test_nightly_operation import AS_OF, demo, second_database
 
-from engine.db.models import Finding, Notice
+from engine.db.models import Finding, Inspection, Notice
 from engine.db.schema import upgrade
 from engine.db.session import connect
 from engine.night import one_night
@@ -44,10 +45,20 @@ def findings(engine: Engine) -> set[str]:
         return set(conn.scalars(select(Finding.key)))
 
 
-def nights(settings_for, engine: Engine, first: datetime, *, down: bool) -> None:
-    """The first night, then one a day for NIGHTS days, or, when `down`, only the last."""
+def nights(
+    settings_for,
+    engine: Engine,
+    first: datetime,
+    *,
+    down: bool,
+    before: Mapping[int, Callable[[Engine], None]] = {},
+) -> None:
+    """The first night, then one a day for NIGHTS days, or, when `down`, only the last;
+    `before[n]` changes the data before night n."""
     settings = settings_for(engine.url.render_as_string(hide_password=False))
     for night in (0, NIGHTS) if down else range(NIGHTS + 1):
+        if night in before:
+            before[night](engine)
         as_of = (first + timedelta(days=night)).astimezone(UTC)
         assert one_night(settings, engine, as_of=as_of, send=False).run.outcome == "success"
 
@@ -133,4 +144,38 @@ def test_the_demo_department_three_days_down_matches_a_run_every_day(
     assert outbox(engine) == outbox(twin)
     assert findings(engine) == findings(twin)
     engine.dispose()
+    twin.dispose()
+
+
+def test_an_inspection_report_handed_in_late_while_down_was_missing_first(
+    db, tmp_path, settings_for
+):
+    # October's report is due by 5 November; handed in on the 7th at 10:00. The nights of the
+    # 6th and 7th (02:00) find it missing, the 8th late.
+    url = db.url.render_as_string(hide_password=False)
+    twin = connect(second_database(url, tmp_path))
+    upgrade(twin)
+    contracts = {}
+    for engine in (db, twin):
+        data = ServiceData(engine)
+        customer = data.customer("Ada Wong")
+        contracts[engine] = data.contract(customer, date(2027, 3, 31))
+    assert contracts[db] == contracts[twin]
+
+    def hand_in(engine: Engine) -> None:
+        with engine.begin() as conn:
+            conn.execute(insert(Inspection), {
+                "id": 900, "branch_id": 1, "contract_id": contracts[engine],
+                "inspected_on": date(2026, 10, 20), "report_submitted_at": sh(2026, 11, 7, 10, 0),
+            })  # fmt: skip
+
+    first = sh(2026, 11, 5, 2, 0)
+    nights(settings_for, twin, first, down=False, before={3: hand_in})
+    nights(settings_for, db, first, down=True, before={NIGHTS: hand_in})
+
+    assert outbox(db) == outbox(twin)
+    assert findings(db) == findings(twin)
+    mine = f"monthly-inspection|contracts|{contracts[db]}|2026-10|"
+    october = {key.split("|")[4] for key in findings(db) if key.startswith(mine)}
+    assert october == {"missing", "late"}
     twin.dispose()
