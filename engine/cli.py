@@ -1,7 +1,10 @@
 """The `aftersales` command: the composition root, where settings, database and policy meet.
 
 Exit codes: 0 success (findings are not failures), 2 invalid policy or usage, 1 anything else,
-3 another run holds the lock.
+3 another run holds the lock, 4 the database stayed locked or unwritable (delivery keeps the
+answers it had in runs/delivery-journal.jsonl and the next delivery records them first),
+5 the mail server could not be used: connect, TLS or login failed (`deliver`, `deliver
+--check`, and `run` when its delivery could not start; no letter was charged for it).
 """
 
 from __future__ import annotations
@@ -214,6 +217,7 @@ def run(
     deliver: Annotated[bool, typer.Option(help="Send the outbox after evaluating")] = True,
 ) -> None:
     """Evaluate the policy once, record findings, queue notices, then deliver them."""
+    from engine.errors import MailTransportError
     from engine.night import one_night
 
     with _handled():
@@ -248,18 +252,40 @@ def run(
             err.print(f"reports not written: {result.ledger['reports_error']}", highlight=False)
         if night.delivery is not None:
             _print_delivery(settings, night.delivery)
+            if night.delivery.transport_failure is not None:
+                raise typer.Exit(MailTransportError.exit_code)
         if result.outcome != "success":
             raise typer.Exit(1)
 
 
 @app.command(name="deliver")
-def deliver_(db: DbOpt = None) -> None:
+def deliver_(
+    db: DbOpt = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Only try a session with the mail server (connect, EHLO, STARTTLS, AUTH), "
+            "send nothing; exit 5 if it fails",
+        ),
+    ] = False,
+) -> None:
     """Send what the outbox holds (SMTP when configured, else .eml files)."""
+    from engine.errors import MailTransportError
     from engine.night import deliver_locked
+    from engine.notices.delivery import check_transport
 
     with _handled():
         settings = _settings(db=db)
-        _print_delivery(settings, deliver_locked(settings, _connect(settings)))
+        if check:
+            for line in check_transport(settings):
+                out.print(line, highlight=False)
+            out.print("mail server OK")
+            return
+        report = deliver_locked(settings, _connect(settings))
+        _print_delivery(settings, report)
+        if report.transport_failure is not None:
+            raise typer.Exit(MailTransportError.exit_code)
 
 
 def _print_delivery(settings: Settings, report: Any) -> None:
@@ -270,8 +296,16 @@ def _print_delivery(settings: Settings, report: Any) -> None:
         f"{report.dead} dead, {report.unknown} unknown"
         + (f", {report.held} held for the customer send window" if report.held else "")
     )
+    if report.from_journal:
+        out.print(f"{report.from_journal} answers of an earlier delivery recorded from its journal")
     for item in report.needs_attention:
         err.print(f"notice {item.notice_id} {item.status}: {item.reason}", highlight=False)
+    if report.transport_failure is not None:
+        err.print(
+            f"error: delivery stopped, {report.skipped} letters left as they were: "
+            f"{report.transport_failure}",
+            highlight=False,
+        )
 
 
 @contextmanager

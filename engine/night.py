@@ -10,14 +10,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from engine.db.lock import run_lock
-from engine.db.models import Run, Staff
+from engine.db.models import Notice, Run, Staff
 from engine.db.schema import current_revision, head_revision, require_current
 from engine.errors import PolicyError
-from engine.notices.delivery import DeliveryReport, deliver, sender_from_settings
+from engine.notices.delivery import (
+    JOURNAL_NAME,
+    DeliveryReport,
+    OutcomeJournal,
+    deliver,
+    sender_from_settings,
+)
 from engine.notices.outbox import queue_plain_notice
 from engine.notices.templates import NoticeTemplates
 from engine.policy import policy_hash
@@ -71,20 +78,122 @@ def deliver_locked(settings: Settings, engine: Engine) -> DeliveryReport:
 
 
 def deliver_outbox(settings: Settings, engine: Engine) -> DeliveryReport:
-    """Send what is due in the outbox now, by SMTP or as .eml files."""
+    """Send what is due in the outbox now, by SMTP or as .eml files, and alert operations
+    when the mail server cannot be used or a letter's fate is unknown."""
+    now = datetime.now(UTC)
+    report = _deliver(settings, engine, now)
+    if report.transport_failure is not None:
+        report_transport_failure(settings, engine, report.transport_failure, now)
+    elif report.unknown_notices:
+        report_unknown_outcomes(settings, engine, report, now)
+        # The alert itself goes out now, not at the next cycle; its own fate is only logged.
+        _deliver(settings, engine, datetime.now(UTC))
+    return report
+
+
+def _deliver(settings: Settings, engine: Engine, now: datetime) -> DeliveryReport:
     report = deliver(
         engine,
         sender_from_settings(settings),
-        now=datetime.now(UTC),
+        now=now,
         mail_from=settings.mail_from,
         window=settings.delivery.window(),
+        journal=delivery_journal(settings, engine),
+        patience_s=settings.delivery.record_patience_s,
     )
     log.info(
         "delivery finished",
         extra={"sent": report.sent, "failed": report.failed, "dead": report.dead,
-               "unknown": report.unknown, "held_for_window": report.held},
+               "unknown": report.unknown, "held_for_window": report.held,
+               "left": report.skipped, "from_journal": report.from_journal},
     )  # fmt: skip
     return report
+
+
+def delivery_journal(settings: Settings, engine: Engine) -> OutcomeJournal:
+    """Where delivery keeps outcomes the database would not take (engine.notices.journal)."""
+    where = engine.url.render_as_string(hide_password=True)
+    return OutcomeJournal(settings.artifacts_dir / JOURNAL_NAME, where)
+
+
+TRANSPORT_FAILED = "transport_failed"
+OUTCOME_UNKNOWN = "outcome_unknown"
+
+
+def report_transport_failure(
+    settings: Settings, engine: Engine, reason: str, now: datetime
+) -> None:
+    """Alert operations once per outage: an outage starts with the first failure after a
+    letter went out, and ends when one goes out again (the alert itself, usually)."""
+    with engine.begin() as conn:
+        alerted = conn.scalar(
+            select(func.max(Notice.created_at)).where(Notice.template == TRANSPORT_FAILED)
+        )
+        if alerted is not None:
+            since = select(func.count()).where(Notice.sent_at >= alerted)
+            if not conn.scalar(since):
+                log.warning(
+                    "mail server still unusable; operations were alerted when it started",
+                    extra={"reason": reason, "outage_alerted_at": alerted.isoformat()},
+                )
+                return
+        queued = _alert_operations(
+            settings, conn, key=f"transport-failed|{now.isoformat()}", template=TRANSPORT_FAILED,
+            context={"reason": reason, "since": now, "server": _server(settings)},
+            run_id="delivery", as_of=now,
+        )  # fmt: skip
+    log.error(
+        "mail server unusable: delivery stopped, letters left as they were",
+        extra={"reason": reason, "operations_alerted": queued},
+    )
+
+
+def report_unknown_outcomes(
+    settings: Settings, engine: Engine, report: DeliveryReport, now: datetime
+) -> None:
+    """Tell operations, once per delivery, which letters may or may not have been sent."""
+    notices = [f"notice {u.notice_id} {u.message_id}: {u.reason}" for u in report.unknown_notices]
+    with engine.begin() as conn:
+        queued = _alert_operations(
+            settings, conn, key=f"outcome-unknown|{now.isoformat()}", template=OUTCOME_UNKNOWN,
+            context={"notices": notices, "server": _server(settings), "as_of": now},
+            run_id="delivery", as_of=now,
+        )  # fmt: skip
+    log.error(
+        "letters whose delivery is unknown: check the mail server's log before resending",
+        extra={"notices": len(notices), "operations_alerted": queued},
+    )
+
+
+def _server(settings: Settings) -> str:
+    smtp = settings.smtp
+    return f"{smtp.host}:{smtp.port}" if smtp.host else str(settings.outbox_dir)
+
+
+def _alert_operations(
+    settings: Settings,
+    conn: Connection,
+    *,
+    key: str,
+    template: str,
+    context: dict[str, Any],
+    run_id: str,
+    as_of: datetime,
+) -> int:
+    """Queue an engine notice to every active `operations` staff member; how many."""
+    staff = Staff.__table__
+    contacts = conn.execute(
+        select(staff).where(staff.c.role == "operations", staff.c.active.is_(True))
+    ).mappings()
+    templates = NoticeTemplates(settings.templates)
+    count = 0
+    for person in contacts:
+        queue_plain_notice(
+            conn, key=key, template=template, templates=templates, recipient=person,
+            context=context, mail_from=settings.mail_from, run_id=run_id, as_of=as_of,
+        )  # fmt: skip
+        count += 1
+    return count
 
 
 def record_delivery(engine: Engine, run_id: str, report: DeliveryReport) -> None:
@@ -130,24 +239,12 @@ def report_invalid_policy(
                 error=str(problems)[:4000],
             )
         )
-        staff = Staff.__table__
-        contacts = conn.execute(
-            select(staff).where(staff.c.role == "operations", staff.c.active.is_(True))
-        ).mappings()
-        templates = NoticeTemplates(settings.templates)
-        for person in contacts:
-            queue_plain_notice(
-                conn,
-                key=f"policy-invalid|{version}",
-                template="policy_invalid",
-                templates=templates,
-                recipient=person,
-                context={"problems": [str(p) for p in problems.problems],
-                         "folder": str(settings.rules), "version": version, "as_of": as_of},
-                mail_from=settings.mail_from,
-                run_id=run_id,
-                as_of=as_of,
-            )  # fmt: skip
+        _alert_operations(
+            settings, conn, key=f"policy-invalid|{version}", template="policy_invalid",
+            context={"problems": [str(p) for p in problems.problems],
+                     "folder": str(settings.rules), "version": version, "as_of": as_of},
+            run_id=run_id, as_of=as_of,
+        )  # fmt: skip
     log.error("policy invalid: nothing evaluated", extra={"problems": len(problems.problems)})
     deliver_outbox(settings, engine)
 

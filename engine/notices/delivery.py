@@ -76,6 +76,7 @@ __all__ = [
     "SendResult",
     "SmtpSender",
     "Undelivered",
+    "check_transport",
     "deliver",
     "eml_filename",
     "sender_from_settings",
@@ -105,6 +106,21 @@ def sender_from_settings(settings: Settings) -> MessageSender:
     if settings.smtp.host is None:
         return EmlDirectorySender(settings.outbox_dir)
     return SmtpSender(settings.smtp)
+
+
+def check_transport(settings: Settings) -> list[str]:
+    """Open one session as delivery would and close it, sending nothing; what was found.
+
+    MailTransportError, with the step that failed, when no session can be had."""
+    sender = sender_from_settings(settings)
+    if isinstance(sender, SmtpSender):
+        return asyncio.run(sender.probe())
+
+    async def folder() -> list[str]:
+        await sender.open()
+        return [f"no smtp.host: letters are written as .eml files to {settings.outbox_dir}/"]
+
+    return asyncio.run(folder())
 
 
 # ---------------------------------------------------------------- the report
