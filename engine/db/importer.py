@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
+from engine.db.lock import run_lock
 from engine.db.models import SERVICE_TABLES
 from engine.db.types import UtcDateTime
 from engine.errors import ImportDataError, Location, Problem, UsageError
@@ -88,7 +89,7 @@ def after_bulk_load(conn: Connection, tables: Sequence[str]) -> None:
 
 
 def import_dir(engine: Engine, directory: Path) -> dict[str, int]:
-    """Import every `<table>.csv` in `directory` in one transaction; returns rows per table."""
+    """Import each `<table>.csv` in `directory` in one transaction, under the run lock."""
     directory = Path(directory)
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory")
@@ -108,7 +109,9 @@ def import_dir(engine: Engine, directory: Path) -> dict[str, int]:
         if stem not in TABLES
     ]
     counts: dict[str, int] = {}
-    with engine.connect() as conn:
+    # A night reads rule by rule in many transactions: an import committed between two of
+    # them would show one night two versions of the data (and on SQLite hold up its writes).
+    with run_lock(engine), engine.connect() as conn:
         transaction = conn.begin()
         try:
             state = _State(problems)
