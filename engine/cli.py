@@ -142,7 +142,8 @@ def validate(rules: RulesOpt = None, templates: TemplatesOpt = None) -> None:
 
     with _handled():
         settings = _settings(rules=rules, templates=templates)
-        policy, _ = load_checked_policy(settings)
+        policy, templates_found = load_checked_policy(settings)
+        templates_found.check_costs()  # runaway whatever the data (engine/notices/templates.py)
         ids = policy.rule_ids()
         out.print(
             f"policy OK: {len(ids)} rules in {len(policy.files)} files, version {policy.hash}"

@@ -4,8 +4,9 @@ Sample data comes from a real night: the demo data set is loaded into a scratch 
 the policy is run over it at a fixed instant, and the context each notice is rendered with is
 kept. A notice that night does not reach is given a row of the table of a rule that sends it.
 Each template is then rendered in each locale with its sample; any error (a missing variable,
-a filter on an empty value, a sandbox violation, a syntax error) is a problem with the
-template's file and line, so it fails preview instead of a letter.
+a filter on an empty value, a sandbox violation, a syntax error, a rendering past the render
+limits) is a problem with the template's file and line, so it fails preview instead of a letter.
+Notices without a sample are still checked for what is runaway whatever the data.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from engine.errors import Location, Problem
 from engine.findings import Finding
 from engine.notices.outbox import finding_context
 from engine.notices.recipients import Directory, Recipient
-from engine.notices.templates import NoticeTemplates, RenderedNotice
+from engine.notices.templates import NoticeTemplates, RenderedNotice, RenderLimitExceeded
 from engine.policy import Policy
 from engine.run import load_checked_policy, run_night
 from engine.settings import Settings
@@ -100,6 +101,7 @@ def preview(settings: Settings, as_of: datetime = SAMPLE_AS_OF) -> Preview:
     for problem, locales in failed.values():
         message = f"{problem.message} (for readers in {', '.join(locales)})"
         result.problems.append(Problem(message, problem.location, problem.hint))
+    result.problems += templates.cost_problems(set(result.unsampled))
     return result
 
 
@@ -117,7 +119,9 @@ def collect_samples(
         try:
             upgrade(engine)
             load_demo(engine, as_of)
-            recording = NoticeTemplates(settings.templates, policy.defaults.locale)
+            recording = NoticeTemplates(
+                settings.templates, policy.defaults.locale, settings.rendering.limits()
+            )
             recording.samples = {}
             night = settings.model_copy(
                 update={"db": url, "artifacts_dir": folder / "runs", "outbox_dir": folder / "out"}
@@ -180,6 +184,9 @@ def _problem(exc: Exception, name: str, folder: Path) -> Problem:
     """The failure with the template file and line it happened on."""
     if isinstance(exc, TemplateSyntaxError):
         return Problem(exc.message or str(exc), Location(exc.filename or name, exc.lineno))
+    if isinstance(exc, RenderLimitExceeded):
+        hint = "a letter must render within [rendering] max_seconds and max_chars"
+        return Problem(exc.message, exc.location, hint)
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
     place = Location(frames[-1].filename, frames[-1].lineno) if frames else Location(folder / name)
     hint = None

@@ -102,7 +102,8 @@ class RunResult:
 def load_checked_policy(settings: Settings) -> tuple[Policy, NoticeTemplates]:
     """The policy and templates, validated together; raises PolicyError with every problem."""
     policy = load_policy(settings.rules, NoticeTemplates(settings.templates))
-    return policy, NoticeTemplates(settings.templates, policy.defaults.locale)
+    limits = settings.rendering.limits()
+    return policy, NoticeTemplates(settings.templates, policy.defaults.locale, limits)
 
 
 def run_night(

@@ -18,6 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from engine.notices.templates import RenderLimits
 from engine.notices.window import SendWindow
 
 CONFIG_FILE = Path("aftersales.toml")
@@ -113,6 +114,29 @@ class DeliverySettings(BaseModel):
         return SendWindow.parse(self.customer_window, self.customer_days)
 
 
+class RenderingSettings(BaseModel):
+    """Caps on rendering one letter: a runaway template fails its own notices, not the night."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_seconds: float = Field(
+        RenderLimits.max_seconds,
+        gt=0,
+        le=600,
+        description="Longest one letter may take to render; past it, its notices are "
+        "render_failed and preview/validate name the template line",
+    )
+    max_chars: int = Field(
+        RenderLimits.max_chars,
+        ge=1000,
+        description="Most characters one letter (subject, text and HTML together) may have",
+    )
+
+    def limits(self) -> RenderLimits:
+        """These caps, as the templates take them."""
+        return RenderLimits(self.max_seconds, self.max_chars)
+
+
 class Settings(BaseSettings):
     """Everything a command needs to know about this installation."""
 
@@ -134,6 +158,7 @@ class Settings(BaseSettings):
     )
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    rendering: RenderingSettings = Field(default_factory=RenderingSettings)
     schedule_at: str = Field(
         "02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Nightly run time, HH:MM"
     )

@@ -436,6 +436,8 @@ class Finding(Base):
 
 # `held`: a staff item waiting, inside the run that queued it, to be bundled into a digest;
 # `bundled`: an item that went out inside its digest (`digest_id`), never on its own.
+# `render_failed`: its template could not be rendered (an error, or past the render limits);
+# nothing was sent, `last_error` names the template line, and a person must look at it.
 OUTBOX_STATES = (
     "pending",
     "sending",
@@ -445,6 +447,7 @@ OUTBOX_STATES = (
     "unknown",
     "held",
     "bundled",
+    "render_failed",
 )
 
 

@@ -1,8 +1,10 @@
 """Turn new findings into rendered notices in the outbox, one row per recipient.
 
 Each row's dedup key (finding, role, recipient) is unique in the table, so a notice exists
-once however often a night is re-run. A notice that cannot be rendered or has no address is
-kept, set aside as `dead` with its reason, so nothing is lost silently.
+once however often a night is re-run. A notice that has no address is kept, set aside as
+`dead` with its reason; one whose template cannot be rendered (an error, or past the render
+limits) is kept as `render_failed` with the template file and line, and the night goes on.
+Nothing is lost silently.
 
 Customers get one message per notice. A staff member's notices of one run are queued `held`
 and, once the run has queued everything, `bundle_digests` sends them as one digest per person
@@ -272,7 +274,7 @@ def _row(
         rendered = templates.render(template, person.locale, context)
     except Exception as exc:  # an operator's template must never sink the night
         reason = f"cannot render: {type(exc).__name__}: {exc}"
-        return {**row, "status": "dead", "last_error": reason}
+        return {**row, "status": "render_failed", "last_error": reason}
     row = filled_row(row, person, rendered.subject, rendered.text, rendered.html, rendered.locale)
     if row["status"] == "pending" and person.kind == "staff":
         row["status"] = "held"  # for this run's digest (bundle_digests)

@@ -3,29 +3,85 @@
 Rendering is sandboxed (operations staff edit these files) and strict: an undefined variable
 is an error, never a blank in a customer's letter. Dates, money and numbers are formatted with
 Babel in the reader's locale and the branch's time zone.
+
+Rendering is also bounded (`RenderLimits`): a letter that takes longer than `max_seconds` or
+grows past `max_chars` stops with RenderLimitExceeded naming the template file and line.
+Repetition with `*`, `**` and `+` is checked before the result is made, so `'x' * 10**10`
+allocates nothing; loops are stopped by SIGALRM on the main thread (where commands render) and
+by a clock read between output chunks elsewhere. `cost_problems` finds what is runaway without
+data (constant loops and repetitions) for `validate`.
 """
 
 from __future__ import annotations
 
+import operator
 import re
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal, format_percent
-from jinja2 import FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    nodes,
+    pass_context,
+    select_autoescape,
+)
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
+
+from engine.errors import AftersalesError, Location, PolicyError, Problem
 
 PARTS = ("subject", "txt", "html")
 REQUIRED_PARTS = ("subject", "txt")
 _FILE = re.compile(r"^(?P<locale>[a-z]{2}(?:-[A-Z]{2})?)\.(?P<part>subject|txt|html)\.j2$")
+
+
+@dataclass(frozen=True)
+class RenderLimits:
+    """How long one letter may take to render, and how large it may grow (all parts together)."""
+
+    max_seconds: float = 2.0
+    max_chars: int = 1_000_000
+
+
+class RenderLimitExceeded(AftersalesError):
+    """A template ran past a render limit; `location` is its file and line."""
+
+    def __init__(self, message: str, location: Location):
+        self.message = message
+        self.location = location
+        super().__init__(f"{location}: {message}")
+
+
+class _OverLimit(Exception):
+    """Raised inside a rendering (so Jinja points at the template line), then translated."""
+
+
+class _OutOfTime(_OverLimit):
+    """The rendering's time ran out: the template is refused for the rest of the run."""
+
+
+# Integers past this many bits are not something a letter prints (Python 3.11 refuses to
+# print more than 4,300 digits anyway), and making one can take minutes in a single step.
+_MAX_INT_BITS = 1 << 16
+# A loop nest whose constant ranges multiply past this runs for seconds even printing nothing.
+_MAX_STATIC_ITERATIONS = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +141,62 @@ def _percent(ctx: Context, value: Decimal | float) -> str:
     return format_percent(_given(value, "share"), "#,##0.#%", locale=_babel_locale(ctx))
 
 
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, refusing a repetition or power whose result would pass the render limits."""
+
+    intercepted_binops = frozenset(("*", "**", "+"))
+
+    def __init__(self, max_chars: int, **options: Any):
+        super().__init__(**options)
+        self.max_chars = max_chars
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        """Check the size of `left <operator> right` from its operands, then compute it."""
+        problem = _oversized(operator, left, right, self.max_chars)
+        if problem:
+            raise _OverLimit(problem)
+        return super().call_binop(context, operator, left, right)
+
+
+_SEQUENCE = (str, list, tuple, bytes)
+
+
+def _oversized(op: str, left: Any, right: Any, max_chars: int) -> str | None:
+    """Why `left op right` is too large to make, or None; decided without making it."""
+    if op == "*":
+        if isinstance(left, int) and isinstance(right, _SEQUENCE):
+            left, right = right, left
+        if isinstance(left, _SEQUENCE) and isinstance(right, int):
+            size = len(left) * right
+            if size > max_chars:
+                return f"repeats to {size:,} items, over the limit of {max_chars:,} characters"
+        elif (
+            isinstance(left, int)
+            and isinstance(right, int)
+            and left.bit_length() + right.bit_length() > _MAX_INT_BITS
+        ):
+            return "multiplies to a number too large to print"
+    elif op == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
+        if max(left.bit_length() - 1, 0) * right > _MAX_INT_BITS:
+            return "raises to a number too large to print"
+    elif op == "+" and isinstance(left, _SEQUENCE) and isinstance(right, _SEQUENCE):
+        size = len(left) + len(right)
+        if size > max_chars:
+            return f"joins to {size:,} items, over the limit of {max_chars:,} characters"
+    return None
+
+
 class NoticeTemplates:
     """The notice templates under one folder, with a locale fallback chain."""
 
-    def __init__(self, folder: Path, default_locale: str = "en"):
+    def __init__(
+        self, folder: Path, default_locale: str = "en", limits: RenderLimits = RenderLimits()
+    ):
         self.folder = folder
         self.default_locale = default_locale
-        self.env = ImmutableSandboxedEnvironment(
+        self.limits = limits
+        self.env = _BoundedEnvironment(
+            limits.max_chars,
             loader=FileSystemLoader(str(folder)),
             undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
@@ -105,6 +210,9 @@ class NoticeTemplates:
         self._files = self._scan()
         # name -> the first context rendered with it; set to a dict to collect (preview does).
         self.samples: dict[str, dict[str, Any]] | None = None
+        # Loader path -> why it cannot be rendered at all (a runaway found without data, or a
+        # time-out): later letters fail at once instead of waiting out the clock again.
+        self._refused: dict[str, RenderLimitExceeded | None] = {}
 
     def _scan(self) -> dict[str, dict[str, set[str]]]:
         found: dict[str, dict[str, set[str]]] = {}
@@ -151,9 +259,215 @@ class NoticeTemplates:
         if self.samples is not None:
             self.samples.setdefault(name, context)
         values = {"timezone": "UTC", **context, "locale": locale}
-        out = {
-            part: self.env.get_template(path).render(values)
-            for part, path in self.paths(name, locale).items()
-        }
+        paths = self.paths(name, locale)
+        for path in paths.values():
+            self._check_cost(path)
+        out: dict[str, str] = {}
+        budget = _Budget(self.limits.max_chars)
+        path = ""
+        try:
+            with _deadline(self.limits.max_seconds) as expired:
+                for part, path in paths.items():
+                    out[part] = budget.render(self.env.get_template(path), values, expired)
+        except _OverLimit as exc:
+            refused = RenderLimitExceeded(str(exc), _template_place(exc, self.folder / path))
+            if isinstance(exc, _OutOfTime):
+                self._refused[path] = refused
+            raise refused from None
         subject = " ".join(out["subject"].split())  # one line: no header folding tricks
         return RenderedNotice(locale, subject, out["txt"], out.get("html"))
+
+    def cost_problems(self, names: set[str] | None = None) -> list[Problem]:
+        """Runaway constructs found without data in the notices `names` (default: all)."""
+        problems = []
+        for name in sorted(self.names() if names is None else names):
+            for locale in sorted(self.locales(name)):
+                for path in self.paths(name, locale).values():
+                    try:
+                        self._check_cost(path)
+                    except RenderLimitExceeded as exc:
+                        hint = "a letter must render in seconds and stay a letter's size"
+                        problems.append(Problem(exc.message, exc.location, hint))
+        return problems
+
+    def check_costs(self) -> None:
+        """Raise PolicyError listing every template that is runaway whatever the data."""
+        problems = self.cost_problems()
+        if problems:
+            raise PolicyError(problems)
+
+    def _check_cost(self, path: str) -> None:
+        """Raise RenderLimitExceeded if the template at `path` is runaway whatever its data."""
+        if path not in self._refused:
+            source, filename, _ = self.env.loader.get_source(self.env, path)  # type: ignore[union-attr]
+            found = _static_cost(self.env.parse(source, path, filename), self.limits)
+            self._refused[path] = None
+            if found:
+                where = Location(filename or path, found[0])
+                self._refused[path] = RenderLimitExceeded(found[1], where)
+        refused = self._refused[path]
+        if refused is not None:
+            raise RenderLimitExceeded(refused.message, refused.location)
+
+
+class _Budget:
+    """The characters a letter's parts may still produce."""
+
+    def __init__(self, max_chars: int):
+        self.max_chars = max_chars
+        self.used = 0
+
+    def render(
+        self, template: Template, values: dict[str, Any], expired: Callable[[], bool]
+    ) -> str:
+        """Render one part chunk by chunk, stopping it where it passes the budget."""
+        chunks = template.generate(values)
+        out = []
+        try:
+            for chunk in chunks:
+                self.used += len(chunk)
+                if self.used > self.max_chars:
+                    raise _OverLimit(f"the letter grows past {self.max_chars:,} characters")
+                if expired():
+                    raise _OutOfTime("the letter takes too long to render")
+                out.append(chunk)
+        except _OverLimit as exc:
+            if chunks.gi_frame is not None:  # stopped between chunks: throw it in to get a line
+                chunks.throw(exc)
+            raise
+        return "".join(out)
+
+
+class _Alarm:
+    """SIGALRM as the render clock, installed once (installing it per letter cost more than
+    rendering some letters): an alarm outside a rendering goes to the handler it replaced."""
+
+    def __init__(self) -> None:
+        self.message: str | None = None  # set while a rendering is timed
+        self.replaced: Any = signal.SIG_DFL
+
+    def ring(self, signum: int, frame: FrameType | None) -> None:
+        """The SIGALRM handler."""
+        if self.message is not None:
+            raise _OutOfTime(self.message)
+        if callable(self.replaced):
+            self.replaced(signum, frame)
+        elif self.replaced == signal.SIG_DFL:  # what the alarm would have done: end the process
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.raise_signal(signal.SIGALRM)
+
+    def install(self) -> None:
+        """Make `ring` the handler, unless it is already (someone may have replaced it since)."""
+        if signal.getsignal(signal.SIGALRM) != self.ring:
+            self.replaced = signal.signal(signal.SIGALRM, self.ring)
+
+
+_ALARM = _Alarm() if hasattr(signal, "setitimer") else None
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[Callable[[], bool]]:
+    """Interrupt the rendering after `seconds`; yields a check for where no signal can."""
+    if _ALARM is None or threading.current_thread() is not threading.main_thread():
+        stop_at = time.monotonic() + seconds
+        yield lambda: time.monotonic() > stop_at
+        return
+    _ALARM.install()
+    _ALARM.message = f"the letter takes longer than {seconds:g} s to render"
+    # Repeats every 50 ms in case template code swallows the first one.
+    delay, interval = signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
+    started = time.monotonic() if delay else 0.0
+    try:
+        yield _never
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _ALARM.message = None
+        if delay:  # someone else's timer (a test runner's time-out): give back what is left
+            left = max(delay - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, interval)
+
+
+def _never() -> bool:
+    return False
+
+
+def _template_place(exc: BaseException, fallback: Path) -> Location:
+    """The template file and line the rendering was at when `exc` was raised."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
+    return Location(frames[-1].filename, frames[-1].lineno) if frames else Location(fallback)
+
+
+def _static_cost(tree: nodes.Template, limits: RenderLimits) -> tuple[int, str] | None:
+    """(line, why) of the first construct that is runaway whatever the data, or None."""
+    for node in tree.find_all((nodes.Mul, nodes.Pow, nodes.Add)):
+        try:
+            _constant(node, limits.max_chars)
+        except _OverLimit as exc:
+            return node.lineno, f"{exc} (whatever the data)"
+        except nodes.Impossible:
+            continue  # depends on the data: checked as it renders
+    return _static_loops(tree, 1, limits)
+
+
+_CONSTANT_OPS: dict[type[nodes.Node], tuple[str, Callable[[Any, Any], Any]]] = {
+    nodes.Mul: ("*", operator.mul),
+    nodes.Pow: ("**", operator.pow),
+    nodes.Add: ("+", operator.add),
+}
+
+
+def _constant(node: nodes.Node, max_chars: int) -> Any:
+    """The value of a constant expression, computed only where its size is known to be safe;
+    raises _OverLimit for one that is not, nodes.Impossible for one that depends on data."""
+    if isinstance(node, nodes.Const):
+        return node.value
+    if isinstance(node, nodes.Neg):
+        return -_constant(node.node, max_chars)
+    if type(node) in _CONSTANT_OPS:
+        op, compute = _CONSTANT_OPS[type(node)]
+        left = _constant(node.left, max_chars)  # type: ignore[attr-defined]
+        right = _constant(node.right, max_chars)  # type: ignore[attr-defined]
+        problem = _oversized(op, left, right, max_chars)
+        if problem:
+            raise _OverLimit(problem)
+        try:
+            return compute(left, right)
+        except (TypeError, ValueError, ArithmeticError):
+            raise nodes.Impossible() from None
+    raise nodes.Impossible()
+
+
+def _static_loops(node: nodes.Node, runs: int, limits: RenderLimits) -> tuple[int, str] | None:
+    """Loops over constant ranges whose nest runs too often, or prints too much text."""
+    for child in node.iter_child_nodes():
+        times = runs
+        if isinstance(child, nodes.For):
+            times = runs * _range_length(child.iter)
+            if times > _MAX_STATIC_ITERATIONS:
+                return child.lineno, f"the loops run {times:,} times (whatever the data)"
+        elif isinstance(child, nodes.TemplateData) and len(child.data) * runs > limits.max_chars:
+            size = len(child.data) * runs
+            return child.lineno, (
+                f"the loops print {size:,} characters, over the limit of "
+                f"{limits.max_chars:,} (whatever the data)"
+            )
+        found = _static_loops(child, times, limits)
+        if found:
+            return found
+    return None
+
+
+def _range_length(iterable: nodes.Node) -> int:
+    """How many items `range(<constants>)` gives (capped as the sandbox caps it); else 1."""
+    if not (
+        isinstance(iterable, nodes.Call)
+        and isinstance(iterable.node, nodes.Name)
+        and iterable.node.name == "range"
+        and not iterable.kwargs
+    ):
+        return 1
+    try:
+        bounds = [_constant(arg, 0) for arg in iterable.args]
+        return min(len(range(*bounds)), MAX_RANGE)
+    except (nodes.Impossible, _OverLimit, TypeError, ValueError):
+        return 1

@@ -109,7 +109,7 @@ def test_a_template_that_breaks_the_sandbox_at_night_sets_only_that_letter_aside
 
     with db.connect() as conn:
         urge = conn.execute(select(Notice).where(Notice.template == "urge_notice")).one()
-    assert urge.status == "dead"
+    assert urge.status == "render_failed"
     assert urge.last_error.startswith("cannot render: SecurityError")
     assert report.sent >= 1  # the other letters of the night went out
     assert "__subclasses__" not in "".join(

@@ -234,9 +234,9 @@ def test_a_broken_template_sets_its_letters_aside_and_the_night_goes_on(
     result = run_night(settings, service_data.engine, as_of=AS_OF)
     assert result.outcome == "success"
     notices = _notices(service_data.engine)
-    dead = [n for n in notices if n.status == "dead"]
-    assert [n.template for n in dead] == ["renewal_task", "renewal_task"]
-    assert all(n.last_error.startswith("cannot render") for n in dead)
+    failed = [n for n in notices if n.status == "render_failed"]
+    assert [n.template for n in failed] == ["renewal_task", "renewal_task"]
+    assert all(n.last_error.startswith("cannot render") for n in failed)
     # The customers' letters still go out.
     assert (
         sum(1 for n in notices if n.template == "maintenance_expiry" and n.status == "pending") == 2
