@@ -46,7 +46,20 @@ ENGINE_SAMPLES: dict[str, dict[str, Any]] = {
         "version": "0123456789abcdef",
         "as_of": SAMPLE_AS_OF,
         "recipient": {"name": "Operations", "role": "operations"},
-    }
+    },
+    "transport_failed": {
+        "reason": "connection refused by mail.example.com:587",
+        "since": SAMPLE_AS_OF,
+        "server": "mail.example.com:587",
+        "as_of": SAMPLE_AS_OF,
+        "recipient": {"name": "Operations", "role": "operations"},
+    },
+    "outcome_unknown": {
+        "notices": ["<0123456789abcdef@aftersales.example> to ana@example.es"],
+        "server": "mail.example.com:587",
+        "as_of": SAMPLE_AS_OF,
+        "recipient": {"name": "Operations", "role": "operations"},
+    },
 }
 
 
