@@ -267,6 +267,19 @@ _RECORD = (
 )
 
 
+# The due test is repeated so that a row another process took in between is left alone.
+_CLAIM = (
+    update(Notice)
+    .where(
+        _T.id.in_(bindparam("c_ids", expanding=True)),
+        _T.status.in_(("pending", "failed")),
+        or_(_T.next_attempt_at.is_(None), _T.next_attempt_at <= bindparam("c_now")),
+    )
+    .values(status="sending")
+    .returning(_T.id)
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Written:
     """One row's next state (the parameters of _RECORD), and whether the report counts it."""
@@ -428,16 +441,10 @@ class _Book:
 
     def exchange(self, written: list[_Written], ids: list[int]) -> set[int]:
         """Commit outcomes and claim `ids` (those still due) in one transaction."""
-        claim = (
-            update(Notice)
-            .where(Notice.id.in_(ids), _due(self.now))
-            .values(status="sending")
-            .returning(Notice.id)
-        )
 
         def work(conn: Connection) -> set[int]:
             self._apply(conn, written)
-            return set(conn.scalars(claim)) if ids else set()
+            return set(conn.scalars(_CLAIM, {"c_ids": ids, "c_now": self.now})) if ids else set()
 
         claimed = self._write("recording outcomes and claiming", work)
         self._counted(written)
