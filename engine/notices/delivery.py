@@ -84,6 +84,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("aftersales.delivery")
+GATHER_S = 0.002
 T = TypeVar("T")
 
 # Waits after the 1st..6th failed attempt; the 7th failure makes the row dead.
@@ -606,8 +607,15 @@ class _Pump:
     async def _coordinate(self, live: int) -> None:
         while live:
             requests = [await self.requests.get()]
-            while not self.requests.empty():
-                requests.append(self.requests.get_nowait())
+            # A transaction costs about as much for one answer as for all: give the other
+            # channels a moment to answer too, never so long that the first one idles.
+            deadline = asyncio.get_running_loop().time() + GATHER_S
+            while len(requests) < live:
+                try:
+                    left = deadline - asyncio.get_running_loop().time()
+                    requests.append(await asyncio.wait_for(self.requests.get(), max(left, 0)))
+                except TimeoutError:
+                    break
             waiting = []
             for request in requests:
                 if request.done is not None:
