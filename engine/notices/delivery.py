@@ -2,22 +2,24 @@
 
 How `deliver` moves a row of `notices` (OUTBOX_STATES):
 
-    pending, or failed and due ── claimed for one channel, committed ──▶ sending ── handed over:
+    pending, or failed and due ── read, built, MAIL and RCPT accepted
+        ── claimed (committed) just before DATA ──▶ sending ── handed over:
         250, accepted ...................................... ▶ sent
         4xx, or refused / reset before DATA ................ ▶ failed, due again after BACKOFF
                                                                (the 7th such failure ▶ dead)
         5xx, or a missing / invalid address ................ ▶ dead
         no final reply after DATA (data_timeout_s) ......... ▶ unknown
-        the session could not be (re)opened ................ ▶ back as it was (not charged)
-    sending when a delivery starts (an earlier one was killed between handing over and recording):
+        the session could not be (re)opened ................ ▶ as it was (not charged)
+    sending when a delivery starts (an earlier one was killed while the data was out):
         written again by an idempotent sender (.eml files), otherwise ▶ unknown
+    render_failed, dead and unknown rows stay put until a person looks; nothing resends them.
 
-Each channel (one SMTP connection) carries one message at a time, and a row is claimed only
-when a channel is free for it: the transaction that records the answers received since the
-last one also claims the next rows, one per waiting channel. So at any instant at most
-`concurrency` rows are `sending`, and a kill leaves at most that many `unknown`; every other
-answer the server gave is already committed. `dead` and `unknown` rows stay put until a person
-looks; nothing resends them.
+Each channel (one SMTP connection) carries one message at a time. Letters are read and built in
+memory; a row becomes `sending` only once the server has accepted its envelope, in the
+transaction that also records the answers received since the last one (one transaction for
+every channel that asks within GATHER_S). So at any instant at most `concurrency` rows are
+`sending`, each one whose data may have left: a kill leaves only those `unknown`, the letters
+never handed over stay due, and every other answer the server gave is already committed.
 
 If the outbox cannot be written (a lock held past `patience_s`, a full disk), delivery stops
 claiming, keeps the answers it has, appends them to the journal (engine.notices.journal) and
@@ -40,9 +42,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
+from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -281,17 +295,64 @@ _CLAIM = (
 )
 
 
+# PostgreSQL: the outcomes (guarded by the state this delivery left each row in) and the
+# claims of one round, in one statement. The claim is repeated from _CLAIM.
+_PG_EXCHANGE = text(
+    """
+    WITH outcome AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS integer[]), CAST(:was AS text[]), CAST(:status AS text[]),
+            CAST(:attempts AS integer[]), CAST(:sent_at AS timestamptz[]),
+            CAST(:next_attempt_at AS timestamptz[]), CAST(:last_error AS text[])
+        ) AS o(id, was, status, attempts, sent_at, next_attempt_at, last_error)
+    ), recorded AS (
+        UPDATE notices AS n
+        SET status = o.status, attempts = o.attempts, sent_at = o.sent_at,
+            next_attempt_at = o.next_attempt_at, last_error = o.last_error
+        FROM outcome AS o WHERE n.id = o.id AND n.status = o.was
+    )
+    UPDATE notices SET status = 'sending'
+    WHERE id = ANY(CAST(:claim AS integer[])) AND status IN ('pending', 'failed')
+      AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+    RETURNING id
+    """
+)
+
+
+def _pg_exchange(written: Sequence[_Written], claim: list[int], now: datetime) -> dict[str, Any]:
+    """_PG_EXCHANGE's parameters: one array per column of the outcomes."""
+    params: dict[str, Any] = {"claim": claim, "now": now}
+    for name, column in _PG_COLUMNS.items():
+        params[name] = [w.params[column] for w in written]
+    return params
+
+
+_PG_COLUMNS = {
+    "ids": "b_id",
+    "was": "b_was",
+    "status": "b_status",
+    "attempts": "b_attempts",
+    "sent_at": "b_sent_at",
+    "next_attempt_at": "b_next_attempt_at",
+    "last_error": "b_last_error",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class _Written:
-    """One row's next state (the parameters of _RECORD), and whether the report counts it."""
+    """One row's next state: the parameters of _RECORD."""
 
     params: dict[str, Any]
     message_id: str
-    counted: bool = True
 
 
-def _outcome(notice: Notice, result: SendResult, attempted: bool, now: datetime) -> _Written:
-    """The row's next state for `result`: sent, failed (with its next attempt), dead or unknown."""
+def _outcome(
+    notice: Notice, result: SendResult, now: datetime, *, attempted: bool, claimed: bool
+) -> _Written:
+    """The row's next state for `result`: sent, failed (with its next attempt), dead or unknown.
+
+    `attempted`: the server was asked (it counts towards giving up); `claimed`: the row was
+    marked `sending` before its data went out."""
     attempts = notice.attempts + (1 if attempted else 0)
     status, reason = "dead", result.detail
     sent_at = next_attempt_at = None
@@ -305,7 +366,7 @@ def _outcome(notice: Notice, result: SendResult, attempted: bool, now: datetime)
         status = "unknown"
     params = {
         "b_id": notice.id,
-        "b_was": "sending" if attempted else notice.status,
+        "b_was": "sending" if claimed else notice.status,
         "b_status": status,
         "b_attempts": attempts,
         "b_sent_at": sent_at,
@@ -313,20 +374,6 @@ def _outcome(notice: Notice, result: SendResult, attempted: bool, now: datetime)
         "b_last_error": reason,
     }
     return _Written(params, notice.message_id)
-
-
-def _release(notice: Notice) -> _Written:
-    """A claimed row put back as it was: the transport failed before it was handed over."""
-    params = {
-        "b_id": notice.id,
-        "b_was": "sending",
-        "b_status": notice.status,
-        "b_attempts": notice.attempts,
-        "b_sent_at": None,
-        "b_next_attempt_at": notice.next_attempt_at,
-        "b_last_error": notice.last_error,
-    }
-    return _Written(params, notice.message_id, counted=False)
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -340,6 +387,7 @@ def _due(now: datetime) -> ColumnElement[bool]:
 class _Loaded:
     notices: list[Notice]
     files: dict[int, list[NoticeAttachment]]
+    read: int  # rows read, held back by the send window included
 
 
 class _Book:
@@ -357,9 +405,15 @@ class _Book:
         self.window = window
         self.report = report
         self.patience_s = patience_s
+        self.read_up_to = 0  # the last row id read: rows are read once, in id order
         # One connection: the delivery's steps follow one another, and a pool checkout per
         # step would cost as much as the step.
         self.conn = engine.connect()
+        # On PostgreSQL a round of answers and claims is one statement sent on its own: each
+        # of BEGIN and COMMIT would cost another round trip, which is most of a round's time.
+        self.autocommit: Connection | None = None
+        if engine.dialect.name == "postgresql":
+            self.autocommit = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         self.where = engine.url.render_as_string(hide_password=True)
         self._sqlite_wait: int | None = None
         if engine.dialect.name == "sqlite":
@@ -380,13 +434,20 @@ class _Book:
             self.conn.invalidate()  # never hand a pooled connection back half-configured
         finally:
             self.conn.close()
+            if self.autocommit is not None:
+                self.autocommit.close()
 
-    def _write(self, step: str, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one transaction, retried with backoff for up to `patience_s`."""
+    def _write(
+        self, step: str, work: Callable[[Connection], T], *, one_statement: bool = False
+    ) -> T:
+        """Run `work` in one transaction, retried with backoff for up to `patience_s`;
+        `one_statement`: `work` runs a single statement, its own transaction."""
         deadline = time.monotonic() + self.patience_s
         pause = 0.05
         while True:
             try:
+                if one_statement and self.autocommit is not None:
+                    return work(self.autocommit)
                 with self.conn.begin():
                     return work(self.conn)
             except OperationalError as exc:  # locked, busy, disk full, connection lost
@@ -407,9 +468,8 @@ class _Book:
 
     def _counted(self, written: Sequence[_Written]) -> None:
         for w in written:
-            if w.counted:
-                p = w.params
-                self.report._count(p["b_id"], w.message_id, p["b_status"], p["b_last_error"])
+            p = w.params
+            self.report._count(p["b_id"], w.message_id, p["b_status"], p["b_last_error"])
 
     def apply_journal(self, journal: OutcomeJournal) -> None:
         """Record the outcomes an earlier delivery could only keep in the journal file."""
@@ -444,10 +504,12 @@ class _Book:
         """Commit outcomes and claim `ids` (those still due) in one transaction."""
 
         def work(conn: Connection) -> set[int]:
+            if self.autocommit is not None:
+                return set(conn.scalars(_PG_EXCHANGE, _pg_exchange(written, ids, self.now)))
             self._apply(conn, written)
             return set(conn.scalars(_CLAIM, {"c_ids": ids, "c_now": self.now})) if ids else set()
 
-        claimed = self._write("recording outcomes and claiming", work)
+        claimed = self._write("recording outcomes and claiming", work, one_statement=True)
         self._counted(written)
         return claimed
 
@@ -457,22 +519,26 @@ class _Book:
         def work(conn: Connection) -> _Loaded:
             self._apply(conn, written)
             with Session(bind=conn, expire_on_commit=False) as session:
-                notices = self._due_rows(session, size)
-                return _Loaded(notices, _attachments(session, [n.id for n in notices]))
+                notices, read = self._due_rows(session, size)
+                return _Loaded(notices, _attachments(session, [n.id for n in notices]), read)
 
         loaded = self._write("reading due notices", work)
         self._counted(written)
         return loaded
 
-    def _due_rows(self, session: Session, size: int) -> list[Notice]:
-        stmt = select(Notice).where(_due(self.now)).order_by(Notice.id).limit(size)
+    def _due_rows(self, session: Session, size: int) -> tuple[list[Notice], int]:
+        """The next due rows after those already read (letters in hand are still due until
+        claimed), and how many were read: fewer than `size` means none is left."""
         while True:
-            due = list(session.scalars(stmt))
-            if self.window is None or not due:
-                return due
+            stmt = select(Notice).where(_due(self.now), Notice.id > self.read_up_to)
+            due = list(session.scalars(stmt.order_by(Notice.id).limit(size)))
+            if due:
+                self.read_up_to = due[-1].id
+            if self.window is None or len(due) < size:
+                return self._outside_window(session, due) if self.window else due, len(due)
             go = self._outside_window(session, due)
             if go:
-                return go
+                return go, len(due)
 
     def _outside_window(self, session: Session, due: list[Notice]) -> list[Notice]:
         """Reschedule the customer letters the window holds back; the rows that may go now."""
@@ -524,19 +590,14 @@ class _Job:
 
 
 @dataclass(frozen=True, slots=True)
-class _Done:
-    job: _Job
-    result: SendResult | None  # None: not handed over (the session could not be reopened)
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    done: _Done | None  # the channel's last message, answered
-    reply: asyncio.Future[_Job | None] | None  # None: the channel is leaving
+class _ClaimRequest:
+    job: _Job | None  # None: the channel is leaving
+    reply: asyncio.Future[bool] | None
 
 
 class _Pump:
-    """Channels ask for work; one coordinator records their answers and claims what they get."""
+    """Channels take letters built in memory; one coordinator claims each letter just before
+    its data goes out, in the transaction that also records the answers received so far."""
 
     def __init__(
         self,
@@ -552,117 +613,131 @@ class _Pump:
         self.budget = limit
         self.batch_size = batch_size
         self.candidates: deque[Notice] = deque()
+        self.built: deque[_Job] = deque()  # messages made ahead, not yet claimed
         self.files: dict[int, list[NoticeAttachment]] = {}
         self.exhausted = False
+        self.claimed: set[int] = set()
+        self.dropped = 0  # letters in a channel's hands when its session failed
         self.unwritten: list[_Written] = []
         self.db_error: DatabaseBusy | None = None
         self.transport_error: MailTransportError | None = None
-        self.requests: asyncio.Queue[_Request] = asyncio.Queue()
+        self.claims: asyncio.Queue[_ClaimRequest] = asyncio.Queue()
 
     def transport_failure(self) -> str | None:
         """Why the delivery stopped with work left: no channel could open a session."""
-        if self.transport_error is None or (self.exhausted and not self.candidates):
+        left = self.candidates or self.built or self.dropped or not self.exhausted
+        if self.transport_error is None or not left:
             return None
         return str(self.transport_error)
 
     async def run(self) -> None:
         """Deliver until the due rows run out, every channel fails, or the database does."""
-        await self._refill()
+        self._refill()
         channels = min(self.sender.concurrency, len(self.candidates))
         workers = [asyncio.create_task(self._channel()) for _ in range(channels)]
         await self._coordinate(channels)
         await asyncio.gather(*workers)
         if self.unwritten and self.db_error is None:
-            await self._db(self.book.record)
+            self._db(self.book.record)
 
     async def _channel(self) -> None:
-        leaving: _Done | None = None
         channel: Channel | None = None
         try:
             channel = await self.sender.open()
-            done: _Done | None = None
-            while (job := await self._ask(done)) is not None:
-                try:
-                    done = _Done(job, await channel.send(job.message))
-                except MailTransportError as exc:
-                    self._transport_failed(exc)
-                    leaving = _Done(job, None)
-                    return
+            while (job := self._next_job()) is not None:
+                # A transport failure leaves the letter unclaimed: it is as it was.
+                self.dropped += 1
+                result = await channel.send(job.message, partial(self._claim, job))
+                self.dropped -= 1
+                if result is not None:
+                    claimed = job.notice.id in self.claimed
+                    self.unwritten.append(
+                        _outcome(job.notice, result, self.book.now, attempted=True, claimed=claimed)
+                    )
         except MailTransportError as exc:
-            self._transport_failed(exc)
+            log.warning("a mail channel failed: %s", exc)
+            self.transport_error = exc
         finally:
             if channel is not None:
                 await channel.close()
-            self.requests.put_nowait(_Request(leaving, None))
+            self.claims.put_nowait(_ClaimRequest(None, None))
 
-    def _transport_failed(self, exc: MailTransportError) -> None:
-        log.warning("a mail channel failed: %s", exc)
-        self.transport_error = exc
+    def _next_job(self) -> _Job | None:
+        """The next letter to hand over, built now if none is ready; None when none is left."""
+        while not self.built:
+            if self.db_error is not None:
+                return None
+            if self.candidates:
+                self._build_one()
+            elif self.exhausted:
+                return None
+            else:
+                self._refill()
+        return self.built.popleft()
 
-    async def _ask(self, done: _Done | None) -> _Job | None:
-        reply: asyncio.Future[_Job | None] = asyncio.get_running_loop().create_future()
-        self.requests.put_nowait(_Request(done, reply))
+    async def _claim(self, job: _Job) -> bool:
+        reply: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.claims.put_nowait(_ClaimRequest(job, reply))
         return await reply
 
     async def _coordinate(self, live: int) -> None:
         while live:
-            requests = [await self.requests.get()]
-            # A transaction costs about as much for one answer as for all: give the other
-            # channels a moment to answer too, never so long that the first one idles.
+            requests = [await self._next_claim()]
+            # A transaction costs about as much for one claim as for all: give the other
+            # channels a moment to ask too, never so long that the first one idles.
             deadline = asyncio.get_running_loop().time() + GATHER_S
             while len(requests) < live:
-                try:
-                    left = deadline - asyncio.get_running_loop().time()
-                    requests.append(await asyncio.wait_for(self.requests.get(), max(left, 0)))
-                except TimeoutError:
+                request = await self._next_claim(deadline)
+                if request is None:
                     break
-            waiting = []
-            for request in requests:
-                if request.done is not None:
-                    self.unwritten.append(self._written(request.done))
-                if request.reply is None:
-                    live -= 1
-                else:
-                    waiting.append(request.reply)
-            jobs = await self._jobs(len(waiting)) if self.db_error is None else []
-            if not waiting and self.unwritten and self.db_error is None:
-                await self._db(self.book.record)  # a leaving channel's answer: commit it now
-            for i, reply in enumerate(waiting):
-                reply.set_result(jobs[i] if i < len(jobs) else None)
+                requests.append(request)
+            asking = [r for r in requests if r.job is not None]
+            live -= len(requests) - len(asking)
+            ids = [r.job.notice.id for r in asking if r.job is not None]
+            claimed = self._db(self.book.exchange, ids) if ids else None
+            if not ids and self.unwritten:
+                self._db(self.book.record)  # a leaving channel's answer: commit it now
+            self.claimed.update(claimed or ())
+            for request in asking:
+                assert request.job is not None and request.reply is not None
+                request.reply.set_result(request.job.notice.id in (claimed or ()))
 
-    def _written(self, done: _Done) -> _Written:
-        if done.result is None:
-            return _release(done.job.notice)
-        return _outcome(done.job.notice, done.result, True, self.book.now)
-
-    async def _jobs(self, wanted: int) -> list[_Job]:
-        """Up to `wanted` messages, claimed in the transaction that records the answers so far."""
-        jobs: list[_Job] = []
-        while len(jobs) < wanted and self.db_error is None:
-            picked: list[_Job] = []
-            while len(jobs) + len(picked) < wanted:
-                if not self.candidates:
-                    if self.exhausted or picked:
-                        break
-                    await self._refill()
-                    continue
-                notice = self.candidates.popleft()
-                try:
-                    picked.append(_Job(notice, self.build(notice, self.files.pop(notice.id, ()))))
-                except PermanentDeliveryError as exc:
-                    # A missing or bad address sinks this letter only; nothing was tried.
-                    self.unwritten.append(
-                        _outcome(notice, SendResult.from_error(exc), False, self.book.now)
-                    )
-            if not picked:
+    async def _next_claim(self, deadline: float | None = None) -> _ClaimRequest | None:
+        """The next channel's claim (None once `deadline` passes); letters are built
+        meanwhile, so that the CPU works while the channels wait for the server."""
+        loop = asyncio.get_running_loop()
+        while self.claims.empty() and len(self.built) < 3 * self.sender.concurrency:
+            if deadline is not None and loop.time() >= deadline:
+                return None
+            if not self._build_one():
                 break
-            claimed = await self._db(self.book.exchange, [j.notice.id for j in picked])
-            jobs += [j for j in picked if j.notice.id in (claimed or ())]
-        return jobs
+            await asyncio.sleep(0)  # let the channels read their answers
+        if not self.claims.empty():
+            return self.claims.get_nowait()
+        if deadline is None:
+            return await self.claims.get()
+        try:
+            return await asyncio.wait_for(self.claims.get(), max(deadline - loop.time(), 0))
+        except TimeoutError:
+            return None
 
-    async def _refill(self) -> None:
+    def _build_one(self) -> bool:
+        """Build the next candidate's message; False when no candidate is in hand."""
+        if not self.candidates:
+            return False
+        notice = self.candidates.popleft()
+        try:
+            self.built.append(_Job(notice, self.build(notice, self.files.pop(notice.id, ()))))
+        except PermanentDeliveryError as exc:
+            # A missing or bad address sinks this letter only; nothing was tried.
+            refused = SendResult.from_error(exc)
+            failed = _outcome(notice, refused, self.book.now, attempted=False, claimed=False)
+            self.unwritten.append(failed)
+        return True
+
+    def _refill(self) -> None:
         size = self.batch_size if self.budget is None else min(self.batch_size, self.budget)
-        loaded = await self._db(self.book.load, size) if size else None
+        loaded = self._db(self.book.load, size) if size else None
         if loaded is None:
             self.exhausted = True
             return
@@ -671,16 +746,18 @@ class _Pump:
         if self.budget is not None:
             self.budget -= len(loaded.notices)
         # Fewer than asked: every due row is in hand (rows due later wait for the next delivery).
-        self.exhausted = len(loaded.notices) < size or self.budget == 0
+        self.exhausted = loaded.read < size or self.budget == 0
 
-    async def _db(self, step: Callable[..., T], *args: Any) -> T | None:
-        """Run a step of the book in a thread (the channels go on meanwhile), with the
-        answers not yet written; None once the database has failed."""
+    def _db(self, step: Callable[..., T], *args: Any) -> T | None:
+        """Run a step of the book with the answers not yet written; None once the database
+        has failed. It runs on the event loop's own thread: handing each short transaction to
+        a worker thread cost more than the transaction (they contend for the GIL), and while
+        the outbox cannot be written no letter could be claimed anyway."""
         if self.db_error is not None:
             return None
         written = list(self.unwritten)
         try:
-            result = await asyncio.to_thread(step, written, *args)
+            result = step(written, *args)
         except DatabaseBusy as exc:
             self.db_error = exc
             return None

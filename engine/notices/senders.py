@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -23,6 +24,7 @@ from engine.errors import DeliveryError, MailTransportError, PermanentDeliveryEr
 
 __all__ = [
     "Channel",
+    "Claim",
     "DeliveryOutcomeUnknown",
     "EmlDirectorySender",
     "MessageSender",
@@ -63,11 +65,18 @@ class SendResult:
         return cls(Outcome.TRANSIENT, str(error))
 
 
+Claim = Callable[[], Awaitable[bool]]
+"""Awaited just before a message's data goes out: it marks the row `sending` and commits, so
+that only a letter whose data may have left is ever found `sending` after a crash. False: the
+row is no longer due (someone changed it meanwhile), and nothing is sent."""
+
+
 class Channel(Protocol):
     """One session with the destination; carries one message at a time."""
 
-    async def send(self, message: EmailMessage) -> SendResult:
-        """Hand one message over; MailTransportError if the session could not be (re)opened."""
+    async def send(self, message: EmailMessage, claim: Claim) -> SendResult | None:
+        """Hand one message over, calling `claim` just before its data goes out; None when the
+        claim was refused. MailTransportError if the session could not be (re)opened."""
         ...
 
     async def close(self) -> None:
@@ -126,8 +135,10 @@ class EmlDirectorySender:
             ) from exc
         return self
 
-    async def send(self, message: EmailMessage) -> SendResult:
+    async def send(self, message: EmailMessage, claim: Claim) -> SendResult | None:
         """Write the message atomically (temporary file, fsync, rename, folder fsync)."""
+        if not await claim():
+            return None
         return await asyncio.to_thread(self._write, message)
 
     async def close(self) -> None:

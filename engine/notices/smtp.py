@@ -29,7 +29,13 @@ from engine.errors import (
     UsageError,
 )
 from engine.notices.message import validate_address
-from engine.notices.senders import DeliveryOutcomeUnknown, Outcome, SendResult, serialise
+from engine.notices.senders import (
+    Claim,
+    DeliveryOutcomeUnknown,
+    Outcome,
+    SendResult,
+    serialise,
+)
 from engine.settings import SmtpSettings
 
 __all__ = ["SmtpSender", "translate_smtp_error"]
@@ -184,8 +190,9 @@ class _SmtpChannel:
         self._smtp = smtp
         self._data_timeout = sender._settings.data_timeout_s
 
-    async def send(self, message: EmailMessage) -> SendResult:
-        """MAIL, RCPT and DATA for one message, waiting `data_timeout_s` for the last reply."""
+    async def send(self, message: EmailMessage, claim: Claim) -> SendResult | None:
+        """MAIL, RCPT, `claim` and DATA for one message, waiting `data_timeout_s` for the
+        last reply; None (and RSET) when the claim is refused."""
         try:
             mail_from, recipients = _envelope(message)
             data = serialise(message)
@@ -201,6 +208,9 @@ class _SmtpChannel:
                 await smtp.rcpt(recipient)
             if not smtp.is_connected:
                 raise aiosmtplib.SMTPServerDisconnected("connection lost before DATA")
+            if not await claim():
+                await _reset(smtp)
+                return None
             # From here on a lost connection may hide an accepted message.
             data_sent = True
             reply = await smtp.data(data, timeout=self._data_timeout)
