@@ -247,6 +247,20 @@ def site(kind: str) -> Iterator[Site]:
         yield Site(url, Path(folder))
 
 
+@contextmanager
+def outbox(
+    kind: str, handler: Handler, rows: list[dict[str, Any]]
+) -> Iterator[tuple[Site, set[str]]]:
+    """A fresh installation with `rows` queued and a mail server with `handler`; yields the
+    site and the Message-IDs of the letters queued."""
+    with site(kind) as s, mail_server(handler) as port:
+        s.port = port
+        engine = connect(s.url)
+        expected = queue(engine, rows)
+        engine.dispose()
+        yield s, expected
+
+
 # ---------------------------------------------------------------- counting
 
 
@@ -319,11 +333,7 @@ def sigkill_mid_batch(kind: str) -> Tally:
     """A delivery killed with SIGKILL while the server holds its 20th letter; then a rerun."""
     handler = Handler()
     handler.hold_at = 20
-    with site(kind) as s, mail_server(handler) as port:
-        s.port = port
-        engine = connect(s.url)
-        expected = queue(engine, [letter(i) for i in range(105)])
-        engine.dispose()
+    with outbox(kind, handler, [letter(i) for i in range(105)]) as (s, expected):
         proc = s.start("deliver")
         if not handler.holding.wait(60):
             proc.kill()
@@ -350,12 +360,8 @@ INJECTED = {
 def header_injection(kind: str) -> Tally:
     """Names and subjects that try to add a Bcc header, raw, as encoded words and U+2028."""
     handler = Handler()
-    with site(kind) as s, mail_server(handler) as port:
-        s.port = port
-        engine = connect(s.url)
-        rows = [letter(i, name=INJECTED.get(i), subject=INJECTED.get(i + 1)) for i in range(20)]
-        expected = queue(engine, rows)
-        engine.dispose()
+    rows = [letter(i, name=INJECTED.get(i), subject=INJECTED.get(i + 1)) for i in range(20)]
+    with outbox(kind, handler, rows) as (s, expected):
         done = s.command("deliver")
         tally = count("1 header injection", s.url, handler, expected)
         forged = sum(1 for raw in handler.raw() if b"\nBcc:" in raw or b"\nbcc:" in raw)
@@ -369,10 +375,7 @@ def locked_outcomes(kind: str) -> Tally:
     """Another writer locks the outbox for 15 s (past SQLite's 10 s busy timeout) mid-delivery."""
     handler = Handler()
     handler.hold_at = 30
-    with site(kind) as s, mail_server(handler) as port:
-        s.port = port
-        engine = connect(s.url)
-        expected = queue(engine, [letter(i) for i in range(105)])
+    with outbox(kind, handler, [letter(i) for i in range(105)]) as (s, expected):
         proc = s.start("deliver")
         if not handler.holding.wait(60):
             proc.kill()
@@ -456,11 +459,7 @@ def wrong_password(kind: str) -> Tally:
 def tls_against_plain_port(kind: str) -> Tally:
     """`security = tls` aimed at a server that speaks plain SMTP, then the setting fixed."""
     handler = Handler()
-    with site(kind) as s, mail_server(handler) as port:
-        s.port = port
-        engine = connect(s.url)
-        expected = queue(engine, [letter(i) for i in range(105)])
-        engine.dispose()
+    with outbox(kind, handler, [letter(i) for i in range(105)]) as (s, expected):
         check = s.command("deliver", "--check", AFTERSALES_SMTP__SECURITY="tls")
         wrong = s.command("deliver", AFTERSALES_SMTP__SECURITY="tls")
         burnt = untouched(s.url)
@@ -479,11 +478,7 @@ def lock_through_symlink(kind: str) -> Tally:
     """While one delivery works, a second one and an import reach the database another way."""
     handler = Handler()
     handler.hold_at = 10
-    with site(kind) as s, mail_server(handler) as port:
-        s.port = port
-        engine = connect(s.url)
-        expected = queue(engine, [letter(i) for i in range(105)])
-        engine.dispose()
+    with outbox(kind, handler, [letter(i) for i in range(105)]) as (s, expected):
         other = other_spelling(s)
         first = s.start("deliver")
         handler.holding.wait(60)
@@ -550,11 +545,7 @@ def slow_final_reply(kind: str) -> Tally:
     """The server takes 4 s to answer one DATA; the command timeout is 1 s."""
     handler = Handler()
     handler.hold_at = 10
-    with site(kind) as s, mail_server(handler) as port:
-        s.port = port
-        engine = connect(s.url)
-        expected = queue(engine, [letter(i) for i in range(40)])
-        engine.dispose()
+    with outbox(kind, handler, [letter(i) for i in range(40)]) as (s, expected):
         proc = s.start("deliver", AFTERSALES_SMTP__TIMEOUT_S="1")
         handler.holding.wait(60)
         threading.Timer(4, handler.release.set).start()
