@@ -660,7 +660,7 @@ def csv_formulas(kind: str) -> Tally:
         with engine.begin() as conn:
             for table in ("staff", "customers"):
                 conn.exec_driver_sql(
-                    f"UPDATE {table} SET name = CASE id % 4 WHEN 0 THEN '=HYPERLINK(\"x\")' "
+                    f"UPDATE {table} SET name = CASE MOD(id, 4) WHEN 0 THEN '=HYPERLINK(\"x\")' "
                     "WHEN 1 THEN '+1+' || name WHEN 2 THEN '@SUM(1)' ELSE '-2+' || name END"
                 )
         engine.dispose()
