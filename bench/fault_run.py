@@ -773,7 +773,10 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--case", action="append", help="a case name's prefix, e.g. 4")
     args = parser.parse_args()
-    chosen = [name for name in CASES if not args.case or any(name.startswith(p) for p in args.case)]
+    chosen = sorted(
+        (name for name in CASES if not args.case or any(name.startswith(p) for p in args.case)),
+        key=lambda name: int(name.split()[0]),
+    )
     failed = False
     for kind in args.db.split(","):
         print(f"\n{kind}")
