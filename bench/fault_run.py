@@ -771,10 +771,10 @@ def main() -> None:
     """Run the cases on each database and print the table."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--db", default="sqlite,postgresql")
-    parser.add_argument("--case", action="append", help="a case name's prefix, e.g. 4")
+    parser.add_argument("--case", action="append", help="a case's number, e.g. 4 (repeat for more)")
     args = parser.parse_args()
     chosen = sorted(
-        (name for name in CASES if not args.case or any(name.startswith(p) for p in args.case)),
+        (name for name in CASES if not args.case or name.split()[0] in args.case),
         key=lambda name: int(name.split()[0]),
     )
     failed = False
