@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from engine.db.lock import run_lock
+from engine.db.lock import database_identity, run_lock
 from engine.db.models import Notice, Run, Staff
 from engine.db.schema import current_revision, head_revision, require_current
 from engine.errors import PolicyError
@@ -84,10 +84,15 @@ def deliver_outbox(settings: Settings, engine: Engine) -> DeliveryReport:
     report = _deliver(settings, engine, now)
     if report.transport_failure is not None:
         report_transport_failure(settings, engine, report.transport_failure, now)
-    elif report.unknown_notices:
+    if report.unknown_notices:
+        # A server that died mid-DATA is often down too: then the alert waits with the rest.
         report_unknown_outcomes(settings, engine, report, now)
-        # The alert itself goes out now, not at the next cycle; its own fate is only logged.
-        _deliver(settings, engine, datetime.now(UTC))
+        if report.transport_failure is None:
+            # The alert itself goes out now, not at the next cycle.
+            follow_up = _deliver(settings, engine, datetime.now(UTC))
+            report.add(follow_up)
+            if follow_up.unknown_notices:
+                report_unknown_outcomes(settings, engine, follow_up, datetime.now(UTC))
     return report
 
 
@@ -112,7 +117,8 @@ def _deliver(settings: Settings, engine: Engine, now: datetime) -> DeliveryRepor
 
 def delivery_journal(settings: Settings, engine: Engine) -> OutcomeJournal:
     """Where delivery keeps outcomes the database would not take (engine.notices.journal)."""
-    where = engine.url.render_as_string(hide_password=True)
+    # Keyed like the run lock: any spelling of the SQLite file's path finds its lines.
+    where = database_identity(engine) or engine.url.render_as_string(hide_password=True)
     return OutcomeJournal(settings.artifacts_dir / JOURNAL_NAME, where)
 
 

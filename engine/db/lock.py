@@ -42,7 +42,7 @@ _held = _Held()
 @contextmanager
 def run_lock(engine: Engine) -> Iterator[None]:
     """Hold the run lock of this database, or raise RunLocked at once."""
-    key = _identity(engine)
+    key = database_identity(engine)
     if key is None or key in _held.keys:
         yield  # nobody to share it with, or this thread holds it already
         return
@@ -57,7 +57,7 @@ def run_lock(engine: Engine) -> Iterator[None]:
             _held.keys.discard(key)
 
 
-def _identity(engine: Engine) -> str | None:
+def database_identity(engine: Engine) -> str | None:
     """What the lock is keyed by: the server's database, or the SQLite file's real path."""
     if engine.dialect.name == "postgresql":
         return engine.url.render_as_string(hide_password=True)

@@ -7,9 +7,10 @@ How `deliver` moves a row of `notices` (OUTBOX_STATES):
         250, accepted ...................................... ▶ sent
         4xx, or refused / reset before DATA ................ ▶ failed, due again after BACKOFF
                                                                (the 7th such failure ▶ dead)
-        5xx, or a missing / invalid address ................ ▶ dead
+        5xx to RCPT or DATA, or a missing / invalid address  ▶ dead
         no final reply after DATA (data_timeout_s) ......... ▶ unknown
-        the session could not be (re)opened ................ ▶ as it was (not charged)
+        no session (connect, TLS, login), or the sender
+        refused: the server's failure, not the letter's .... ▶ as it was (not charged)
     sending when a delivery starts (an earlier one was killed while the data was out):
         written again by an idempotent sender (.eml files), otherwise ▶ unknown
     render_failed, dead and unknown rows stay put until a person looks; nothing resends them.
@@ -57,7 +58,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from engine.db.models import Notice, NoticeAttachment
@@ -129,7 +130,7 @@ def check_transport(settings: Settings) -> list[str]:
     MailTransportError, with the step that failed, when no session can be had."""
     sender = sender_from_settings(settings)
     if isinstance(sender, SmtpSender):
-        return asyncio.run(sender.probe())
+        return asyncio.run(sender.probe(parse_mailbox(settings.mail_from).addr_spec))
 
     async def folder() -> list[str]:
         await sender.open()
@@ -176,6 +177,14 @@ class DeliveryReport:
         """Notices that may or may not have reached the server."""
         return [u for u in self.undelivered if u.status == "unknown"]
 
+    def add(self, other: DeliveryReport) -> None:
+        """Count a later delivery's letters in this report (what is left is the later one's)."""
+        for name in ("sent", "failed", "dead", "unknown", "held", "recovered", "from_journal"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.skipped = other.skipped
+        self.transport_failure = self.transport_failure or other.transport_failure
+        self.undelivered += other.undelivered
+
     def _count(self, notice_id: int, message_id: str, status: str, reason: str | None) -> None:
         setattr(self, status, getattr(self, status) + 1)
         if status != "sent":
@@ -219,7 +228,15 @@ def deliver(
             book.apply_journal(journal)
         book.recover(sender.idempotent)
         pump = _Pump(book, sender, build, limit, batch_size)
-        asyncio.run(pump.run())
+        try:
+            asyncio.run(pump.run())
+        except Exception as exc:
+            # Whatever went wrong, the answers the server gave must not be lost with it.
+            if pump.unwritten and pump.db_error is None:
+                pump.db_error = DatabaseBusy(f"delivery stopped: {exc}")
+            if pump.unwritten:
+                log.error("delivery stopped: %s", _keep(pump.unwritten, journal, pump.db_error))
+            raise
         if pump.db_error is not None:
             raise _keep(pump.unwritten, journal, pump.db_error)
         report.transport_failure = pump.transport_failure()
@@ -388,6 +405,8 @@ class _Loaded:
     notices: list[Notice]
     files: dict[int, list[NoticeAttachment]]
     read: int  # rows read, held back by the send window included
+    read_up_to: int  # the last row id read
+    held: int  # customer letters rescheduled to the send window's next opening
 
 
 class _Book:
@@ -451,6 +470,8 @@ class _Book:
                 with self.conn.begin():
                     return work(self.conn)
             except OperationalError as exc:  # locked, busy, disk full, connection lost
+                if self.autocommit is not None:
+                    self.autocommit.rollback()  # SQLAlchemy began a transaction of its own
                 left = deadline - time.monotonic()
                 reason = str(exc.orig or exc).splitlines()[0]
                 if left <= 0:
@@ -479,6 +500,12 @@ class _Book:
         self._write("applying the journal", lambda conn: conn.execute(_RECORD, rows))
         journal.applied()
         self.report.from_journal = len(rows)
+        unknown = {row["b_id"]: row["b_last_error"] for row in rows if row["b_status"] == "unknown"}
+        if unknown:  # told like this delivery's own: a person must look at them
+            ids = select(Notice.id, Notice.message_id).where(Notice.id.in_(list(unknown)))
+            for notice_id, message_id in self.conn.execute(ids).all():
+                self.report._count(notice_id, message_id, "unknown", unknown[notice_id])
+            self.conn.commit()
         log.info("journal applied", extra={"outcomes": len(rows), "journal": str(journal.path)})
 
     def recover(self, idempotent: bool) -> None:
@@ -519,26 +546,30 @@ class _Book:
         def work(conn: Connection) -> _Loaded:
             self._apply(conn, written)
             with Session(bind=conn, expire_on_commit=False) as session:
-                notices, read = self._due_rows(session, size)
-                return _Loaded(notices, _attachments(session, [n.id for n in notices]), read)
+                return self._due_rows(session, size)
 
         loaded = self._write("reading due notices", work)
+        # Taken over only once committed: a retried read must start where this one did.
+        self.read_up_to = loaded.read_up_to
+        self.report.held += loaded.held
         self._counted(written)
         return loaded
 
-    def _due_rows(self, session: Session, size: int) -> tuple[list[Notice], int]:
+    def _due_rows(self, session: Session, size: int) -> _Loaded:
         """The next due rows after those already read (letters in hand are still due until
-        claimed), and how many were read: fewer than `size` means none is left."""
+        claimed); fewer than `size` read means none is left."""
+        after, held = self.read_up_to, 0
         while True:
-            stmt = select(Notice).where(_due(self.now), Notice.id > self.read_up_to)
+            stmt = select(Notice).where(_due(self.now), Notice.id > after)
             due = list(session.scalars(stmt.order_by(Notice.id).limit(size)))
-            if due:
-                self.read_up_to = due[-1].id
-            if self.window is None or len(due) < size:
-                return self._outside_window(session, due) if self.window else due, len(due)
-            go = self._outside_window(session, due)
-            if go:
-                return go, len(due)
+            after = due[-1].id if due else after
+            go = due
+            if self.window is not None:
+                go = self._outside_window(session, due)
+                held += len(due) - len(go)
+            if go or len(due) < size:
+                files = _attachments(session, [n.id for n in go])
+                return _Loaded(go, files, len(due), after, held)
 
     def _outside_window(self, session: Session, due: list[Notice]) -> list[Notice]:
         """Reschedule the customer letters the window holds back; the rows that may go now."""
@@ -554,7 +585,6 @@ class _Book:
             session.execute(
                 update(Notice).where(Notice.id == notice.id).values(next_attempt_at=opening)
             )
-            self.report.held += 1
         return go
 
     def count_due(self) -> int:
@@ -633,7 +663,9 @@ class _Pump:
     async def run(self) -> None:
         """Deliver until the due rows run out, every channel fails, or the database does."""
         self._refill()
-        channels = min(self.sender.concurrency, len(self.candidates))
+        channels = self.sender.concurrency
+        if self.exhausted:  # every due row is in hand: no more channels than letters
+            channels = min(channels, len(self.candidates))
         workers = [asyncio.create_task(self._channel()) for _ in range(channels)]
         await self._coordinate(channels)
         await asyncio.gather(*workers)
@@ -664,9 +696,9 @@ class _Pump:
 
     def _next_job(self) -> _Job | None:
         """The next letter to hand over, built now if none is ready; None when none is left."""
+        if self.db_error is not None:
+            return None  # nothing more can be claimed
         while not self.built:
-            if self.db_error is not None:
-                return None
             if self.candidates:
                 self._build_one()
             elif self.exhausted:
@@ -706,7 +738,11 @@ class _Pump:
         """The next channel's claim (None once `deadline` passes); letters are built
         meanwhile, so that the CPU works while the channels wait for the server."""
         loop = asyncio.get_running_loop()
-        while self.claims.empty() and len(self.built) < 3 * self.sender.concurrency:
+        while (
+            self.claims.empty()
+            and self.db_error is None
+            and len(self.built) < 3 * self.sender.concurrency
+        ):
             if deadline is not None and loop.time() >= deadline:
                 return None
             if not self._build_one():
@@ -728,8 +764,11 @@ class _Pump:
         notice = self.candidates.popleft()
         try:
             self.built.append(_Job(notice, self.build(notice, self.files.pop(notice.id, ()))))
-        except PermanentDeliveryError as exc:
-            # A missing or bad address sinks this letter only; nothing was tried.
+        except Exception as exc:
+            # A missing or bad address, or a row no message can be made of, sinks this letter
+            # only; nothing was tried.
+            if not isinstance(exc, PermanentDeliveryError):
+                exc = PermanentDeliveryError(f"cannot build the message: {exc}")
             refused = SendResult.from_error(exc)
             failed = _outcome(notice, refused, self.book.now, attempted=False, claimed=False)
             self.unwritten.append(failed)
@@ -760,6 +799,10 @@ class _Pump:
             result = step(written, *args)
         except DatabaseBusy as exc:
             self.db_error = exc
+            return None
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            self.db_error = DatabaseBusy(f"the outbox could not be written: {reason}")
             return None
         del self.unwritten[: len(written)]
         return result

@@ -1,8 +1,9 @@
 """Sending through one SMTP server (aiosmtplib), and the probe behind `aftersales deliver --check`.
 
-A session is connect, EHLO, STARTTLS, AUTH. When any of those fails the mail server is
-unusable for every letter alike, so it is a MailTransportError and no letter is charged for
-it. Once a session is up, what happens to a message is that message's SendResult:
+A session is connect, EHLO, STARTTLS, AUTH. When any of those fails, or the server refuses
+the sender (the same for every letter), the mail server is unusable for every letter alike,
+so it is a MailTransportError and no letter is charged for it. Once a session is up, what
+happens to a message is that message's SendResult:
 
     250 after DATA .................................... sent
     4xx, or the connection lost before DATA ........... transient
@@ -45,10 +46,6 @@ def translate_smtp_error(exc: BaseException, *, data_sent: bool) -> DeliveryErro
     """Map an aiosmtplib or socket error to the engine's tree; `data_sent`: DATA went out."""
     if isinstance(exc, aiosmtplib.SMTPResponseException) and 400 <= exc.code < 600:
         reply = f"{exc.code} {exc.message}".strip()
-        if isinstance(exc, aiosmtplib.SMTPSenderRefused):
-            # A refused sender (wrong mail_from, login missing) would sink every letter alike;
-            # they stay retryable while someone fixes the configuration.
-            return TransientDeliveryError(f"mail server refused the sender {exc.sender}: {reply}")
         if exc.code >= 500:
             return PermanentDeliveryError(f"mail server refused it: {reply}")
         return TransientDeliveryError(f"mail server deferred it: {reply}")
@@ -119,10 +116,22 @@ class SmtpSender:
         """A logged-in session; MailTransportError when connect, TLS or login fails."""
         return _SmtpChannel(self, await self.session())
 
-    async def probe(self) -> list[str]:
-        """Connect, EHLO, STARTTLS and AUTH as delivery would, send nothing; what was found."""
+    async def probe(self, mail_from: str | None = None) -> list[str]:
+        """Connect, EHLO, STARTTLS and AUTH as delivery would, offer `mail_from` as the
+        sender and take it back (RSET); send nothing. What was found."""
         found: list[str] = []
         smtp = await self.session(found)
+        if mail_from is not None:
+            try:
+                await smtp.mail(mail_from)
+                await smtp.rset()
+            except aiosmtplib.SMTPResponseException as exc:
+                await _quit(smtp)
+                raise MailTransportError(
+                    f"mail server {self.where} refused the sender {mail_from}: "
+                    f"{exc.code} {exc.message}"
+                ) from exc
+            found.append(f"sender {mail_from} accepted (then reset)")
         await _quit(smtp)
         found.append("session closed; nothing was sent")
         return found
@@ -203,7 +212,16 @@ class _SmtpChannel:
         smtp = self._smtp
         data_sent = False
         try:
-            await smtp.mail(mail_from)
+            try:
+                await smtp.mail(mail_from)
+            except aiosmtplib.SMTPSenderRefused as exc:
+                # Every letter has this sender (a wrong mail_from, a login missing): the
+                # server's refusal is the configuration's failure, not this letter's.
+                await _reset(smtp)
+                raise MailTransportError(
+                    f"mail server {self._sender.where} refused the sender {exc.sender}: "
+                    f"{exc.code} {exc.message}"
+                ) from exc
             for recipient in recipients:
                 await smtp.rcpt(recipient)
             if not smtp.is_connected:
@@ -211,6 +229,8 @@ class _SmtpChannel:
             if not await claim():
                 await _reset(smtp)
                 return None
+            if not smtp.is_connected:  # dropped while the claim was committed: nothing went
+                raise aiosmtplib.SMTPServerDisconnected("connection lost before DATA")
             # From here on a lost connection may hide an accepted message.
             data_sent = True
             reply = await smtp.data(data, timeout=self._data_timeout)

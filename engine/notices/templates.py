@@ -345,11 +345,14 @@ class _Alarm:
     def __init__(self) -> None:
         self.message: str | None = None  # set while a rendering is timed
         self.replaced: Any = signal.SIG_DFL
+        self.foreign_timer = False  # someone else's timer runs besides ours
 
     def ring(self, signum: int, frame: FrameType | None) -> None:
         """The SIGALRM handler."""
         if self.message is not None:
             raise _OutOfTime(self.message)
+        if not self.foreign_timer:
+            return  # one of ours that came as the rendering ended: nobody else's business
         if callable(self.replaced):
             self.replaced(signum, frame)
         elif self.replaced == signal.SIG_DFL:  # what the alarm would have done: end the process
@@ -377,11 +380,17 @@ def _deadline(seconds: float) -> Iterator[Callable[[], bool]]:
     # Repeats every 50 ms in case template code swallows the first one.
     delay, interval = signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
     started = time.monotonic() if delay else 0.0
+    _ALARM.foreign_timer = bool(delay)
     try:
         yield _never
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        _ALARM.message = None
+        while True:  # an alarm may still ring during this; then it is done again
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                _ALARM.message = None
+                break
+            except _OutOfTime:
+                continue
         if delay:  # someone else's timer (a test runner's time-out): give back what is left
             left = max(delay - (time.monotonic() - started), 0.001)
             signal.setitimer(signal.ITIMER_REAL, left, interval)

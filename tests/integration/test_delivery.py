@@ -174,18 +174,20 @@ def test_unknown_mailbox_550_is_dead_and_not_retried(db, smtp_server):
     assert handler.ids() == Counter({f"<n{good}.renewal@aftersales.example>": 1})
 
 
-def test_refused_sender_keeps_letters_retryable(db, smtp_server):
-    # A 5xx to MAIL FROM is about our configuration, not the customer: nothing may die of it.
+def test_refused_sender_stops_the_delivery_and_charges_no_letter(db, smtp_server):
+    # A 5xx to MAIL FROM is about our configuration, not the customer: the same for every
+    # letter, so it is the server's failure, like a refused login; nothing may die of it.
     handler, port = smtp_server
-    add_notices(db, 3)
+    ids = add_notices(db, 3)
     handler.on_mail = lambda _address: "553 5.7.1 Sender address rejected: not logged in"
 
     report = run(db, plain(port))
 
-    assert (report.sent, report.failed, report.dead) == (0, 3, 0)
-    row = next(iter(rows(db).values()))
-    assert (row.status, row.next_attempt_at) == ("failed", NOW + timedelta(minutes=5))
-    assert "refused the sender" in (row.last_error or "")
+    assert (report.sent, report.failed, report.dead, report.unknown) == (0, 0, 0, 0)
+    assert "refused the sender" in (report.transport_failure or "")
+    for row in rows(db).values():
+        assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 0, None)
+    assert sorted(rows(db)) == ids
     assert handler.accepted == []
 
 

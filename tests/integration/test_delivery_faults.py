@@ -449,13 +449,19 @@ def test_deliver_check_logs_in_and_sends_nothing(tmp_path):
         good = aftersales("deliver", "--check", env=env, cwd=tmp_path)
         env["AFTERSALES_SMTP__PASSWORD"] = "wrong"
         refused = aftersales("deliver", "--check", env=env, cwd=tmp_path)
+        # Logged in, but the configured sender is not this account's to use.
+        env["AFTERSALES_SMTP__PASSWORD"] = "s3cret"
+        handler.on_mail = lambda _address: "553 5.7.1 Sender address not owned by user svc"
+        not_ours = aftersales("deliver", "--check", env=env, cwd=tmp_path)
     finally:
         controller.stop()
     closed = aftersales("deliver", "--check", env=cli_env("x", tmp_path, free_port()), cwd=tmp_path)
 
     assert good.returncode == 0, good.stderr
     assert "AUTH: logged in as svc" in good.stdout and "mail server OK" in good.stdout
-    assert (refused.returncode, closed.returncode) == (5, 5)
+    assert "sender service@aftersales.example accepted (then reset)" in good.stdout
+    assert (refused.returncode, closed.returncode, not_ours.returncode) == (5, 5, 5)
+    assert "refused the sender service@aftersales.example: 553" in not_ours.stderr
     assert "AUTH failed" in refused.stderr and "connect failed" in closed.stderr
     assert handler.accepted == []
     assert not (tmp_path / "never-opened.db").exists()
