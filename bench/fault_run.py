@@ -249,6 +249,17 @@ def site(kind: str) -> Iterator[Site]:
         yield Site(url, Path(folder))
 
 
+def held_delivery(s: Site, handler: Handler, **extra: str) -> subprocess.Popen[str]:
+    """`aftersales deliver` started in the background, once the server holds its letter."""
+    proc = s.start("deliver", **extra)
+    if not handler.holding.wait(60):
+        proc.kill()
+        raise SystemExit(
+            f"the delivery never reached letter {handler.hold_at}: {proc.communicate()}"
+        )
+    return proc
+
+
 @contextmanager
 def outbox(
     kind: str, handler: Handler, rows: list[dict[str, Any]]
@@ -337,17 +348,14 @@ def sigkill_mid_batch(kind: str) -> Tally:
     handler = Handler()
     handler.hold_at = 20
     with outbox(kind, handler, [letter(i) for i in range(105)]) as (s, expected):
-        proc = s.start("deliver")
-        if not handler.holding.wait(60):
-            proc.kill()
-            raise SystemExit(f"the delivery never reached the 20th letter: {proc.communicate()}")
+        proc = held_delivery(s, handler)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         handler.release.set()
         rerun = s.command("deliver")
         # One letter per connection can be in flight when the process dies (smtp.concurrency).
         tally = count("4 SIGKILL mid-batch", s.url, handler, expected, in_flight=4)
-        arrived = sum(1 for mid in handler.message_ids() if mid in unknown_ids(s.url))
+        arrived = len(unknown_ids(s.url) & handler.message_ids().keys())
         tally.note = (
             f"rerun exit {rerun.returncode}; of the unknown (in flight at the kill), "
             f"{arrived} reached the server"
@@ -383,10 +391,7 @@ def locked_outcomes(kind: str) -> Tally:
     handler = Handler()
     handler.hold_at = 30
     with outbox(kind, handler, [letter(i) for i in range(105)]) as (s, expected):
-        proc = s.start("deliver")
-        if not handler.holding.wait(60):
-            proc.kill()
-            raise SystemExit(f"the delivery never reached the 30th letter: {proc.communicate()}")
+        proc = held_delivery(s, handler)
         hold_outbox_lock(s.url, handler.release.set, seconds=15)
         proc.communicate(timeout=600)
         rerun = s.command("deliver")
@@ -496,8 +501,7 @@ def lock_through_symlink(kind: str) -> Tally:
     handler.hold_at = 10
     with outbox(kind, handler, [letter(i) for i in range(105)]) as (s, expected):
         other = other_spelling(s)
-        first = s.start("deliver")
-        handler.holding.wait(60)
+        first = held_delivery(s, handler)
         second = s.command("deliver", AFTERSALES_DB=other)
         (s.folder / "feed").mkdir()
         (s.folder / "feed" / "branches.csv").write_text(
@@ -562,8 +566,7 @@ def slow_final_reply(kind: str) -> Tally:
     handler = Handler()
     handler.hold_at = 10
     with outbox(kind, handler, [letter(i) for i in range(40)]) as (s, expected):
-        proc = s.start("deliver", AFTERSALES_SMTP__TIMEOUT_S="1")
-        handler.holding.wait(60)
+        proc = held_delivery(s, handler, AFTERSALES_SMTP__TIMEOUT_S="1")
         threading.Timer(4, handler.release.set).start()
         proc.communicate(timeout=600)
         tally = count("9 slow final reply", s.url, handler, expected)

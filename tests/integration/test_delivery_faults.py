@@ -15,6 +15,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +95,27 @@ def alerts(db: Engine, template: str) -> list[Notice]:
         return list(session.scalars(stmt))
 
 
+@contextmanager
+def serving(handler: Any, port: int | None = None, **options: Any) -> Iterator[int]:
+    """aiosmtpd on loopback with `handler` (and Controller `options`); yields its port."""
+    controller = Controller(handler, hostname="127.0.0.1", port=port or free_port(), **options)
+    controller.start()
+    try:
+        yield controller.port
+    finally:
+        controller.stop()
+
+
+# A server that wants a login, and lets it happen in clear text on loopback.
+LOGIN_WANTED = {"auth_required": True, "auth_require_tls": False}
+
+
 @pytest.fixture
 def server() -> Iterator[tuple[Recorder, int]]:
     """A plain loopback SMTP server (the conftest one, but on a port we can also close)."""
     handler = Recorder()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield handler, controller.port
-    finally:
-        controller.stop()
+    with serving(handler) as port:
+        yield handler, port
 
 
 # ---------------------------------------------------------------- 4. SIGKILL mid-batch
@@ -358,23 +370,16 @@ def _refuse_everyone(server, session, envelope, mechanism, auth_data) -> AuthRes
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 def test_refused_login_leaves_letters_and_alerts_operations_once(db, db_url, settings_for):
     handler = Recorder()
-    controller = Controller(
-        handler, hostname="127.0.0.1", port=free_port(), authenticator=_refuse_everyone,
-        auth_required=True, auth_require_tls=False,
-    )  # fmt: skip
-    controller.start()
     ids = add_notices(db, 3)
     add_operations(db)
-    smtp = SmtpSettings(
-        host="127.0.0.1", port=controller.port, security="none", username="svc",
-        password=SecretStr("wrong"), timeout_s=5,
-    )  # fmt: skip
-    settings = settings_for(db_url, smtp=smtp)
-    try:
+    with serving(handler, authenticator=_refuse_everyone, **LOGIN_WANTED) as port:
+        smtp = SmtpSettings(
+            host="127.0.0.1", port=port, security="none", username="svc",
+            password=SecretStr("wrong"), timeout_s=5,
+        )  # fmt: skip
+        settings = settings_for(db_url, smtp=smtp)
         first = deliver_outbox(settings, db)
         second = deliver_outbox(settings, db)
-    finally:
-        controller.stop()
 
     assert "AUTH failed" in (first.transport_failure or "")
     assert "535" in (first.transport_failure or "")
@@ -438,14 +443,9 @@ def test_deliver_check_logs_in_and_sends_nothing(tmp_path):
         return AuthResult(success=auth_data.password == b"s3cret", handled=False)
 
     handler = Recorder()
-    controller = Controller(
-        handler, hostname="127.0.0.1", port=free_port(), authenticator=svc_only,
-        auth_required=True, auth_require_tls=False,
-    )  # fmt: skip
-    controller.start()
-    try:
+    with serving(handler, authenticator=svc_only, **LOGIN_WANTED) as port:
         login = {"AFTERSALES_SMTP__USERNAME": "svc", "AFTERSALES_SMTP__PASSWORD": "s3cret"}
-        env = cli_env("sqlite:///never-opened.db", tmp_path, controller.port, **login)
+        env = cli_env("sqlite:///never-opened.db", tmp_path, port, **login)
         good = aftersales("deliver", "--check", env=env, cwd=tmp_path)
         env["AFTERSALES_SMTP__PASSWORD"] = "wrong"
         refused = aftersales("deliver", "--check", env=env, cwd=tmp_path)
@@ -453,8 +453,6 @@ def test_deliver_check_logs_in_and_sends_nothing(tmp_path):
         env["AFTERSALES_SMTP__PASSWORD"] = "s3cret"
         handler.on_mail = lambda _address: "553 5.7.1 Sender address not owned by user svc"
         not_ours = aftersales("deliver", "--check", env=env, cwd=tmp_path)
-    finally:
-        controller.stop()
     closed = aftersales("deliver", "--check", env=cli_env("x", tmp_path, free_port()), cwd=tmp_path)
 
     assert good.returncode == 0, good.stderr
