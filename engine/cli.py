@@ -218,7 +218,6 @@ def run(
     deliver: Annotated[bool, typer.Option(help="Send the outbox after evaluating")] = True,
 ) -> None:
     """Evaluate the policy once, record findings, queue notices, then deliver them."""
-    from engine.errors import MailTransportError
     from engine.night import one_night
 
     with _handled():
@@ -252,9 +251,7 @@ def run(
         if "reports_error" in result.ledger:
             err.print(f"reports not written: {result.ledger['reports_error']}", highlight=False)
         if night.delivery is not None:
-            _print_delivery(settings, night.delivery)
-            if night.delivery.transport_failure is not None:
-                raise typer.Exit(MailTransportError.exit_code)
+            _report_delivery(settings, night.delivery)
         if result.outcome != "success":
             raise typer.Exit(1)
 
@@ -272,7 +269,6 @@ def deliver_(
     ] = False,
 ) -> None:
     """Send what the outbox holds (SMTP when configured, else .eml files)."""
-    from engine.errors import MailTransportError
     from engine.night import deliver_locked
     from engine.notices.delivery import check_transport
 
@@ -283,13 +279,13 @@ def deliver_(
                 out.print(line, highlight=False)
             out.print("mail server OK")
             return
-        report = deliver_locked(settings, _connect(settings))
-        _print_delivery(settings, report)
-        if report.transport_failure is not None:
-            raise typer.Exit(MailTransportError.exit_code)
+        _report_delivery(settings, deliver_locked(settings, _connect(settings)))
 
 
-def _print_delivery(settings: Settings, report: Any) -> None:
+def _report_delivery(settings: Settings, report: Any) -> None:
+    """Print what a delivery did; exit 5 when the mail server could not be used."""
+    from engine.errors import MailTransportError
+
     smtp = settings.smtp
     where = f"SMTP {smtp.host}:{smtp.port}" if smtp.host else f"{settings.outbox_dir}/ (.eml)"
     out.print(
@@ -307,6 +303,7 @@ def _print_delivery(settings: Settings, report: Any) -> None:
             f"{report.transport_failure}",
             highlight=False,
         )
+        raise typer.Exit(MailTransportError.exit_code)
 
 
 @contextmanager
