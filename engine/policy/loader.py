@@ -38,6 +38,7 @@ from engine.policy.models import (
     Rule,
 )
 from engine.policy.obligation_spec import ObligationRule
+from engine.policy.schedule_spec import ScheduleSpec
 from engine.policy.source import Path_, SourceFile, read_policy_file
 from engine.policy.tally_spec import LedgerSettings, TallyRule
 from engine.policy.warranty_spec import WarrantySpec
@@ -104,6 +105,7 @@ class Policy:
     obligations: tuple[CompiledObligation, ...] = ()
     metrics: tuple[CompiledMetric, ...] = ()
     kpi_report: KpiReport = field(default_factory=KpiReport)
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
 
     @property
     def warranty(self) -> WarrantyBook:
@@ -176,6 +178,7 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     if tallies:
         checks.ledger(parsed, ledger)
     checks.defaults(_single(parsed, "defaults", []))
+    schedule = _single(parsed, "schedule", problems)
     if problems:
         raise PolicyError(problems)
     return Policy(
@@ -193,6 +196,7 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
         tuple(_obligation(o) for o in obligations),
         tuple(_metric(m) for m in metrics),
         kpi_report[1] if kpi_report else KpiReport(),
+        schedule=schedule[1] if schedule else ScheduleSpec(),
     )
 
 

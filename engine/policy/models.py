@@ -285,6 +285,7 @@ class ClassificationRule(Rule):
 # they are imported only here.
 from engine.policy.metric_spec import KpiReport, MetricRule  # noqa: E402
 from engine.policy.obligation_spec import ObligationRule  # noqa: E402
+from engine.policy.schedule_spec import ScheduleSpec  # noqa: E402
 from engine.policy.tally_spec import LedgerSettings, TallyRule  # noqa: E402
 
 
@@ -304,6 +305,9 @@ class PolicyFile(_Frozen):
     obligations: tuple[ObligationRule, ...] = ()
     metrics: tuple[MetricRule, ...] = ()
     kpi_report: KpiReport | None = Field(None, description="The monthly KPI report")
+    schedule: ScheduleSpec | None = Field(
+        None, description="Local times of the daily and periodic parts"
+    )
 
 
 SECTIONS = tuple(PolicyFile.model_fields)
