@@ -60,7 +60,7 @@ from aiosmtpd.smtp import AuthResult
 from scratch import scratch_database
 from sqlalchemy import Engine, insert, make_url, select
 
-from engine.db.models import Notice, Run
+from engine.db.models import Notice
 from engine.db.schema import upgrade
 from engine.db.session import connect
 
@@ -719,39 +719,50 @@ def _number(cell: str) -> bool:
 
 @case("12 scheduler across clock changes")
 def scheduler_across_clock_changes(kind: str) -> Tally:
-    """`aftersales schedule` at 02:30 Madrid, simulated over both clock changes of 2026/27.
+    """`aftersales schedule` every 15 minutes, a Madrid branch's digests at 02:30, simulated
+    over both clock changes of 2026/27.
 
-    02:30 does not exist on 28 March 2027 (the night runs at 03:00, the first instant after
-    the gap) and occurs twice on 25 October 2026 (it runs once, at the first)."""
-    from engine.scheduler import NightlyScheduler
+    02:30 does not exist on 28 March 2027 (the digests go at 03:00, the first instant after
+    the gap) and occurs twice on 25 October 2026 (they go once, at the first)."""
+    from engine.due_parts import due_parts, mark_done
+    from engine.policy.schedule_spec import ScheduleSpec
+    from engine.scheduler import CycleLoop
 
-    zone = ZoneInfo("Europe/Madrid")
+    zone, schedule = ZoneInfo("Europe/Madrid"), ScheduleSpec(digests="02:30")
     tally = Tally("12 scheduler across clock changes")
     with site(kind) as s:
         engine = connect(s.url)
         for first in (date(2026, 10, 22), date(2027, 3, 25)):
             days = [first + timedelta(days=n) for n in range(8)]
-            nights: list[datetime] = []
+            done: list[tuple[str, datetime]] = []
+            with engine.begin() as conn:  # the day before was done: no catch-up at start
+                before = wall_clock(first - timedelta(days=1), zone)
+                yesterday = due_parts(conn, schedule, {1: zone.key}, "UTC", before, close_on_day=10)
+                mark_done(conn, yesterday, "fault-before", ["digests"])
+
+            def cycle(as_of: datetime, done: list[tuple[str, datetime]] = done) -> None:
+                with engine.begin() as conn:
+                    due = due_parts(conn, schedule, {1: zone.key}, "UTC", as_of, close_on_day=10)
+                    mine = [i for i in due.items if (i.part, i.scope) == ("digests", "1")]
+                    done.extend((i.period, as_of) for i in mine)
+                    mark_done(conn, due, f"fault-{as_of:%Y%m%dT%H%M}", ["digests"])
+
             now = [datetime.combine(first, dt_time(2, 0), zone).astimezone(UTC)]
             end = datetime.combine(days[-1], dt_time(12, 0), zone).astimezone(UTC)
-            with engine.begin() as conn:  # yesterday's night was done: no catch-up at start
-                conn.execute(insert(Run), [done_night(wall_clock(first - timedelta(days=1), zone))])
-            loop = NightlyScheduler(
-                engine, nights.append, at="02:30", tz="Europe/Madrid", clock=lambda now=now: now[0]
-            )
+            loop = CycleLoop(cycle, every=timedelta(minutes=15), clock=lambda now=now: now[0])
             loop.wait = partial(simulated_wait, now, end, loop.stop)
             loop.serve()
-            per_day = Counter(night.astimezone(zone).date() for night in nights)
+            per_day = Counter(period for period, _ in done)
             tally.expected += len(days)
-            tally.received += sum(1 for day in days if per_day[day])
+            tally.received += sum(1 for day in days if per_day[day.isoformat()])
             tally.duplicated += sum(n - 1 for n in per_day.values() if n > 1)
-            tally.misrecorded += sum(1 for day in per_day if day not in days)
+            tally.misrecorded += sum(1 for day in per_day if day not in map(str, days))
             tally.misrecorded += sum(
-                1 for night in nights if night != wall_clock(night.astimezone(zone).date(), zone)
+                1 for period, at in done if at != wall_clock(date.fromisoformat(period), zone)
             )
         engine.dispose()
     tally.lost = tally.expected - tally.received
-    tally.note = "nights, not letters: one a local day at 02:30 (03:00 on 28 March)"
+    tally.note = "digests, not letters: one a local day at 02:30 (03:00 on 28 March)"
     return tally
 
 
@@ -770,20 +781,6 @@ def wall_clock(day: date, zone: ZoneInfo) -> datetime:
     if first.astimezone(UTC).astimezone(zone).time() != dt_time(2, 30):
         first = datetime.combine(day, dt_time(3, 0), zone)
     return first.astimezone(UTC)
-
-
-def done_night(as_of: datetime) -> dict[str, Any]:
-    """The `runs` row of a successful night at `as_of`."""
-    return {
-        "id": f"fault-{as_of:%Y%m%dT%H%M}",
-        "as_of": as_of,
-        "started_at": as_of,
-        "finished_at": as_of,
-        "outcome": "success",
-        "policy_hash": "fault",
-        "counts": {},
-        "timings": {},
-    }
 
 
 def main() -> None:

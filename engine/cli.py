@@ -372,29 +372,38 @@ def schedule_(
     db: DbOpt = None,
     rules: RulesOpt = None,
     templates: TemplatesOpt = None,
-    at: Annotated[str | None, typer.Option(help="Local time of the nightly run, HH:MM")] = None,
-    timezone: Annotated[str | None, typer.Option(help="Time zone of --at (IANA)")] = None,
+    every: Annotated[
+        str | None, typer.Option(help="How often a cycle runs: 15m, 5m, 1h [default: 15m]")
+    ] = None,
+    at: Annotated[str | None, typer.Option(hidden=True, help="Deprecated, ignored")] = None,
+    timezone: Annotated[str | None, typer.Option(hidden=True, help="Deprecated, ignored")] = None,
 ) -> None:
-    """Run every night at --at in --timezone until stopped (SIGTERM or Ctrl-C)."""
+    """Run a cycle now and then every --every until stopped (SIGTERM or Ctrl-C).
+
+    Each cycle judges the clocks and does the daily parts whose local time has come.
+    """
     import signal
 
-    from engine.night import deliver_locked, one_night
-    from engine.scheduler import NightlyScheduler
+    from engine.night import one_night
+    from engine.scheduler import CycleLoop, parse_every
 
     with _handled():
-        settings = _settings(
-            db=db, rules=rules, templates=templates, schedule_at=at, schedule_timezone=timezone
-        )
+        try:
+            interval = parse_every(every) if every is not None else None
+        except ValueError as exc:
+            raise UsageError(f"--every {exc}") from None
+        settings = _settings(db=db, rules=rules, templates=templates, schedule_every=interval)
+        # Still accepted, so a service unit written for the nightly loop keeps running.
+        if at is not None or timezone is not None:
+            err.print("warning: --at and --timezone are ignored: the policy's schedule: gives "
+                      "each daily part its local time", highlight=False)  # fmt: skip
+        for warning in settings.deprecated():
+            err.print(f"warning: {warning}", highlight=False)
         engine = _connect(settings)
-        loop = NightlyScheduler(
-            engine,
-            lambda as_of: one_night(settings, engine, as_of=as_of),
-            at=settings.schedule_at,
-            tz=settings.schedule_timezone,
-            deliver=lambda: deliver_locked(settings, engine),
-            deliver_every_minutes=settings.delivery.every_minutes,
+        loop = CycleLoop(
+            lambda as_of: one_night(settings, engine, as_of=as_of), every=settings.schedule_every
         )
-        # The night in progress finishes (it is one transaction); the loop ends after it.
+        # The cycle in progress finishes (it is one transaction); the loop ends after it.
         signal.signal(signal.SIGTERM, lambda *_: loop.stop.set())
         signal.signal(signal.SIGINT, lambda *_: loop.stop.set())
         loop.serve()

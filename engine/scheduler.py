@@ -1,24 +1,28 @@
-"""`aftersales schedule`: the long-running nightly loop, timed on the zone's wall clock.
+"""`aftersales schedule`: one cycle every `--every` (15 minutes by default) until stopped.
 
-Each night's instant is worked out with zoneinfo from the local date and `at`, one local day
-at a time, so a day the clocks change gets exactly one night: the `schedule` library kept the
-UTC offset of the day it was set up and ran twice the day after spring-forward. The loop reads
-time only through `clock` and sleeps only through `wait`, so it can be driven without sleeping.
-It also does the catch-up (a night missed while the process was down runs at start) and the
-error handling (one failed night is logged, the next one still runs).
+Each cycle decides for itself what is due (engine.due_parts: the daily parts by their local
+time, per branch), so the loop keeps only the cadence: no time of day, no zone, and no catch-up
+of its own, because the first cycle runs at start and covers whatever came due while the host
+was down. The loop reads time only through `clock` (UTC) and sleeps only through `wait`, so it
+can be driven without sleeping. One failed cycle is logged and the next one still runs.
+
+The `schedule` library is not used for the cadence: its intervals are counted on the host's
+naive local clock, so on a host whose zone goes back an hour in autumn, `every(15).minutes`
+waits 75 minutes once (Europe/Madrid, 25 October 2026: 02:45 CEST, then 03:00 CET).
+
+The local-time helpers below work out when a wall-clock time comes in a zone, exactly, on days
+the clocks change.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
-
-from engine.db.models import Run
 from engine.errors import PolicyError, RunLocked
 
 log = logging.getLogger("aftersales.schedule")
@@ -26,6 +30,24 @@ log = logging.getLogger("aftersales.schedule")
 LONGEST_NAP = timedelta(seconds=60)
 """The loop looks at the clock at least this often: a suspended host or a clock set by NTP
 is noticed within a minute, not after a nap computed from the old time."""
+
+SHORTEST_EVERY, LONGEST_EVERY = timedelta(minutes=1), timedelta(hours=24)
+_EVERY = re.compile(r"^\s*(?P<n>\d+)\s*(?P<unit>m|min|h)\s*$")
+
+
+def parse_every(text: str) -> timedelta:
+    """A cycle interval such as `15m`, `5m` or `1h`; ValueError says what is accepted."""
+    match = _EVERY.match(text)
+    every = None
+    if match is not None:
+        n = int(match["n"])
+        every = timedelta(hours=n) if match["unit"] == "h" else timedelta(minutes=n)
+    if every is None or not SHORTEST_EVERY <= every <= LONGEST_EVERY:
+        raise ValueError(
+            f"{text!r} is not an interval between 1m and 24h: write minutes or hours, "
+            "such as 15m, 5m or 1h"
+        )
+    return every
 
 
 def wall_clock_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
@@ -51,122 +73,71 @@ def wall_clock_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
     return after.replace(microsecond=0)
 
 
-def next_occurrence(at: str, tz: str, now: datetime) -> datetime:
-    """The first scheduled instant (UTC) after `now`: `at` on the zone's wall clock."""
-    zone, wanted = ZoneInfo(tz), time.fromisoformat(at)
-    today = now.astimezone(zone).date()
-    # Yesterday's time may come after `now` when a gap pushed it past midnight.
-    for day in (today - timedelta(days=1), today):
-        instant = wall_clock_instant(day, wanted, zone)
-        if instant > now:
-            return instant
-    return wall_clock_instant(today + timedelta(days=1), wanted, zone)
-
-
-def previous_occurrence(at: str, tz: str, now: datetime) -> datetime:
-    """The last scheduled instant (UTC) at or before `now`."""
-    zone, wanted = ZoneInfo(tz), time.fromisoformat(at)
-    today = now.astimezone(zone).date()
-    for day in (today, today - timedelta(days=1)):
-        instant = wall_clock_instant(day, wanted, zone)
+def previous_occurrence(
+    at: time, zone: ZoneInfo, now: datetime, days: Iterable[date]
+) -> tuple[date, datetime] | None:
+    """The first of `days` (newest first) whose `at` came at or before `now`: that day and the
+    instant (UTC); None if none did."""
+    for day in days:
+        instant = wall_clock_instant(day, at, zone)
         if instant <= now:
-            return instant
-    return wall_clock_instant(today - timedelta(days=2), wanted, zone)
-
-
-def last_success(engine: Engine) -> datetime | None:
-    """as_of of the newest successful run, if any."""
-    with engine.connect() as conn:
-        return conn.scalar(
-            select(Run.as_of).where(Run.outcome == "success").order_by(Run.as_of.desc()).limit(1)
-        )
+            return day, instant
+    return None
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class NightlyScheduler:
-    """Runs `night(as_of)` every day at `at` in time zone `tz`, until told to stop.
+class CycleLoop:
+    """Runs `cycle(as_of)` at start and then every `every`, until `stop` is set.
 
-    `clock` gives the time and `wait(seconds)` pauses (by default until `stop` is set or the
-    time is up); a test passes a simulated pair.
+    `clock` gives the time (UTC) and `wait(seconds)` pauses (by default until `stop` is set or
+    the time is up); a test passes a simulated pair.
     """
 
     def __init__(
         self,
-        engine: Engine,
-        night: Callable[[datetime], object],
+        cycle: Callable[[datetime], object],
         *,
-        at: str,
-        tz: str,
+        every: timedelta,
         clock: Callable[[], datetime] = _utc_now,
-        deliver: Callable[[], object] | None = None,
-        deliver_every_minutes: int = 15,
         wait: Callable[[float], object] | None = None,
     ):
-        self.engine = engine
-        self.night = night
-        self.at, self.tz = at, tz
-        time.fromisoformat(at), ZoneInfo(tz)  # a bad time or zone fails here, not at night
+        if every <= timedelta(0):
+            raise ValueError("a cycle interval must be positive")
+        self.cycle = cycle
+        self.every = every
         self.clock = clock
         self.stop = threading.Event()
         self.wait = wait if wait is not None else self.stop.wait
-        # Between nights: retries come due (5 min, 30 min, ...) and held customer letters
-        # reach their send window; without this they would wait for the next night.
-        self.deliver = deliver
-        self.delivery_interval = timedelta(minutes=deliver_every_minutes)
-
-    def _guarded(self, task: Callable[[], object]) -> None:
-        try:
-            task()
-        except RunLocked as exc:
-            log.warning("delivery skipped: %s", exc)
-        except Exception:
-            log.exception("delivery failed; it will be tried again")
-
-    def missed(self) -> bool:
-        """True when the last scheduled night has no successful run (the host was down)."""
-        due = previous_occurrence(self.at, self.tz, self.clock())
-        done = last_success(self.engine)
-        return done is None or done < due
 
     def run_guarded(self) -> None:
-        """One night; whatever goes wrong is logged and the loop goes on."""
+        """One cycle at the clock's time; whatever goes wrong is logged and the loop goes on."""
         as_of = self.clock().replace(microsecond=0)
         try:
-            self.night(as_of)
+            self.cycle(as_of)
         except RunLocked as exc:
-            log.warning("night skipped: %s", exc)
+            log.warning("cycle skipped: %s", exc)
         except PolicyError as exc:
-            log.error("night failed: the policy does not validate (%d problems)", len(exc.problems))
+            log.error("cycle failed: the policy does not validate (%d problems)", len(exc.problems))
         except Exception:
-            log.exception("night failed; the next one will still run")
+            log.exception("cycle failed; the next one will still run")
 
     def serve(self) -> None:
-        """Catch up a missed night, then run at the scheduled time until `stop` is set."""
-        started = self.clock()
-        next_night = next_occurrence(self.at, self.tz, started)
-        next_delivery = started + self.delivery_interval
-        log.info(
-            "scheduler started",
-            extra={"at": self.at, "timezone": self.tz, "next_run": next_night.isoformat()},
-        )
-        if self.missed():
-            log.info("catching up the night missed while the scheduler was not running")
-            self.run_guarded()
+        """A cycle now, then one every `every` from the start of the last, until `stop`."""
+        log.info("scheduler started", extra={"every_s": self.every.total_seconds()})
+        next_cycle = self.clock()
         while not self.stop.is_set():
             now = self.clock()
-            if now >= next_night:
+            if next_cycle - now > self.every:
+                next_cycle = now + self.every  # the clock was set back: keep the cadence
+            if now >= next_cycle:
                 self.run_guarded()
-                # Counted from the later of the two: a clock set back during the night must
-                # not bring tonight's time round again.
-                next_night = next_occurrence(self.at, self.tz, max(now, self.clock()))
-                log.info("next night", extra={"next_run": next_night.isoformat()})
-            elif self.deliver is not None and now >= next_delivery:
-                self._guarded(self.deliver)
-                next_delivery = max(now, self.clock()) + self.delivery_interval
+                # From the cycle's start: one that took longer than `every` is followed at
+                # once, and never by a burst of the cycles it overlapped.
+                next_cycle = now + self.every
+                log.info("next cycle", extra={"next_run": next_cycle.isoformat()})
             else:
-                due = next_night if self.deliver is None else min(next_night, next_delivery)
-                self.wait(min(due - now, LONGEST_NAP).total_seconds())
+                self.wait(min(next_cycle - now, LONGEST_NAP).total_seconds())
         log.info("scheduler stopped")

@@ -6,11 +6,11 @@ variables, and `aftersales.toml` in the working directory. Secrets come from the
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
-from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,8 +20,17 @@ from pydantic_settings import (
 
 from engine.notices.templates import RenderLimits
 from engine.notices.window import SendWindow
+from engine.scheduler import parse_every
 
 CONFIG_FILE = Path("aftersales.toml")
+
+
+def _interval(value: Any) -> timedelta:
+    if isinstance(value, timedelta):  # from the command line, already parsed
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r}: write the interval as text, such as '15m' or '1h'")
+    return parse_every(value)
 
 
 class SmtpSettings(BaseModel):
@@ -78,7 +87,7 @@ _STARTTLS_PORTS = frozenset({25, 587})
 
 
 class DeliverySettings(BaseModel):
-    """When letters may go out, and how often the schedule loop delivers between nights."""
+    """When customer letters may go out, and how delivery records its outcomes."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -91,8 +100,8 @@ class DeliverySettings(BaseModel):
         ("mon", "tue", "wed", "thu", "fri", "sat", "sun"),
         description="Weekdays of the customer window (mon..sun)",
     )
-    every_minutes: int = Field(
-        15, ge=1, le=1440, description="`aftersales schedule` delivers retries this often"
+    every_minutes: int | None = Field(
+        None, description="Deprecated and ignored: every cycle delivers (see schedule_every)"
     )
     record_patience_s: float = Field(
         60.0,
@@ -159,23 +168,30 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     rendering: RenderingSettings = Field(default_factory=RenderingSettings)
-    schedule_at: str = Field(
-        "02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Nightly run time, HH:MM"
+    schedule_every: Annotated[timedelta, BeforeValidator(_interval)] = Field(
+        timedelta(minutes=15),
+        description="`aftersales schedule` runs a cycle this often: 15m, 5m, 1h",
     )
-    schedule_timezone: str = Field(
-        "UTC", description="Time zone of schedule_at (IANA), not the server's"
+    # Kept so that a configuration written for the nightly loop still loads: the cycle now
+    # does each daily part at its own local time, set in the policy's `schedule:`.
+    schedule_at: str | None = Field(
+        None, description="Deprecated and ignored: the policy's schedule: gives the times"
+    )
+    schedule_timezone: str | None = Field(
+        None, description="Deprecated and ignored: each branch's own time zone is used"
     )
 
-    @field_validator("schedule_timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}; use an IANA name such as Asia/Shanghai"
-            ) from None
-        return value
+    def deprecated(self) -> list[str]:
+        """The settings given that no longer do anything, each with what replaced it."""
+        found = []
+        if self.schedule_at is not None or self.schedule_timezone is not None:
+            found.append(
+                "schedule_at and schedule_timezone are ignored: each daily part runs at its "
+                "local time from the policy's schedule: (docs/policy.md)"
+            )
+        if self.delivery.every_minutes is not None:
+            found.append("delivery.every_minutes is ignored: every cycle delivers")
+        return found
 
     @model_validator(mode="after")
     def _no_password_in_file(self) -> Settings:

@@ -1,16 +1,14 @@
-"""`aftersales status`: the run history, the outbox, and when the next night is."""
+"""`aftersales status`: the run history, the outbox, and when the next cycle is."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, select
 
 from engine.db.models import OUTBOX_STATES, Notice, Run
 from engine.db.schema import require_current
-from engine.scheduler import next_occurrence
 from engine.settings import Settings
 
 
@@ -21,14 +19,19 @@ def read_status(settings: Settings, engine: Engine, *, limit: int, now: datetime
         runs = conn.execute(select(Run).order_by(Run.started_at.desc()).limit(limit)).all()
         counted = conn.execute(select(Notice.status, func.count()).group_by(Notice.status))
         by_state = {state: n for state, n in counted}
-    upcoming = next_occurrence(settings.schedule_at, settings.schedule_timezone, now)
-    local = upcoming.astimezone(ZoneInfo(settings.schedule_timezone))
+    # The loop counts its cadence from each cycle's start (engine.scheduler.CycleLoop).
+    upcoming = max(runs[0].started_at + settings.schedule_every, now) if runs else now
     return {
         "runs": [_run(row) for row in runs],
         "outbox": {state: by_state[state] for state in OUTBOX_STATES if by_state.get(state)},
-        "next_run": f"{local:%Y-%m-%d %H:%M} {settings.schedule_timezone} "
-        f"({upcoming.isoformat()}), if `aftersales schedule` is running",
+        "next_run": f"{upcoming:%Y-%m-%d %H:%M} UTC, if `aftersales schedule` is running "
+        f"(a cycle every {_minutes(settings.schedule_every)})",
     }
+
+
+def _minutes(every: timedelta) -> str:
+    minutes = int(every.total_seconds() // 60)
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
 
 
 def _run(row: Any) -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""Nightly entry point for cron and systemd timers: `python jobs/nightly.py [run options]`.
+"""One cycle, for cron and systemd timers: `python jobs/nightly.py [run options]`.
 
-Evaluates the policy at the current instant and delivers the outbox, exactly like
-`aftersales run`; options such as `--db` and `--rules` are passed through.
+Exactly `aftersales run`: evaluates the policy at the current instant, does the daily parts
+whose local time has come, and delivers the outbox; options such as `--db` and `--rules` are
+passed through. A timer every 15 minutes does what `aftersales schedule` does.
 """
 
 import sys

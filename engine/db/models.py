@@ -580,3 +580,21 @@ class KpiValue(Base):
     policy_hash: Mapped[str40] = _col("Policy version that computed it")
     run_id: Mapped[str40] = _col("Run that computed it")
     computed_at: Mapped[datetime] = _col("as_of of that run")
+
+
+class PartDone(Base):
+    """A daily or periodic part of a cycle, done for a branch (or the company) and a period."""
+
+    __tablename__ = "parts_done"
+    # The key is the record: a part is done once per scope and period, whichever cycle did it.
+    part: Mapped[str40] = mapped_column(
+        primary_key=True, comment="digests, overdue_summary, obligations, tallies, ..."
+    )
+    scope: Mapped[str40] = mapped_column(
+        primary_key=True, comment="Branch id as text, or company (the ledger's time zone)"
+    )
+    period: Mapped[str20] = mapped_column(
+        primary_key=True, comment="Local day (2026-12-06), or the month closed (2026-11)"
+    )
+    run_id: Mapped[str40] = _col("Run that did it")
+    done_at: Mapped[datetime] = _col("Wall-clock time it was recorded")

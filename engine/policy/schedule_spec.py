@@ -24,7 +24,7 @@ _HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 def _clock(value: Any) -> str:
-    # An unquoted 08:00 arrives as the number 480: the YAML reader has already said so, with
+    # An unquoted 10:30 arrives as the number 630: the YAML reader has already said so, with
     # the quoting hint, so this message only has to name what is expected.
     if isinstance(value, str) and _HH_MM.match(value):
         return value

@@ -22,7 +22,7 @@ from engine.db.models import Finding, Notice, Run
 from engine.db.schema import upgrade
 from engine.db.session import connect
 from engine.night import one_night
-from engine.scheduler import NightlyScheduler, next_occurrence, previous_occurrence
+from engine.scheduler import CycleLoop, parse_every
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
@@ -230,41 +230,52 @@ def test_three_missed_nights_then_one_run_send_what_fell_due_exactly_once(
     assert per_key == []
 
 
-def test_schedule_at_two_in_shanghai_fires_at_18_utc(sqlite_url):
+def test_schedule_runs_three_cycles_at_15_minute_steps_the_first_at_once(sqlite_url):
     engine = connect(sqlite_url)
     upgrade(engine)
     fired: list[datetime] = []
     start = AS_OF - timedelta(hours=1)
-    assert next_occurrence("02:00", "Asia/Shanghai", start) == AS_OF
     with freeze_time(start) as frozen:  # the loop's own clock, moved on by its naps
 
         def nap(seconds: float) -> None:
             frozen.tick(seconds)
-            if datetime.now(UTC) > AS_OF:
+            if datetime.now(UTC) > start + timedelta(minutes=30):
                 loop.stop.set()
 
-        loop = NightlyScheduler(engine, fired.append, at="02:00", tz="Asia/Shanghai", wait=nap)
+        loop = CycleLoop(fired.append, every=parse_every("15m"), wait=nap)
         loop.serve()
-    assert fired == [start, AS_OF]  # the empty database's missed night, then 02:00 Shanghai
+    assert fired == [start, start + timedelta(minutes=15), start + timedelta(minutes=30)]
 
 
-def test_a_failing_night_does_not_end_the_loop_and_a_missed_one_is_caught_up(sqlite_url):
+def test_a_failing_cycle_does_not_end_the_loop_and_a_gap_is_covered_at_once(
+    sqlite_url, settings_for
+):
     engine = connect(sqlite_url)
     upgrade(engine)
+    settings = settings_for(sqlite_url)
     calls: list[datetime] = []
+    failures = iter([RuntimeError("disk full")])
 
-    def night(as_of: datetime) -> None:
+    def cycle(as_of: datetime) -> None:
         calls.append(as_of)
-        raise RuntimeError("disk full")
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        one_night(settings, engine, as_of=as_of)
 
-    now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
-    loop = NightlyScheduler(engine, night, at="02:00", tz="UTC", clock=lambda: now)
-    assert previous_occurrence("02:00", "UTC", now) == datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
-    assert loop.missed()  # no successful run since 02:00
-    loop.stop.set()  # serve() catches up once, then sees the stop
-    loop.serve()
-    loop.run_guarded()  # the next night runs although the last one raised
-    assert calls == [now, now]
+    # The host was down for a day: the first cycle runs at start, fails; the next does the work.
+    with freeze_time(AS_OF) as frozen:
+
+        def nap(seconds: float) -> None:
+            frozen.tick(seconds)
+            if len(calls) == 2:
+                loop.stop.set()
+
+        loop = CycleLoop(cycle, every=timedelta(minutes=15), wait=nap)
+        loop.serve()
+    assert calls == [AS_OF, AS_OF + timedelta(minutes=15)]
+    with Session(engine) as session:
+        assert [r.outcome for r in session.scalars(select(Run))] == ["success"]
 
 
 def test_policy_that_no_longer_validates_fails_loudly_once_per_version(

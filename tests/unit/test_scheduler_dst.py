@@ -1,12 +1,12 @@
-"""The nightly loop across clock changes: one night per local day, at the local time asked for.
+"""The cycle loop, and the daily parts it does across clock changes: once per local day, at the
+local time asked for.
 
 The loop is driven by a simulated clock: each nap moves the time on instead of sleeping, and a
-night takes a few simulated minutes, as a real one does.
+cycle may take a few simulated minutes, as a real one does.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -14,23 +14,25 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 
-from engine.db.models import Run
 from engine.db.schema import upgrade
 from engine.db.session import connect
-from engine.scheduler import NightlyScheduler
+from engine.due_parts import due_parts, mark_done
+from engine.errors import RunLocked
+from engine.policy.schedule_spec import ScheduleSpec
+from engine.scheduler import CycleLoop, parse_every
 
-NIGHT_TAKES = timedelta(minutes=7)
+EVERY = timedelta(minutes=15)
 
 
 class SimulatedTime:
-    """A clock that moves only when the loop waits or a night works."""
+    """A clock that moves only when the loop waits or a cycle works."""
 
     def __init__(self, start: datetime, end: datetime):
         self.now, self.end = start, end
         self.naps = 0
-        self.loop: NightlyScheduler | None = None
+        self.loop: CycleLoop | None = None
 
     def clock(self) -> datetime:
         return self.now
@@ -46,41 +48,29 @@ class SimulatedTime:
 
 @dataclass
 class Simulation:
-    """What the loop did: the nights' as_of and when each delivery began."""
+    """What the loop did: each cycle's as_of."""
 
     time: SimulatedTime
-    nights: list[datetime] = field(default_factory=list)
-    deliveries: list[datetime] = field(default_factory=list)
+    cycles: list[datetime] = field(default_factory=list)
 
 
-def scheduled(
-    engine: Engine,
+def served(
     *,
-    at: str,
-    tz: str,
     start: datetime,
     days: float,
-    night: Callable[[datetime], object] | None = None,
-    deliver: Callable[[], object] | None = None,
+    cycle: Callable[[datetime], object] | None = None,
+    takes: timedelta = timedelta(0),
 ) -> Simulation:
-    """Serve the loop from `start` for `days` simulated days."""
+    """Serve the loop from `start` for `days` simulated days, a cycle taking `takes`."""
     run = Simulation(SimulatedTime(start, start + timedelta(days=days)))
 
-    def working_night(as_of: datetime) -> None:
-        run.nights.append(as_of)
-        run.time.now += NIGHT_TAKES
-        if night is not None:
-            night(as_of)
+    def working(as_of: datetime) -> None:
+        run.cycles.append(as_of)
+        run.time.now += takes
+        if cycle is not None:
+            cycle(as_of)
 
-    def delivery() -> None:
-        run.deliveries.append(run.time.now)
-        if deliver is not None:
-            deliver()
-
-    loop = NightlyScheduler(
-        engine, working_night, at=at, tz=tz, clock=run.time.clock, wait=run.time.wait,
-        deliver=delivery,
-    )  # fmt: skip
+    loop = CycleLoop(working, every=EVERY, clock=run.time.clock, wait=run.time.wait)
     run.time.loop = loop
     loop.serve()
     return run
@@ -93,18 +83,7 @@ def engine(sqlite_url: str) -> Engine:
     return engine
 
 
-def succeeded_at(engine: Engine, as_of: datetime) -> None:
-    """Record a successful night, as the last one before the loop starts."""
-    with engine.begin() as conn:
-        conn.execute(
-            insert(Run).values(
-                id=str(uuid.uuid4()), as_of=as_of, started_at=as_of, finished_at=as_of,
-                outcome="success", policy_hash="0" * 40,
-            )
-        )  # fmt: skip
-
-
-# zone, at, first local day simulated, and the days the clocks change: what they must read.
+# zone, local time, first local day simulated, and the days the clocks change: what they read.
 CLOCK_CHANGES = [
     # The issue's case: 02:00 does not exist on the last Sunday of March; Monday ran twice.
     ("Europe/Madrid", "02:00", date(2026, 3, 25), {date(2026, 3, 29): "03:00:00+02:00"}),
@@ -130,87 +109,114 @@ CLOCK_CHANGES = [
 
 
 @pytest.mark.parametrize(("tz", "at", "first_day", "changes"), CLOCK_CHANGES)
-def test_one_night_per_local_day_at_the_local_time_across_a_clock_change(
+def test_a_branch_gets_its_digests_once_per_local_day_at_the_local_time_across_a_clock_change(
     engine: Engine, tz: str, at: str, first_day: date, changes: dict[date, str]
 ) -> None:
     zone = ZoneInfo(tz)
-    # Started an hour after that day's night ran: nothing to catch up.
-    night_before = datetime.combine(first_day, time.fromisoformat(at), zone).astimezone(UTC)
-    succeeded_at(engine, night_before)
-    # Half a day more: the tenth night is in even when the clocks went back an hour.
-    run = scheduled(engine, at=at, tz=tz, start=night_before + timedelta(hours=1), days=10.5)
+    schedule = ScheduleSpec(digests=at)
+    done: list[tuple[str, datetime]] = []  # the branch's local day, and the cycle doing it
 
-    local = [as_of.astimezone(zone) for as_of in run.nights]
-    days = [first_day + timedelta(days=n) for n in range(1, 11)]
-    assert [night.date() for night in local] == days  # one each, none twice, none missed
-    for night in local:
-        expected = changes.get(night.date(), f"{at}:00")
-        assert night.isoformat()[11:].startswith(expected), night.isoformat()
-    # Naps of up to a minute: the loop looks at the clock often enough to notice a jump.
-    assert run.time.naps >= 10 * 24 * (60 - NIGHT_TAKES.total_seconds() / 60)
+    def cycle(as_of: datetime) -> None:
+        with engine.begin() as conn:
+            due = due_parts(conn, schedule, {1: tz}, "UTC", as_of, close_on_day=10)
+            done.extend(
+                (i.period, as_of) for i in due.items if (i.part, i.scope) == ("digests", "1")
+            )
+            mark_done(conn, due, f"cycle-{as_of:%Y%m%dT%H%M}", ["digests"])
+
+    # Started an hour after that day's time: the first cycle does that day's digests (nothing
+    # is recorded yet), then one a day. Half a day more: the tenth is in even when the clocks
+    # went back an hour.
+    that_day = datetime.combine(first_day, time.fromisoformat(at), zone).astimezone(UTC)
+    run = served(start=that_day + timedelta(hours=1), days=10.5, cycle=cycle)
+
+    days = [first_day + timedelta(days=n) for n in range(11)]
+    assert [period for period, _ in done] == [day.isoformat() for day in days]  # once each
+    digests = dict(done)
+    for day in days[1:]:
+        done = digests[day.isoformat()].astimezone(zone)
+        assert done.date() == day
+        assert done.isoformat()[11:].startswith(changes.get(day, f"{at}:00")), done.isoformat()
+    # Cycles every 15 minutes; naps of up to a minute, so a jump of the clock is noticed soon.
+    assert len(run.cycles) == 10.5 * 24 * 4
+    assert run.time.naps >= 10 * 24 * 60
 
 
-def test_a_missed_night_is_caught_up_at_start_and_a_failing_one_does_not_end_the_loop(
-    engine: Engine,
-) -> None:
-    start = datetime(2026, 3, 28, 9, 0, tzinfo=UTC)  # 10:00 in Madrid; last success long ago
-    succeeded_at(engine, start - timedelta(days=3))
-    failures = iter([RuntimeError("disk full")])
+def test_the_first_cycle_runs_at_start_and_a_failing_one_does_not_end_the_loop() -> None:
+    start = datetime(2026, 3, 28, 9, 0, tzinfo=UTC)  # the host was down for days before
+    failures = iter([RuntimeError("disk full"), RunLocked("a run is on")])
 
-    def night(_as_of: datetime) -> None:
+    def cycle(_as_of: datetime) -> None:
         failure = next(failures, None)
         if failure is not None:
             raise failure
 
-    run = scheduled(engine, at="02:00", tz="Europe/Madrid", start=start, days=3, night=night)
-    assert run.nights == [
-        start,  # the catch-up, which failed
-        datetime(2026, 3, 29, 1, 0, tzinfo=UTC),  # 03:00 CEST: 02:00 did not exist
-        datetime(2026, 3, 30, 0, 0, tzinfo=UTC),
-        datetime(2026, 3, 31, 0, 0, tzinfo=UTC),
-    ]
+    run = served(start=start, days=1 / 24, cycle=cycle)
+    # The catch-up is the first cycle, at once; it failed, the locked one was skipped, and the
+    # loop went on every 15 minutes.
+    assert run.cycles == [start + n * EVERY for n in range(4)]
 
 
-def test_a_stop_during_a_night_lets_it_finish_then_ends_the_loop(engine: Engine) -> None:
+def test_a_cycle_longer_than_the_interval_is_followed_at_once_and_the_cadence_keeps() -> None:
+    start = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
+    slow = iter([timedelta(minutes=20)])
+
+    def cycle(_as_of: datetime) -> None:
+        run.time.now += next(slow, timedelta(minutes=2))
+
+    run = Simulation(SimulatedTime(start, start + timedelta(hours=2)))
+    loop = CycleLoop(lambda as_of: (run.cycles.append(as_of), cycle(as_of)), every=EVERY,
+                     clock=run.time.clock, wait=run.time.wait)  # fmt: skip
+    run.time.loop = loop
+    loop.serve()
+    gaps = [later - sooner for sooner, later in pairwise(run.cycles)]
+    assert gaps[0] == timedelta(minutes=20)  # no burst of the cycles it overlapped
+    assert set(gaps[1:]) == {EVERY}  # start to start: a 2-minute cycle does not push the next
+
+
+def test_a_stop_during_a_cycle_lets_it_finish_then_ends_the_loop() -> None:
     start = datetime(2026, 3, 28, 0, 0, tzinfo=UTC)
-    succeeded_at(engine, start)
+    simulated = SimulatedTime(start, start + timedelta(days=1))
     finished: list[datetime] = []
-    deliveries: list[datetime] = []
-    loop: NightlyScheduler | None = None
 
-    def night(as_of: datetime) -> None:
-        assert loop is not None
-        loop.stop.set()  # SIGTERM arrives while the night works
+    def cycle(as_of: datetime) -> None:
+        if len(finished) == 2:
+            loop.stop.set()  # SIGTERM arrives while the cycle works
+        simulated.now += timedelta(minutes=3)
         finished.append(as_of)
 
-    simulated = SimulatedTime(start, start + timedelta(days=5))
-    loop = NightlyScheduler(
-        engine, night, at="02:00", tz="Europe/Madrid", clock=simulated.clock, wait=simulated.wait,
-        deliver=lambda: deliveries.append(simulated.now),
-    )  # fmt: skip
+    loop = CycleLoop(cycle, every=EVERY, clock=simulated.clock, wait=simulated.wait)
     simulated.loop = loop
     loop.serve()
-    assert finished == [datetime(2026, 3, 28, 1, 0, tzinfo=UTC)]
-    assert simulated.now == finished[0]  # no nap, night or delivery after it
-    # The delivery due with the night (01:00) would have come after it: it never starts.
-    assert deliveries == [start + timedelta(minutes=15 * n) for n in range(1, 4)]
+    assert finished == [start, start + EVERY, start + 2 * EVERY]
+    assert simulated.now == finished[-1] + timedelta(minutes=3)  # no nap or cycle after it
 
 
-def test_deliveries_run_every_interval_between_nights_and_go_on_after_a_failure(
-    engine: Engine,
-) -> None:
+def test_a_clock_set_back_does_not_stall_the_loop() -> None:
     start = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
-    succeeded_at(engine, start)
-    failures = iter([RuntimeError("mail server down")])
+    simulated = SimulatedTime(start, start + timedelta(hours=1))
+    cycles: list[datetime] = []
 
-    def deliver() -> None:
-        failure = next(failures, None)
-        if failure is not None:
-            raise failure
+    def cycle(as_of: datetime) -> None:
+        cycles.append(as_of)
+        if len(cycles) == 1:
+            simulated.now -= timedelta(hours=2)  # NTP puts the clock right
+            simulated.end -= timedelta(hours=2)
 
-    run = scheduled(engine, at="02:00", tz="Europe/Madrid", start=start, days=2, deliver=deliver)
-    assert len(run.nights) == 2
-    assert len(run.deliveries) >= 2 * 24 * 4 - 2
-    # Every 15 minutes; one that falls due while a night works waits for it to end.
-    gaps = [later - sooner for sooner, later in pairwise(run.deliveries)]
-    assert all(timedelta(minutes=15) <= gap <= timedelta(minutes=15) + NIGHT_TAKES for gap in gaps)
+    loop = CycleLoop(cycle, every=EVERY, clock=simulated.clock, wait=simulated.wait)
+    simulated.loop = loop
+    loop.serve()
+    assert cycles[1] - cycles[0] == EVERY - timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"), [("15m", 15), ("5m", 5), ("1h", 60), ("90 min", 90), ("24h", 1440)]
+)
+def test_every_takes_minutes_or_hours(text: str, minutes: int) -> None:
+    assert parse_every(text) == timedelta(minutes=minutes)
+
+
+@pytest.mark.parametrize("text", ["15", "0m", "15s", "25h", "quarter", "-5m", "1.5h"])
+def test_every_refuses_what_is_not_an_interval_of_1m_to_24h(text: str) -> None:
+    with pytest.raises(ValueError, match="such as 15m, 5m or 1h"):
+        parse_every(text)
