@@ -108,7 +108,7 @@ def queue_notices(
     rows: list[dict[str, Any]] = []
     for finding in findings:
         table = entity_table(finding.entity)
-        for role, template, otherwise in finding.notices:
+        for role, template, otherwise, _urgent in finding.notices:
             people = directory.resolve(table, role, finding.record)
             if not people and otherwise:
                 people = directory.resolve(table, otherwise, finding.record)

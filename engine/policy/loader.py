@@ -624,6 +624,16 @@ class _RuleChecks:
             if recipient.notice:
                 self.notice(source, (*where, "notify", index, "notice"), recipient.notice)
         self.notice(source, (*where, "notice"), action.notice)
+        roles = {role for r in action.notify for role in (r.role, r.otherwise) if role}
+        if action.urgent and roles <= {"customer"}:
+            # Only staff notices wait for a digest: `urgent` here would promise nothing.
+            self.problems.append(
+                Problem(
+                    "`urgent` changes nothing here: customers' notices always go at once",
+                    source.location((*where, "urgent")),
+                    "remove `urgent`, or notify a staff role that must hear of it at once",
+                )
+            )
 
     def notice(self, source: SourceFile, where: Path_, name: str) -> None:
         """The notice has templates, and they parse."""

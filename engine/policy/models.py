@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from itertools import pairwise
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -54,8 +54,19 @@ class Defaults(_Frozen):
     )
 
 
-NoticePlan = tuple[str, str, str | None]
-"""(role, template, role notified instead when nobody holds the first)."""
+class NoticePlan(NamedTuple):
+    """One notice a finding sends: to whom, with which template, and how soon."""
+
+    role: str
+    template: str
+    otherwise: str | None  # the role notified instead when nobody holds `role`
+    urgent: bool = False  # sent to staff in the same cycle, not held for their digest
+
+
+URGENT_HELP = (
+    "Staff get it in the same cycle, on its own, not held for their digest (which still "
+    "lists it); for hour-level clocks. Customers' notices always go at once"
+)
 
 
 class Recipient(_Frozen):
@@ -84,7 +95,22 @@ class Rule(_Frozen):
     effective_from: dt.date | None = Field(None, description="Not evaluated before this day")
 
 
-class ReminderRule(Rule):
+class Action(_Frozen):
+    """Who is told, with which notice and how soon, when a rule finds something."""
+
+    notice: Word = Field(description="Template folder under templates/notices/")
+    notify: tuple[Recipient, ...] = Field(min_length=1, description="Who receives it")
+    urgent: bool = Field(False, description=URGENT_HELP)
+
+    def notices(self) -> tuple[NoticePlan, ...]:
+        """Each notified role with its template, the role standing in for it, and urgency."""
+        return tuple(
+            NoticePlan(r.role, r.notice or self.notice, r.otherwise, self.urgent)
+            for r in self.notify
+        )
+
+
+class ReminderRule(Rule, Action):
     """A notice at an offset from a date field, once per occurrence of that date."""
 
     date: Word = Field(description="Date or timestamp field the reminder hangs on")
@@ -96,23 +122,6 @@ class ReminderRule(Rule):
             "the date itself for reminders before it, 7 days for reminders after it."
         ),
     )
-    notice: Word = Field(description="Template folder under templates/notices/")
-    notify: tuple[Recipient, ...] = Field(min_length=1, description="Who receives it")
-
-    def notices(self) -> tuple[NoticePlan, ...]:
-        """Each notified role with its template and the role standing in for it."""
-        return tuple((r.role, r.notice or self.notice, r.otherwise) for r in self.notify)
-
-
-class Action(_Frozen):
-    """Who is told, with which notice, when a deadline reaches a state."""
-
-    notice: Word = Field(description="Template folder under templates/notices/")
-    notify: tuple[Recipient, ...] = Field(min_length=1, description="Who receives it")
-
-    def notices(self) -> tuple[NoticePlan, ...]:
-        """Each notified role with its template and the role standing in for it."""
-        return tuple((r.role, r.notice or self.notice, r.otherwise) for r in self.notify)
 
 
 class Escalation(Action):

@@ -34,8 +34,8 @@ def test_shipped_policy_is_valid_and_has_the_seed_reminders():
     assert {"maintenance-renewal", "free-maintenance-ending"} <= set(policy.rule_ids())
     renewal = next(r.rule for r in policy.reminders if r.rule.id == "maintenance-renewal")
     assert renewal.notices() == (
-        ("customer", "maintenance_expiry", None),
-        ("sales_rep", "renewal_task", None),
+        ("customer", "maintenance_expiry", None, False),
+        ("sales_rep", "renewal_task", None, False),
     )
     assert str(renewal.offset) == "-1 month"
     assert len(policy.hash) == 16
