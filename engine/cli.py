@@ -123,16 +123,28 @@ def init(
 def import_(
     directory: Annotated[Path, typer.Argument(help="Folder with one <table>.csv per table")],
     db: DbOpt = None,
+    upsert: Annotated[
+        bool,
+        typer.Option(
+            "--upsert",
+            help="Update rows found by id or natural key, insert the others, delete those "
+            "marked _delete (docs/feeding.md)",
+        ),
+    ] = False,
 ) -> None:
     """Load CSV files (header = column names) in one transaction; a bad row rejects all."""
-    from engine.db.importer import import_dir
+    from engine.db.importer import import_dir, upsert_dir
     from engine.db.schema import require_current
 
     with _handled():
         engine = _connect(_settings(db=db))
         require_current(engine)
-        counts = import_dir(engine, directory)
-        out.print("imported: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
+        if not upsert:
+            counts = import_dir(engine, directory)
+            out.print("imported: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
+            return
+        for table, done in upsert_dir(engine, directory).items():
+            out.print(f"{table}: {done}")
 
 
 @app.command()
