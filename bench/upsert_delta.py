@@ -1,0 +1,169 @@
+"""Time `aftersales import DIR --upsert` of a 15-minute delta into a demo database (by hand).
+
+    .venv/bin/python bench/upsert_delta.py --requests 100000 --db sqlite
+    .venv/bin/python bench/upsert_delta.py --requests 1000000 --db both
+
+The delta is what 15 minutes bring: 30 new calls with their first status change, 100 status
+changes on open calls, 20 of them closed (their row updated and a status change), 5 complaints
+and 30 hotline calls. It is imported twice, each time by the command line in a child process
+(start included): the first import writes it, the second finds everything already there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from scratch import scratch_database
+from sqlalchemy import Engine, select
+
+from engine.db.demo import load_demo, scale_for_requests
+from engine.db.models import ServiceRequest
+from engine.db.schema import upgrade
+from engine.db.session import connect
+
+AS_OF = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+_CLOSED = ("completed", "collected", "cancelled")
+
+
+def _csv(folder: Path, table: str, header: list[str], rows: list[list[object]]) -> None:
+    with (folder / f"{table}.csv").open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(["" if v is None else v for v in row] for row in rows)
+
+
+def _stamp(minutes: float) -> str:
+    return (AS_OF + timedelta(minutes=minutes)).isoformat()
+
+
+_CALL_COLUMNS = ("id", "number", "branch_id", "customer_id", "unit_id", "kind", "region")
+
+
+def build_delta(engine: Engine, folder: Path) -> None:
+    """Write 15 minutes of activity after AS_OF into `folder`, on calls the database holds."""
+    sr = ServiceRequest.__table__
+    with engine.connect() as conn:
+        # A CRM exports a changed call whole: the open calls as they are stored.
+        open_calls = conn.execute(
+            select(*(sr.c[n] for n in _CALL_COLUMNS), sr.c.status, sr.c.received_at)
+            .where(sr.c.status.not_in(_CLOSED))
+            .order_by(sr.c.id.desc())
+            .limit(100)
+        ).all()
+        last_id = conn.execute(select(sr.c.id).order_by(sr.c.id.desc()).limit(1)).scalar_one()
+    header = [*_CALL_COLUMNS, "status", "received_at", "completed_at"]
+    new_calls = [
+        [
+            last_id + 1 + i,
+            f"DELTA-{i:04d}",
+            *call[2:5],
+            "repair",
+            "urban",
+            "received",
+            _stamp(i / 2),
+            None,
+        ]
+        for i, call in enumerate(open_calls[:30])
+    ]
+    closed = open_calls[:20]
+    closures = [
+        [*call[:7], "completed", call.received_at.isoformat(), _stamp(5 + i / 5)]
+        for i, call in enumerate(closed)
+    ]
+    _csv(folder, "service_requests", header, new_calls + closures)
+    changes = [[row[0], "received", row[8]] for row in new_calls]
+    changes += [[c.id, "on_site", _stamp(i / 10)] for i, c in enumerate(open_calls[20:])]
+    changes += [[c.id, "completed", _stamp(5 + i / 5)] for i, c in enumerate(closed)]
+    _csv(folder, "status_changes", ["service_request_id", "status", "changed_at"], changes)
+    _csv(
+        folder,
+        "complaints",
+        [
+            "number",
+            "branch_id",
+            "customer_id",
+            "service_request_id",
+            "kind",
+            "severity",
+            "status",
+            "received_at",
+        ],
+        [
+            [
+                f"DELTA-CP-{i}",
+                c.branch_id,
+                c.customer_id,
+                c.id,
+                "appeal",
+                "general",
+                "open",
+                _stamp(i),
+            ]
+            for i, c in enumerate(closed[:5])
+        ],
+    )
+    _csv(
+        folder,
+        "hotline_calls",
+        ["branch_id", "received_at", "answered", "caller_phone", "duration_s"],
+        [
+            [c.branch_id, _stamp(i / 2), i % 3 != 0, f"+86 21 5555 {i:04d}", 60 + i]
+            for i, c in enumerate(open_calls[:30])
+        ],
+    )
+
+
+def _timed_import(url: str, folder: Path) -> tuple[float, float, str]:
+    """Wall time and peak RSS (MiB) of `aftersales import --upsert` in a child process, and
+    what it printed."""
+    command = [str(Path(sys.executable).with_name("aftersales")), "import", str(folder)]
+    started = time.perf_counter()
+    child = subprocess.Popen([*command, "--db", url, "--upsert"], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    said = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise SystemExit(f"import failed with exit {child.returncode}")
+    return seconds, usage.ru_maxrss / 1024, said.strip()
+
+
+def _bench(kind: str, url: str, requests: int) -> None:
+    engine = connect(url)
+    upgrade(engine)
+    started = time.perf_counter()
+    load_demo(engine, AS_OF, scale=scale_for_requests(requests))
+    print(f"{kind}: demo of {requests:,} requests loaded in {time.perf_counter() - started:.1f} s")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        build_delta(engine, folder)
+        engine.dispose()
+        for label in ("first import", "same delta again"):
+            seconds, peak, said = _timed_import(url, folder)
+            print(f"{kind}: {label}: {seconds:.2f} s wall (process start included), ", end="")
+            print(f"peak RSS {peak:.0f} MiB\n{said}")
+
+
+def main() -> None:
+    """Parse the options and time each database."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    args = parser.parse_args()
+    for kind in ("sqlite", "postgresql"):
+        if args.db in (kind, "both"):
+            with scratch_database(kind) as url:
+                _bench(kind, url, args.requests)
+
+
+if __name__ == "__main__":
+    main()
