@@ -12,7 +12,14 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.db.importer import UpsertCounts, import_dir, upsert_dir
-from engine.db.models import SERVICE_TABLES, Complaint, HotlineCall, ServiceRequest, StatusChange
+from engine.db.models import (
+    SERVICE_TABLES,
+    Complaint,
+    HotlineCall,
+    ServiceRequest,
+    Staff,
+    StatusChange,
+)
 from engine.db.session import connect
 from engine.errors import ImportDataError
 
@@ -337,3 +344,42 @@ def test_cli_prints_what_it_did_per_table(db_url: str, tmp_path: Path) -> None:
         "hotline_calls: 1 inserted, 0 updated, 1 already present, 0 deleted"
     )
     assert _count(connect(db_url), HotlineCall) == 3
+
+
+def test_references_within_a_table_are_set_for_rows_found_by_key(
+    db: Engine, tmp_path: Path
+) -> None:
+    _fed(db, tmp_path)
+    staff = _folder(
+        tmp_path / "staff",
+        {
+            # A new technician under the team lead; the old one reports to nobody now.
+            "staff": """
+                email,branch_id,name,role,locale,supervisor_id
+                wei.wang@aftersales.example,1,王伟,technician,zh-CN,
+                min.zhao@aftersales.example,1,赵敏,technician,zh-CN,2
+            """,
+        },
+    )
+
+    counts = upsert_dir(db, staff)
+
+    assert str(counts["staff"]) == "1 inserted, 1 updated, 0 unchanged, 0 deleted"
+    with db.connect() as conn:
+        rows = conn.execute(select(Staff.email, Staff.supervisor_id).order_by(Staff.id)).all()
+    assert [tuple(r) for r in rows] == [
+        ("wei.wang@aftersales.example", None),
+        ("na.li@aftersales.example", None),
+        ("min.zhao@aftersales.example", 2),
+    ]
+
+
+def test_a_plain_import_says_deletions_take_upsert(db: Engine, tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "plain", {"branches": "code,_delete\nSH-01,true\n"})
+
+    with pytest.raises(ImportDataError) as caught:
+        import_dir(db, folder)
+
+    [problem] = [p for p in caught.value.problems if "_delete" in p.message]
+    assert problem.hint is not None
+    assert "--upsert" in problem.hint
