@@ -432,10 +432,10 @@ def _missing_required(table: Table, names: list[str]) -> list[str]:
 def _key_in_header(table: Table, path: Path, names: list[str], state: _State) -> bool:
     """An upsert must be able to find each row: by id, or by all of the natural key."""
     key = NATURAL_KEYS[table.name].columns
-    if "id" in names or (key and all(c in names for c in key)):
+    if "id" in names or _has_natural_key(table, names):
         return True
     if key:
-        missing = ", ".join(c for c in key if c not in names)
+        missing = ", ".join(c for c in key if c not in names and not table.c[c].nullable)
         state.add(
             f"the header has no id column and not all of the natural key ({missing} missing)",
             path,

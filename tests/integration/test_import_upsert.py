@@ -65,6 +65,10 @@ _FEED = {
         1,2026-11-23T10:05:00+08:00,false,+86 21 5555 0101
         1,2026-11-23T10:06:00+08:00,true,
     """,
+    "surveys": """
+        branch_id,service_request_id,surveyed_at,attitude
+        1,1,2026-11-24T10:00:00+08:00,4
+    """,
 }  # fmt: skip
 """A first full feed: ids where other files point at the rows, none for the events."""
 
@@ -383,3 +387,23 @@ def test_a_plain_import_says_deletions_take_upsert(db: Engine, tmp_path: Path) -
     [problem] = [p for p in caught.value.problems if "_delete" in p.message]
     assert problem.hint is not None
     assert "--upsert" in problem.hint
+
+
+def test_a_key_column_that_may_be_empty_may_be_left_out(db: Engine, tmp_path: Path) -> None:
+    _fed(db, tmp_path)
+    calls = _folder(
+        tmp_path / "calls",
+        {
+            # No caller_phone column: the calls count as having none.
+            "hotline_calls": """
+                branch_id,received_at,answered
+                1,2026-11-23T10:06:00+08:00,true
+                1,2026-11-23T10:05:00+08:00,false
+            """,
+        },
+    )
+
+    counts = upsert_dir(db, calls)
+
+    # The 10:06 call had no number: found; the 10:05 one had a number: another call.
+    assert str(counts["hotline_calls"]) == "1 inserted, 0 updated, 1 already present, 0 deleted"
