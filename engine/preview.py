@@ -54,6 +54,14 @@ ENGINE_SAMPLES: dict[str, dict[str, Any]] = {
         "as_of": SAMPLE_AS_OF,
         "recipient": {"name": "Operations", "role": "operations"},
     },
+    "render_failed": {
+        "items": [
+            "notice 42 (escalation) to Wang Fang: cannot render: UndefinedError: 'dict object' "
+            "has no attribute 'number' (templates/notices/escalation/zh-CN.txt.j2:3)"
+        ],
+        "as_of": SAMPLE_AS_OF,
+        "recipient": {"name": "Operations", "role": "operations"},
+    },
     "outcome_unknown": {
         "notices": ["<0123456789abcdef@aftersales.example> to ana@example.es"],
         "server": "mail.example.com:587",

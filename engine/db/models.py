@@ -434,7 +434,7 @@ class Finding(Base):
     recorded_at: Mapped[datetime] = _col("as_of of that run")
 
 
-# `held`: a staff item waiting, inside the run that queued it, to be bundled into a digest;
+# `held`: a staff item waiting, as data (`context`), to be bundled into the person's digest;
 # `bundled`: an item that went out inside its digest (`digest_id`), never on its own.
 # `render_failed`: its template could not be rendered (an error, or past the render limits);
 # nothing was sent, `last_error` names the template line, and a person must look at it.
@@ -461,6 +461,7 @@ class Notice(Base):
         Index("ix_notices_status", "status", "next_attempt_at"),
         Index("ix_notices_digest_id", "digest_id"),
         Index("ix_notices_run_id", "run_id", "status"),
+        Index("ix_notices_urgent", "urgent", "listed_in"),
     )
     id: Mapped[intpk]
     dedup_key: Mapped[str400] = _col("finding key|recipient role|recipient")
@@ -488,6 +489,15 @@ class Notice(Base):
     created_at: Mapped[datetime] = _col("as_of of the run that queued it")
     sent_at: Mapped[datetime | None] = _col("When the server accepted it")
     run_id: Mapped[str40] = _col("Run that queued it")
+    urgent: Mapped[bool] = _col(
+        "Sent at once (policy `urgent: true`), not held for the digest", default=False
+    )
+    context: Mapped[str | None] = _col(
+        "A held staff item's template context (JSON): rendered only when a digest shows it"
+    )
+    listed_in: Mapped[int | None] = _fk(
+        "notices.id", "For an urgent staff item: the digest that listed it as already sent"
+    )
 
 
 class NoticeAttachment(Base):

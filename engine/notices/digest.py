@@ -1,11 +1,19 @@
-"""Bundle a run's staff notices into one digest per person: one message, items grouped by kind.
+"""Bundle each person's held staff items into one digest: one message, items grouped by kind.
 
-`queue_notices` and `queue_letters` leave staff rows `held`. Once a run has queued everything,
-`bundle_digests` looks at that run's held rows: a person with one item gets it on its own
+`queue_notices` and `queue_letters` leave staff rows `held`; they wait across cycles until the
+person's branch's digest time comes (`schedule: digests:`), when `bundle_digests` looks at
+every held row of the people of those branches: a person with one item gets it on its own
 (`pending`); a person with several gets one digest row, and the items become `bundled` with
 `digest_id` pointing at it. Items keep their own dedup keys, so each still exists once and
 `explain` can follow an item to the message it went out in. Attachments stay on the items;
 delivery gathers them into the digest's message.
+
+A finding's staff item waits as data (its template and context, engine.notices.context) and is
+rendered here, only if the digest shows it (the first SHOWN of its kind) or it goes alone; the
+rest are counted. An item whose rendering fails is `render_failed` with its template line, and
+operations are alerted; the digest goes out with the others. Urgent items went out on their own
+in the cycle that found them: the person's next digest lists them as already sent, each once
+(`listed_in` records the digest that did).
 """
 
 from __future__ import annotations
@@ -13,21 +21,24 @@ from __future__ import annotations
 import re
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, or_, select, update
 
-from engine.db.models import Notice
+from engine.db.models import Notice, Staff
 from engine.db.session import chunks
+from engine.notices.context import load_context
 from engine.notices.outbox import (
     DIGEST_TEMPLATE,
     QueueReport,
+    alert_operations,
     blank_row,
-    filled_row,
     insert_rows,
+    render_row,
 )
 from engine.notices.recipients import Recipient
 from engine.notices.templates import NoticeTemplates
@@ -37,15 +48,20 @@ SHOWN = 50
 large site a supervisor's night can hold tens of thousands: each stays an outbox row of its
 own, bundled to the digest, and the night's reports list them all)."""
 
+RENDER_FAILED_ALERT = "render_failed"
+"""The template of the alert to operations about items that could not be rendered."""
+
 # The layout marks the letter's own content, so a digest can show it without the footer.
 _CONTENT = re.compile(r"<!--content-->(.*?)<!--/content-->", re.S)
 _BODY = re.compile(r"<body[^>]*>(.*?)</body>", re.S | re.I)
 _CHUNK = 1000  # ids per UPDATE ... IN (...)
+# Urgent items a digest can list as already sent: those that went, or are going, out.
+_OUT = ("pending", "sending", "sent", "failed", "unknown")
 
 
 @dataclass
 class _Held:
-    """One person's held items of a run, kept small: a night can hold hundreds of thousands."""
+    """One person's held items, kept small: a night can hold hundreds of thousands."""
 
     ids: array[int] = field(default_factory=lambda: array("q"))
     per_kind: Counter[str] = field(default_factory=Counter)
@@ -59,88 +75,176 @@ class _Held:
             self.shown.append(notice_id)
 
 
+@dataclass
+class _Bundling:
+    """What one call of `bundle_digests` works with and what it found."""
+
+    conn: Connection
+    templates: NoticeTemplates
+    mail_from: str
+    run_id: str
+    as_of: datetime
+    report: QueueReport = field(default_factory=QueueReport)
+    failed: list[str] = field(default_factory=list)  # lines for the alert to operations
+
+
 def bundle_digests(
     conn: Connection,
     *,
-    run_id: str,
     templates: NoticeTemplates,
     mail_from: str,
+    run_id: str,
     as_of: datetime,
+    branches: Collection[int | None] | None = None,
 ) -> QueueReport:
-    """Turn the run's held staff rows into digests (several items) or single letters (one)."""
-    report = QueueReport()
+    """Turn the held staff rows of the people of `branches` (None: everyone; None in it:
+    head-office staff) into digests (several items) or single letters (one)."""
+    work = _Bundling(conn, templates, mail_from, run_id, as_of)
+    people = None if branches is None else _staff_refs(conn, branches)
     # Ids and kinds only, a chunk at a time: the letters are read per person, only those shown.
     held: dict[str, _Held] = defaultdict(_Held)
     rows = conn.execute(
         select(Notice.id, Notice.recipient_ref, Notice.dedup_key, Notice.template)
-        .where(Notice.run_id == run_id, Notice.status == "held")
+        .where(Notice.status == "held")
         .order_by(Notice.id)
         .execution_options(yield_per=_CHUNK)
     )
     for notice_id, ref, key, kind in rows:
-        held[ref or key].add(notice_id, kind)
+        if people is None or ref in people:
+            held[ref or key].add(notice_id, kind)
+    sent_alone = _urgent_unlisted(conn, set(held))
     release: list[int] = []
     for ref, items in held.items():
-        if len(items.ids) == 1:
+        shown = _render_shown(work, items)
+        listed = sent_alone.get(ref, [])
+        if not shown:
+            continue  # every item shown failed to render: any others wait for the next digest
+        if len(items.ids) == 1 and not listed:
             release += items.ids
             continue
-        digest_id = _queue_digest(conn, ref, items, templates, mail_from, run_id, as_of, report)
+        digest_id = _queue_digest(work, ref, items, shown, listed)
         if digest_id is None:
-            release += items.ids
-            continue
+            continue  # the items wait for the next digest; operations know why
         for chunk in chunks(items.ids, _CHUNK):
             conn.execute(
                 update(Notice)
                 .where(Notice.id.in_(list(chunk)))
                 .values(status="bundled", digest_id=digest_id)
             )
+        for chunk in chunks([item.id for item in listed], _CHUNK):
+            conn.execute(update(Notice).where(Notice.id.in_(chunk)).values(listed_in=digest_id))
     for chunk in chunks(release, _CHUNK):
         conn.execute(update(Notice).where(Notice.id.in_(chunk)).values(status="pending"))
-    return report
+    if work.failed:
+        alert_operations(
+            conn, templates=templates, mail_from=mail_from, key=f"render-failed|{run_id}",
+            template=RENDER_FAILED_ALERT, context={"items": work.failed, "as_of": as_of},
+            run_id=run_id, as_of=as_of,
+        )  # fmt: skip
+    return work.report
+
+
+def _staff_refs(conn: Connection, branches: Collection[int | None]) -> set[str]:
+    """The readers' refs (`staff:12`) of the staff of `branches`; None: head office."""
+    ids = [b for b in branches if b is not None]
+    where = [Staff.branch_id.in_(ids)] if ids else []
+    if None in branches:
+        where.append(Staff.branch_id.is_(None))
+    if not where:
+        return set()
+    return {f"staff:{i}" for i in conn.scalars(select(Staff.id).where(or_(*where)))}
+
+
+def _urgent_unlisted(conn: Connection, refs: set[str]) -> dict[str, list[Any]]:
+    """Per reader among `refs`: urgent items sent on their own that no digest has listed."""
+    found: dict[str, list[Any]] = defaultdict(list)
+    rows = conn.execute(
+        select(Notice.id, Notice.recipient_ref, Notice.template, Notice.subject, Notice.sent_at)
+        .where(Notice.urgent.is_(True), Notice.listed_in.is_(None), Notice.status.in_(_OUT))
+        .order_by(Notice.id)
+    )
+    for row in rows:
+        if row.recipient_ref in refs:
+            found[row.recipient_ref].append(row)
+    return found
+
+
+def _render_shown(work: _Bundling, items: _Held) -> list[SimpleNamespace]:
+    """The items a digest shows, rendered now if they waited as data; failures are set
+    aside (`render_failed`) and taken out of `items`."""
+    rows = work.conn.execute(select(Notice).where(Notice.id.in_(items.shown)).order_by(Notice.id))
+    shown, failed = [], set()
+    for row in rows:
+        letter = SimpleNamespace(**row._asdict())
+        if letter.context is None:  # rendered when queued (a letter, a report)
+            shown.append(letter)
+            continue
+        person = _person(letter.recipient_ref or "", letter)
+        context = load_context(letter.context)
+        done = render_row({"template": letter.template}, person, work.templates, context)
+        if done.get("status") == "render_failed":
+            failed.add(letter.id)
+            items.per_kind[letter.template] -= 1
+            work.failed.append(
+                f"notice {letter.id} ({letter.template}) to {letter.recipient_name}: "
+                f"{done['last_error']}"
+            )
+            work.report.set_aside += 1
+            work.report.reasons["cannot render"] += 1
+            values = {"status": "render_failed", "last_error": done["last_error"]}
+        else:
+            values = {k: done[k] for k in ("subject", "body_text", "body_html", "locale")}
+            values["context"] = None  # the text is now the record
+            vars(letter).update(values)
+            shown.append(letter)
+        work.conn.execute(update(Notice).where(Notice.id == letter.id).values(**values))
+    if failed:
+        items.ids = array("q", (i for i in items.ids if i not in failed))
+        items.shown = [i for i in items.shown if i not in failed]
+    return shown
+
+
+def _person(ref: str, letter: Any) -> Recipient:
+    """The reader of `letter`, as queued."""
+    kind, _, number = ref.partition(":")
+    return Recipient(
+        role=letter.recipient_role,
+        kind=kind,
+        id=int(number) if number.isdigit() else 0,
+        name=letter.recipient_name,
+        address=letter.recipient_address,
+        locale=letter.locale,
+    )
 
 
 def _queue_digest(
-    conn: Connection,
-    ref: str,
-    items: _Held,
-    templates: NoticeTemplates,
-    mail_from: str,
-    run_id: str,
-    as_of: datetime,
-    report: QueueReport,
+    work: _Bundling, ref: str, items: _Held, shown: list[SimpleNamespace], listed: list[Any]
 ) -> int | None:
-    """Insert the digest row for one person; None if it cannot be rendered (items go alone)."""
-    letters = conn.execute(
-        select(Notice).where(Notice.id.in_(items.shown)).order_by(Notice.id)
-    ).all()
-    first = letters[0]
-    kind, _, number = ref.partition(":")
-    person = Recipient(
-        role=first.recipient_role,
-        kind=kind,
-        id=int(number) if number.isdigit() else 0,
-        name=first.recipient_name,
-        address=first.recipient_address,
-        locale=first.locale,
-    )
+    """Insert the digest row for one person; None if it cannot be rendered."""
+    first = shown[0]
+    person = _person(ref, first)
     timezone = first.timezone or "UTC"
     context = {
         "recipient": person.reader,
-        "as_of": as_of,
+        "as_of": work.as_of,
         "timezone": timezone,
         "count": len(items.ids),
-        "sections": sections(letters, items.per_kind),
+        "sections": sections(shown, items.per_kind),
+        "sent": [
+            {"kind": item.template, "subject": item.subject, "sent_at": item.sent_at}
+            for item in listed
+        ],
     }
-    key = f"digest|{run_id}"
-    row = blank_row(key, person, DIGEST_TEMPLATE, mail_from, run_id, as_of, timezone)
-    try:
-        rendered = templates.render(DIGEST_TEMPLATE, person.locale, context)
-    except Exception as exc:  # the items still go out, one by one
-        report.reasons[f"digest not rendered ({type(exc).__name__}), items sent alone"] += 1
+    key = f"digest|{work.run_id}"
+    row = blank_row(key, person, DIGEST_TEMPLATE, work.mail_from, work.run_id, work.as_of, timezone)
+    row = render_row(row, person, work.templates, context)
+    if row["status"] == "render_failed":
+        # The items stay held for the next digest; operations are told which template broke.
+        work.failed.append(f"the digest to {person.name}: {row['last_error']}")
+        work.report.reasons["digest not rendered, items kept for the next one"] += 1
         return None
-    row = filled_row(row, person, rendered.subject, rendered.text, rendered.html, rendered.locale)
-    insert_rows(conn, [row], {}, report)
-    return conn.scalar(select(Notice.id).where(Notice.dedup_key == row["dedup_key"]))
+    insert_rows(work.conn, [row], {}, work.report)
+    return work.conn.scalar(select(Notice.id).where(Notice.dedup_key == row["dedup_key"]))
 
 
 def sections(items: Sequence[Any], totals: Mapping[str, int] | None = None) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Turn new findings into rendered notices in the outbox, one row per recipient.
+"""Turn new findings into notices in the outbox, one row per recipient.
 
 Each row's dedup key (finding, role, recipient) is unique in the table, so a notice exists
 once however often a night is re-run. A notice that has no address is kept, set aside as
@@ -6,9 +6,13 @@ once however often a night is re-run. A notice that has no address is kept, set 
 limits) is kept as `render_failed` with the template file and line, and the night goes on.
 Nothing is lost silently.
 
-Customers get one message per notice. A staff member's notices of one run are queued `held`
-and, once the run has queued everything, `bundle_digests` sends them as one digest per person
-(items grouped by kind, attachments carried along); a single item goes out on its own.
+Customers get one message per notice, rendered when it is queued: the text sent is the record.
+A staff member's notices are queued `held`, as data (template and context, engine.notices.
+context), and wait across cycles until `bundle_digests` sends them as one digest per person
+(items grouped by kind, attachments carried along), rendering only the items it shows; a
+single item goes out on its own. An `urgent` staff notice is rendered and queued `pending`
+at once, for the same cycle's delivery; the person's next digest lists it as already sent.
+Letters (reports, close notices) are rendered when queued, for staff too.
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from engine.db.catalogue import entity_table
-from engine.db.models import Notice, NoticeAttachment
+from engine.db.models import Notice, NoticeAttachment, Staff
 from engine.db.session import chunks
 from engine.findings import Finding
+from engine.notices.context import dump_context
 from engine.notices.recipients import Directory, Recipient
-from engine.notices.templates import NoticeTemplates
+from engine.notices.templates import NoticeTemplates, render_failure
 from engine.policy import Policy
 
 DIGEST_TEMPLATE = "digest"
@@ -100,7 +105,8 @@ def queue_notices(
     run_id: str,
     as_of: datetime,
 ) -> QueueReport:
-    """Render and insert one outbox row per recipient of each finding."""
+    """Insert one outbox row per recipient of each finding: customers' and urgent notices
+    rendered, other staff items held as data for their digest."""
     report = QueueReport()
     customer_ids = [f.record["customer_id"] for f in findings if f.record.get("customer_id")]
     directory = Directory(conn, customer_ids)
@@ -108,7 +114,7 @@ def queue_notices(
     rows: list[dict[str, Any]] = []
     for finding in findings:
         table = entity_table(finding.entity)
-        for role, template, otherwise, _urgent in finding.notices:
+        for role, template, otherwise, urgent in finding.notices:
             people = directory.resolve(table, role, finding.record)
             if not people and otherwise:
                 people = directory.resolve(table, otherwise, finding.record)
@@ -121,11 +127,15 @@ def queue_notices(
             rule = titles[finding.rule_id]
             for person in people:
                 context = finding_context(finding, person, directory, rule, as_of)
-                rows.append(
-                    _row(
-                        finding.key, person, template, templates, context, mail_from, run_id, as_of
-                    )
+                row = blank_row(
+                    finding.key, person, template, mail_from, run_id, as_of, context["timezone"]
                 )
+                staff = person.kind == "staff"
+                if staff and not urgent:
+                    rows.append(_held_as_data(row, person, templates, context))
+                else:  # customers' letters, and urgent staff notices: sent this cycle
+                    row["urgent"] = staff
+                    rows.append(render_row(row, person, templates, context))
         if len(rows) >= _BATCH:  # rendered letters are large: hold one batch, not the night
             insert_rows(conn, rows, {}, report)
             rows = []
@@ -158,9 +168,11 @@ def queue_letters(
         if key in queued:
             continue
         context = {"as_of": as_of, **letter.context}
-        row = _row(
-            letter.key, letter.person, letter.template, templates, context, mail_from, run_id, as_of
-        )
+        row = blank_row(
+            letter.key, letter.person, letter.template, mail_from, run_id, as_of,
+            context.get("timezone"),
+        )  # fmt: skip
+        row = _rendered(row, letter.person, templates, context)
         rows.append(row)
         made = letter.attachments() if callable(letter.attachments) else letter.attachments
         if made:
@@ -259,25 +271,38 @@ def finding_context(
     }
 
 
-def _row(
-    key: str,
-    person: Recipient,
-    template: str,
-    templates: NoticeTemplates,
-    context: dict[str, Any],
-    mail_from: str,
-    run_id: str,
-    as_of: datetime,
+def _rendered(
+    row: dict[str, Any], person: Recipient, templates: NoticeTemplates, context: dict[str, Any]
 ) -> dict[str, Any]:
-    row = blank_row(key, person, template, mail_from, run_id, as_of, context.get("timezone"))
-    try:
-        rendered = templates.render(template, person.locale, context)
-    except Exception as exc:  # an operator's template must never sink the night
-        reason = f"cannot render: {type(exc).__name__}: {exc}"
-        return {**row, "status": "render_failed", "last_error": reason}
-    row = filled_row(row, person, rendered.subject, rendered.text, rendered.html, rendered.locale)
+    """The row with its letter rendered now; a staff letter is held for the person's digest."""
+    row = render_row(row, person, templates, context)
     if row["status"] == "pending" and person.kind == "staff":
-        row["status"] = "held"  # for this run's digest (bundle_digests)
+        row["status"] = "held"  # for the person's digest (bundle_digests)
+    return row
+
+
+def render_row(
+    row: dict[str, Any], person: Recipient, templates: NoticeTemplates, context: dict[str, Any]
+) -> dict[str, Any]:
+    """The row with its letter, or `render_failed` with the template line."""
+    try:
+        rendered = templates.render(row["template"], person.locale, context)
+    except Exception as exc:  # an operator's template must never sink the night
+        return {**row, "status": "render_failed", "last_error": render_failure(exc)}
+    return filled_row(row, person, rendered.subject, rendered.text, rendered.html, rendered.locale)
+
+
+def _held_as_data(
+    row: dict[str, Any], person: Recipient, templates: NoticeTemplates, context: dict[str, Any]
+) -> dict[str, Any]:
+    """A staff item held for its digest as template and context, rendered only if shown."""
+    try:
+        stored = dump_context(context)
+    except TypeError:  # a value JSON cannot restore exactly: render it now, as letters are
+        return _rendered(row, person, templates, context)
+    row = filled_row(row, person, "", "", None, person.locale)
+    if row["status"] == "pending":
+        row.update(status="held", context=stored)
     return row
 
 
@@ -319,6 +344,9 @@ def blank_row(
         "created_at": as_of,
         "sent_at": None,
         "run_id": run_id,
+        "urgent": False,
+        "context": None,
+        "listed_in": None,
     }
 
 
@@ -371,6 +399,32 @@ def queue_plain_notice(
         row = filled_row(row, person, template.replace("_", " "), _plain(context), None, "en")
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     conn.execute(insert(Notice).on_conflict_do_nothing(index_elements=["dedup_key"]), row)
+
+
+def alert_operations(
+    conn: Connection,
+    *,
+    templates: NoticeTemplates,
+    mail_from: str,
+    key: str,
+    template: str,
+    context: dict[str, Any],
+    run_id: str,
+    as_of: datetime,
+) -> int:
+    """Queue an engine notice to every active `operations` staff member; how many."""
+    staff = Staff.__table__
+    contacts = conn.execute(
+        select(staff).where(staff.c.role == "operations", staff.c.active.is_(True))
+    ).mappings()
+    count = 0
+    for person in contacts:
+        queue_plain_notice(
+            conn, key=key, template=template, templates=templates, recipient=person,
+            context=context, mail_from=mail_from, run_id=run_id, as_of=as_of,
+        )  # fmt: skip
+        count += 1
+    return count
 
 
 def _plain(context: Mapping[str, Any]) -> str:

@@ -402,8 +402,20 @@ def _never() -> bool:
 
 def _template_place(exc: BaseException, fallback: Path) -> Location:
     """The template file and line the rendering was at when `exc` was raised."""
+    return template_line(exc) or Location(fallback)
+
+
+def template_line(exc: BaseException) -> Location | None:
+    """The template file and line a rendering was at when `exc` was raised, if in one."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
-    return Location(frames[-1].filename, frames[-1].lineno) if frames else Location(fallback)
+    return Location(frames[-1].filename, frames[-1].lineno) if frames else None
+
+
+def render_failure(exc: BaseException) -> str:
+    """Why a letter could not be rendered, for `last_error`: the error and its template line."""
+    reason = f"cannot render: {type(exc).__name__}: {exc}"
+    place = None if isinstance(exc, RenderLimitExceeded) else template_line(exc)
+    return f"{reason} ({place})" if place else reason  # a limit's message names its place
 
 
 def _static_cost(tree: nodes.Template, limits: RenderLimits) -> tuple[int, str] | None:

@@ -53,27 +53,33 @@ def test_each_person_gets_one_message_per_night_with_every_item_grouped(
     night(db, settings_for, db_url)
 
     rows = outbox(db)
-    outgoing = [n for n in rows if n.status == "pending"]
+    outgoing = [n for n in rows if n.status == "pending" and not n.urgent]
     per_person = [n.recipient_ref for n in outgoing if n.recipient_ref.startswith("staff:")]
-    assert len(per_person) == len(set(per_person)), "a staff member has two messages tonight"
-    manager = f"staff:{service_data.staff['service_manager']}"
-    [digest] = [n for n in outgoing if n.recipient_ref == manager]
+    assert len(per_person) == len(set(per_person)), "a staff member has two digests tonight"
+    supervisor = f"staff:{service_data.staff['service_supervisor']}"
+    [digest] = [n for n in outgoing if n.recipient_ref == supervisor]
     assert digest.template == "digest"
     items = [n for n in rows if n.digest_id == digest.id]
-    # Three calls escalated to the manager, and the branch's overdue summary.
-    assert sorted(n.template for n in items) == ["escalation"] * 3 + ["overdue_summary"]
+    # Three calls not dispatched by the end of the day; their breaches were urgent, sent on
+    # their own (the hour-level dispatch clock) and are listed as such.
+    assert sorted(n.template for n in items) == ["dispatch_priority"] * 3
     assert {n.status for n in items} == {"bundled"}
-    assert all(n.recipient_ref == manager for n in items)
+    assert all(n.recipient_ref == supervisor for n in items)
+    urgent = [n for n in rows if n.listed_in == digest.id]
+    assert sorted(n.template for n in urgent) == ["escalation"] * 3
+    assert {n.status for n in urgent} == {"pending"} and {n.digest_id for n in urgent} == {None}
     for number in numbers:
         assert number in digest.body_text
+    manager = f"staff:{service_data.staff['service_manager']}"
+    [summary] = [n for n in rows if n.recipient_ref == manager and n.template == "digest"]
+    assert [n.template for n in rows if n.digest_id == summary.id] == ["overdue_summary"]
 
     report = deliver(db, smtp(port), now=AS_OF, mail_from=MAIL_FROM)
     assert report.dead == report.unknown == report.failed == 0
     address = "service_manager@sh.example"
     to_manager = [m for m in handler.messages() if m["To"].addresses[0].addr_spec == address]
-    assert len(to_manager) == 1
-    [msg] = to_manager
-    assert msg["Message-ID"] == digest.message_id
+    assert len(to_manager) == 1 + 3  # the digest, and the three urgent escalations
+    [msg] = [m for m in to_manager if m["Message-ID"] == summary.message_id]
     [table] = [p for p in msg.iter_attachments() if p.get_content_type() == "text/csv"]
     assert table.get_filename() == "overdue_SH-01_2026-11-24.csv"  # the branch's local date
     lines = list(csv.DictReader(io.StringIO(table.get_content().lstrip("\ufeff"))))
@@ -117,12 +123,13 @@ def test_a_long_night_shows_fifty_items_of_a_kind_and_counts_the_rest(
     supervisor = f"staff:{service_data.staff['service_supervisor']}"
     [digest] = [n for n in rows if n.recipient_ref == supervisor and n.template == "digest"]
     bundled = [n for n in rows if n.digest_id == digest.id]
-    escalations = [n for n in bundled if n.template == "escalation"]
+    priorities = [n for n in bundled if n.template == "dispatch_priority"]
     # Every item is kept and bundled; the message shows fifty of each kind and counts the rest.
-    assert len(escalations) == 53
+    assert len(priorities) == 53
     assert digest.body_text.count("\n--- ") == sum(min(50, n) for n in _per_kind(bundled))
     assert digest.body_text.count("另有 3 项同类事项未列出") == _per_kind(bundled).count(53)
-    assert "超时与升级 (53)" in digest.subject
+    assert "明日优先派工 (53)" in digest.subject
+    assert "已单独发送的紧急事项 (53)" in digest.body_text  # the urgent breaches, listed
 
 
 def _per_kind(items: list[Notice]) -> list[int]:
