@@ -24,13 +24,13 @@ from pathlib import Path
 from scratch import scratch_database
 from sqlalchemy import Engine, select
 
-from engine.db.demo import load_demo, scale_for_requests
+from engine.db.demo import scale_for_requests
 from engine.db.models import ServiceRequest
-from engine.db.schema import upgrade
 from engine.db.session import connect
 
 AS_OF = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
 _CLOSED = ("completed", "collected", "cancelled")
+_AFTERSALES = Path(sys.executable).with_name("aftersales")
 
 
 def _csv(folder: Path, table: str, header: list[str], rows: list[list[object]]) -> None:
@@ -124,7 +124,7 @@ def build_delta(engine: Engine, folder: Path) -> None:
 def _timed_import(url: str, folder: Path) -> tuple[float, float, str]:
     """Wall time and peak RSS (MiB) of `aftersales import --upsert` in a child process, and
     what it printed."""
-    command = [str(Path(sys.executable).with_name("aftersales")), "import", str(folder)]
+    command = [str(_AFTERSALES), "import", str(folder)]
     started = time.perf_counter()
     child = subprocess.Popen([*command, "--db", url, "--upsert"], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
@@ -138,11 +138,26 @@ def _timed_import(url: str, folder: Path) -> tuple[float, float, str]:
 
 
 def _bench(kind: str, url: str, requests: int) -> None:
-    engine = connect(url)
-    upgrade(engine)
+    # The demo is loaded by a child too: a child forked from a large parent would report the
+    # parent's peak as its own.
     started = time.perf_counter()
-    load_demo(engine, AS_OF, scale=scale_for_requests(requests))
+    subprocess.run(
+        [
+            str(_AFTERSALES),
+            "init",
+            "--db",
+            url,
+            "--demo",
+            "--scale",
+            str(scale_for_requests(requests)),
+            "--as-of",
+            AS_OF.isoformat(),
+        ],
+        check=True,
+        capture_output=True,
+    )
     print(f"{kind}: demo of {requests:,} requests loaded in {time.perf_counter() - started:.1f} s")
+    engine = connect(url)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         build_delta(engine, folder)
