@@ -51,6 +51,7 @@ from sqlalchemy import (
     text,
 )
 
+from engine.db.changes import current_version
 from engine.db.importer import after_bulk_load
 from engine.db.models import SERVICE_TABLES
 from engine.db.types import UtcDateTime
@@ -233,6 +234,9 @@ class _Writer:
         self._instants = {t: _positions(t, UtcDateTime) for t in _ORDER}
         self._dates = {t: _positions(t, date) for t in _ORDER}
         self._decimals = {t: _positions(t, Decimal) for t in _ORDER}
+        # Rows are stamped here with the transaction's change marker, so the triggers skip them
+        # (on PostgreSQL a per-row function call, about a fifth of the COPY time).
+        self.version = current_version(conn)
 
     def add(self, table: str, row: tuple[Any, ...]) -> None:
         """Queue one row (columns as in `_COLUMNS[table]`, instants as UTC epoch seconds)."""
@@ -265,7 +269,10 @@ class _Writer:
         marks = ", ".join(
             "datetime(?, 'unixepoch')" if i in instants else "?" for i in range(len(cols))
         )
-        sql = f'INSERT INTO "{table}" ({", ".join(cols)}) VALUES ({marks})'
+        sql = (
+            f'INSERT INTO "{table}" ({", ".join(cols)}, row_version) '
+            f"VALUES ({marks}, {self.version:d})"
+        )
         if dates or decimals:
             rows = [_sqlite_values(r, dates, decimals) for r in rows]
         cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -278,19 +285,25 @@ class _Writer:
     # executemany 13 s, text COPY 4.5 s, binary COPY with declared types 0.7 s.
     def _write_copy(self, table: str, rows: list[tuple[Any, ...]]) -> None:
         instants, cols = self._instants[table], _COLUMNS[table]
-        sql = f'COPY "{table}" ({", ".join(cols)}) FROM STDIN (FORMAT BINARY)'
+        sql = f'COPY "{table}" ({", ".join(cols)}, row_version) FROM STDIN (FORMAT BINARY)'
+        version = self.version
         cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             with cursor.copy(sql) as copy:
-                copy.set_types([_pg_type(_TABLES[table].c[c]) for c in cols])
+                copy.set_types([*(_pg_type(_TABLES[table].c[c]) for c in cols), "int8"])
                 for row in rows:
-                    copy.write_row(_with_datetimes(row, instants) if instants else row)
+                    copy.write_row(
+                        (*(_with_datetimes(row, instants) if instants else row), version)
+                    )
         finally:
             cursor.close()
 
     def _write_core(self, table: str, rows: list[tuple[Any, ...]]) -> None:
         cols, instants = _COLUMNS[table], self._instants[table]
-        params = [dict(zip(cols, _with_datetimes(r, instants), strict=True)) for r in rows]
+        params = [
+            dict(zip(cols, _with_datetimes(r, instants), strict=True), row_version=self.version)
+            for r in rows
+        ]
         self.conn.execute(insert(_TABLES[table]), params)
 
 

@@ -44,6 +44,12 @@ An empty cell is NULL, or the column's default where it has one; columns marked 
 need a value in every row. `id` may be left out (the database numbers the rows), but other
 files refer to rows by it, so give it when other tables point at the table. A row may point at
 a later row of the same file (a technician before their team lead).
+
+Every service table also has `row_version`, a change marker the database's triggers keep:
+leave it out of CSV files and out of your own INSERTs and UPDATEs. That is how a run finds the
+rows another system wrote straight into these tables since the last run; a deleted row leaves
+a tombstone in `deleted_rows` (its table, id and foreign keys), so deletions are seen too.
+Rows older than the markers (migration 0007) have an empty `row_version`.
 """
 
 
@@ -80,6 +86,8 @@ def _notes(column: Column[Any]) -> str:
 
 
 def _required(column: Column[Any]) -> str:
+    if column.info.get("kept_by"):
+        return f"not imported (kept by {column.info['kept_by']})"
     if column_required(column):
         return "required"
     if column is column.table.autoincrement_column:

@@ -10,7 +10,16 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, MetaData, Numeric, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    MetaData,
+    Numeric,
+    Table,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from engine.db.types import (
@@ -69,7 +78,21 @@ def _col(doc: str, **kw: Any) -> Any:
 # ---------------------------------------------------------------- the service database
 
 
-class Branch(Base):
+class RowVersioned:
+    """A service table whose rows carry a change marker (see engine/db/changes.py)."""
+
+    # Kept by the database's triggers, whoever writes the row; never imported. Last in the
+    # table (sort_order), after the columns people fill.
+    row_version: Mapped[int | None] = mapped_column(
+        BigInteger,
+        index=True,
+        sort_order=1000,
+        info={"kept_by": "triggers"},
+        comment="Change marker kept by the database (triggers): leave it out when writing",
+    )
+
+
+class Branch(RowVersioned, Base):
     """A service centre or branch office."""
 
     __tablename__ = "branches"
@@ -83,7 +106,7 @@ class Branch(Base):
     email: Mapped[str200 | None] = _col("Service desk address, used as Reply-To")
 
 
-class Staff(Base):
+class Staff(RowVersioned, Base):
     """A person of the department; roles decide who is notified."""
 
     __tablename__ = "staff"
@@ -97,7 +120,7 @@ class Staff(Base):
     active: Mapped[bool] = _col("Still employed and reachable", default=True)
 
 
-class Customer(Base):
+class Customer(RowVersioned, Base):
     """Someone who bought a product or holds a contract."""
 
     __tablename__ = "customers"
@@ -111,7 +134,7 @@ class Customer(Base):
     address: Mapped[str | None] = _col("Postal address")
 
 
-class Product(Base):
+class Product(RowVersioned, Base):
     """A product model the company sells and services."""
 
     __tablename__ = "products"
@@ -121,7 +144,7 @@ class Product(Base):
     category: Mapped[str40] = _col("Product category, e.g. air_conditioner, instrument")
 
 
-class Unit(Base):
+class Unit(RowVersioned, Base):
     """One sold item, identified by its serial number."""
 
     __tablename__ = "units"
@@ -136,7 +159,7 @@ class Unit(Base):
     manufactured_on: Mapped[date | None] = _col("Production date derived from the serial number")
 
 
-class Contract(Base):
+class Contract(RowVersioned, Base):
     """A maintenance, free-maintenance or project contract with a customer."""
 
     __tablename__ = "contracts"
@@ -181,7 +204,7 @@ SERVICE_STATUSES = (
 )
 
 
-class ServiceRequest(Base):
+class ServiceRequest(RowVersioned, Base):
     """A repair call (or other service job) from receipt to collection."""
 
     __tablename__ = "service_requests"
@@ -219,7 +242,7 @@ class ServiceRequest(Base):
     collected_at: Mapped[datetime | None] = _col("Customer collected the unit or signed off")
 
 
-class StatusChange(Base):
+class StatusChange(RowVersioned, Base):
     """One status transition of a service request (pauses are derived from these)."""
 
     __tablename__ = "status_changes"
@@ -231,7 +254,7 @@ class StatusChange(Base):
     note: Mapped[str | None] = _col("Free text")
 
 
-class Complaint(Base):
+class Complaint(RowVersioned, Base):
     """A customer complaint: an appeal (rework/replace/return) or a claim (compensation)."""
 
     __tablename__ = "complaints"
@@ -262,7 +285,7 @@ class Complaint(Base):
     currency: Mapped[str20 | None] = _col("ISO 4217 currency of compensation")
 
 
-class Survey(Base):
+class Survey(RowVersioned, Base):
     """The next-day satisfaction survey of a service request; each item rated 1 (poor) to 4."""
 
     __tablename__ = "surveys"
@@ -282,7 +305,7 @@ class Survey(Base):
     comment: Mapped[str | None] = _col("Customer's words")
 
 
-class HotlineCall(Base):
+class HotlineCall(RowVersioned, Base):
     """A call to the service hotline."""
 
     __tablename__ = "hotline_calls"
@@ -296,7 +319,7 @@ class HotlineCall(Base):
     duration_s: Mapped[int | None] = _col("Call length in seconds")
 
 
-class Inspection(Base):
+class Inspection(RowVersioned, Base):
     """A periodic inspection report for a system under maintenance."""
 
     __tablename__ = "inspections"
@@ -315,7 +338,7 @@ class Inspection(Base):
 WORK_KINDS = ("visit", "optimisation_report", "project_join", "handover", "handbook_update")
 
 
-class WorkRecord(Base):
+class WorkRecord(RowVersioned, Base):
     """Recurring after-sales work done and recorded: a customer visit, a report, a handover."""
 
     __tablename__ = "work_records"
@@ -336,7 +359,7 @@ class WorkRecord(Base):
     notes: Mapped[str | None] = _col("What the record says")
 
 
-class Improvement(Base):
+class Improvement(RowVersioned, Base):
     """An improvement proposed by after-sales staff; rewarded once approved and effective."""
 
     __tablename__ = "improvements"
@@ -353,7 +376,7 @@ class Improvement(Base):
     reward_amount: Mapped[money | None] = _col("Reward approved, in the ledger's currency")
 
 
-class Target(Base):
+class Target(RowVersioned, Base):
     """One person's target for one period and what they achieved (tasks, assessment scores)."""
 
     __tablename__ = "targets"
@@ -387,6 +410,37 @@ SERVICE_TABLES: tuple[type[Base], ...] = (
     WorkRecord,
 )
 """The tables operations import and rules read, in dependency order."""
+
+
+# ---------------------------------------------------------------- change markers
+
+
+class DeletedRow(Base):
+    """A tombstone: a service row deleted, written by the table's delete trigger."""
+
+    __tablename__ = "deleted_rows"
+    id: Mapped[intpk]
+    table_name: Mapped[str40] = _col("Table the row was deleted from")
+    row_id: Mapped[int] = _col("Its id", type_=BigInteger)
+    refs: Mapped[dict[str, Any]] = _col(
+        'Its foreign keys at deletion, e.g. {"service_request_id": 42}'
+    )
+    row_version: Mapped[int] = _col("Change marker of the deletion", type_=BigInteger, index=True)
+    deleted_at: Mapped[datetime] = _col("Wall-clock time of the deletion")
+
+
+# Serialised by SQLite's single writer, so a marker taken by bumping it splits the writes
+# exactly; PostgreSQL uses transaction ids instead and leaves this row alone.
+change_clock = Table(
+    "change_clock",
+    Base.metadata,
+    Column(
+        "value",
+        BigInteger,
+        nullable=False,
+        comment="SQLite: the row_version new writes take; a run's marker moves it on",
+    ),
+)
 
 
 # ---------------------------------------------------------------- the engine's own tables

@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from engine.db.changes import install_triggers
 from engine.errors import DatabaseNotReady
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -41,6 +42,9 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+        # From the current models: a later migration that rebuilt a table on SQLite (batch
+        # mode) dropped its triggers, and one that added a foreign key wants it in tombstones.
+        install_triggers(conn)
     return before, head_revision()
 
 
