@@ -42,6 +42,7 @@ from sqlalchemy import (
     Connection,
     Date,
     Engine,
+    Index,
     Integer,
     Numeric,
     String,
@@ -51,7 +52,7 @@ from sqlalchemy import (
     text,
 )
 
-from engine.db.changes import current_version
+from engine.db.changes import current_version, drop_triggers_sql, install_triggers, tracked_tables
 from engine.db.importer import after_bulk_load
 from engine.db.models import SERVICE_TABLES
 from engine.db.types import UtcDateTime
@@ -93,6 +94,7 @@ def load_demo(engine: Engine, as_of: datetime, *, scale: int = 1, seed: int = 7)
     with engine.begin() as conn:
         _refuse_non_empty(conn)
         foreign_keys = _suspend_foreign_keys(conn)  # a failure rolls these back with the rest
+        version_indexes = _suspend_change_markers(conn)
         cache = _widen_sqlite_cache(conn)
         try:
             writer = _Writer(conn)
@@ -103,6 +105,9 @@ def load_demo(engine: Engine, as_of: datetime, *, scale: int = 1, seed: int = 7)
                 conn.exec_driver_sql(statement)
         for statement in foreign_keys:
             conn.exec_driver_sql(statement)
+        for index in version_indexes:
+            index.create(conn)
+        install_triggers(conn)
         after_bulk_load(conn, list(_TABLES))
     return writer.counts
 
@@ -140,6 +145,23 @@ def _suspend_foreign_keys(conn: Connection) -> list[str]:
     for drop, _add in rows:
         conn.exec_driver_sql(drop)
     return [add for _drop, add in rows]
+
+
+def _suspend_change_markers(conn: Connection) -> list[Index]:
+    """Drop the change triggers and row_version indexes for the load; returns the indexes.
+
+    The writer stamps every row itself. With the triggers in place the SQLite load at 100k
+    requests took 11.3 s instead of 7.0 s, though their WHEN clause skips stamped rows; on
+    PostgreSQL the fifteen indexes on one repeated value cost more to keep than to build once.
+    In the load's transaction: no other writer slips a row in meanwhile, and a failed load
+    gets them back with the rollback.
+    """
+    for statement in drop_triggers_sql(conn.dialect.name, tracked_tables()):
+        conn.exec_driver_sql(statement)
+    indexes = [i for t in _TABLES.values() for i in t.indexes if i.name in _VERSION_INDEXES]
+    for index in indexes:
+        index.drop(conn)
+    return indexes
 
 
 def _widen_sqlite_cache(conn: Connection) -> list[str]:
@@ -196,6 +218,7 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
 
 _TABLES = {m.__tablename__: m.__table__ for m in SERVICE_TABLES}
 _ORDER = tuple(_TABLES)
+_VERSION_INDEXES = frozenset(f"ix_{name}_row_version" for name in _TABLES)
 
 
 def _positions(table: str, kind: type) -> tuple[int, ...]:
