@@ -13,7 +13,9 @@ for the rows with `row_version > M` (`changed_ids`) and the tombstones above M
 - PostgreSQL: a row takes the id of the transaction that wrote it; a marker is the oldest
   transaction id still running, minus one. Transactions below it had all ended when the
   marker was taken (their rows are visible to the run); one still running has an id above M,
-  so its rows are found by the next run, however long it stays open.
+  so its rows are found by the next run, however long it stays open. Transaction ids are
+  the server's, so a long writing transaction in another database of the same server holds
+  markers back too: the next runs re-read more rows than changed, never fewer.
 
 Rows written before the triggers existed (migration 0007) keep `row_version` empty: unchanged
 since then. A writer may stamp rows itself, as the demo's bulk loader does, but only with

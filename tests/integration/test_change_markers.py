@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, create_engine, func, inspect, select, text
 
 from engine.db.changes import (
@@ -19,7 +20,7 @@ from engine.db.changes import (
 )
 from engine.db.demo import load_demo
 from engine.db.models import SERVICE_TABLES, Branch, ServiceRequest, StatusChange
-from engine.db.schema import _config, upgrade
+from engine.db.schema import MIGRATIONS, upgrade
 from engine.db.session import connect
 
 BRANCHES = Branch.__table__
@@ -186,7 +187,8 @@ def test_init_on_a_fresh_database_gives_every_service_table_its_triggers(db: Eng
 
 
 def _migrate(db: Engine, target: str, *, down: bool = False) -> None:
-    cfg = _config()
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
     with db.begin() as conn:
         cfg.attributes["connection"] = conn
         (command.downgrade if down else command.upgrade)(cfg, target)
