@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, text
 from sqlalchemy.dialects import postgresql
@@ -16,6 +16,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from engine.db.models import Finding as FindingRow
 from engine.db.session import chunks
+
+if TYPE_CHECKING:
+    from engine.policy.models import NoticePlan
 
 _CHUNK = 500
 
@@ -35,8 +38,8 @@ class Finding:
     recipients: tuple[str, ...] = ()
     amount: Decimal | None = None
     currency: str | None = None
-    # (role, template, stand-in role) for each notice this finding sends.
-    notices: tuple[tuple[str, str, str | None], ...] = field(default=(), compare=False)
+    # (role, template, stand-in role, urgent) for each notice this finding sends.
+    notices: tuple[NoticePlan, ...] = field(default=(), compare=False)
     record: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
     details: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 

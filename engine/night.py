@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from engine.db.lock import database_identity, run_lock
-from engine.db.models import Notice, Run, Staff
+from engine.db.models import Notice, Run
 from engine.db.schema import current_revision, head_revision, require_current
 from engine.errors import PolicyError
 from engine.notices.delivery import (
@@ -25,7 +25,7 @@ from engine.notices.delivery import (
     deliver,
     sender_from_settings,
 )
-from engine.notices.outbox import queue_plain_notice
+from engine.notices.outbox import alert_operations
 from engine.notices.templates import NoticeTemplates
 from engine.policy import policy_hash
 from engine.run import RunResult, run_night
@@ -187,19 +187,10 @@ def _alert_operations(
     as_of: datetime,
 ) -> int:
     """Queue an engine notice to every active `operations` staff member; how many."""
-    staff = Staff.__table__
-    contacts = conn.execute(
-        select(staff).where(staff.c.role == "operations", staff.c.active.is_(True))
-    ).mappings()
-    templates = NoticeTemplates(settings.templates)
-    count = 0
-    for person in contacts:
-        queue_plain_notice(
-            conn, key=key, template=template, templates=templates, recipient=person,
-            context=context, mail_from=settings.mail_from, run_id=run_id, as_of=as_of,
-        )  # fmt: skip
-        count += 1
-    return count
+    return alert_operations(
+        conn, templates=NoticeTemplates(settings.templates), mail_from=settings.mail_from,
+        key=key, template=template, context=context, run_id=run_id, as_of=as_of,
+    )  # fmt: skip
 
 
 def record_delivery(engine: Engine, run_id: str, report: DeliveryReport) -> None:

@@ -200,7 +200,7 @@ def _evaluate_and_queue(
                     q.queued for q in (queued, settled, reported, measured, bundled)
                 ),
                 "notices_set_aside": sum(
-                    q.set_aside for q in (queued, settled, reported, measured)
+                    q.set_aside for q in (queued, settled, reported, measured, bundled)
                 ),
                 "kpi_values": stored,
                 "rule_errors": sum(1 for r in result.rules if r.error),

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.db.changes import ENGINE_KEPT_COLUMNS
+
 __all__ = ["ENGINE_KEPT_COLUMNS", "NATURAL_KEYS", "TableKey"]
 
-# engine/db/changes.py (part "markers") will name the columns its triggers keep; until it
-# exists the one such column is spelled here. A feed must not set it: it would hide changes.
-ENGINE_KEPT_COLUMNS: frozenset[str] = frozenset({"row_version"})
 """Columns the database keeps by itself; an import file must not carry them."""
 
 

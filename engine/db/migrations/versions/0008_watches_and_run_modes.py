@@ -1,4 +1,4 @@
-"""watches (next instant of interest per rule and entity), run mode and change marker on runs, open/closed findings
+"""reserved for incremental runs (watches, run mode and change marker on runs); empty so far
 
 Revision ID: 0008
 Revises: 0007
