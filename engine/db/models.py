@@ -460,6 +460,11 @@ class Run(Base):
     counts: Mapped[dict[str, Any]] = _col("Counters, e.g. findings_new", default=dict)
     timings: Mapped[dict[str, Any]] = _col("Seconds per step", default=dict)
     error: Mapped[str | None] = _col("What went wrong, when outcome is error")
+    mode: Mapped[str20 | None] = _col("full or incremental (judged only what changed or came due)")
+    change_marker: Mapped[int | None] = _col(
+        "Change marker taken before the run read the data: the next run reads rows changed after",
+        type_=BigInteger(),
+    )
 
 
 class Finding(Base):
@@ -469,6 +474,7 @@ class Finding(Base):
     __table_args__ = (
         UniqueConstraint("key"),
         Index("ix_findings_rule_entity", "rule_id", "entity", "entity_id"),
+        Index("ix_findings_open", "closed_at", "rule_id"),
     )
     id: Mapped[intpk]
     key: Mapped[str400] = _col("rule|entity|entity_id|occurrence|state")
@@ -486,6 +492,9 @@ class Finding(Base):
     policy_hash: Mapped[str40] = _col("Policy version that produced it")
     run_id: Mapped[str40] = _col("Run that first recorded it")
     recorded_at: Mapped[datetime] = _col("as_of of that run")
+    closed_at: Mapped[datetime | None] = _col(
+        "as_of of the run that no longer found it (a clock's state), or recorded_at for an event"
+    )
 
 
 # `held`: a staff item waiting, as data (`context`), to be bundled into the person's digest;
@@ -662,3 +671,16 @@ class PartDone(Base):
     )
     run_id: Mapped[str40] = _col("Run that did it")
     done_at: Mapped[datetime] = _col("Wall-clock time it was recorded")
+
+
+class Watch(Base):
+    """The next instant a rule must look at an entity again though nothing in it changes:
+    a clock's warning point, deadline or escalation. Incremental runs read those come due."""
+
+    __tablename__ = "watches"
+    __table_args__ = (Index("ix_watches_due", "rule_id", "due_at"),)
+    rule_id: Mapped[str200] = mapped_column(primary_key=True, comment="Policy rule id")
+    entity_id: Mapped[str40] = mapped_column(
+        primary_key=True, comment="Primary key of the entity, as text"
+    )
+    due_at: Mapped[datetime] = _col("When the rule must judge the entity again")
