@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -42,6 +42,9 @@ class Finding:
     notices: tuple[NoticePlan, ...] = field(default=(), compare=False)
     record: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
     details: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    # A running clock's state, which holds until a run no longer finds it; any other finding
+    # is an event, done once recorded (closed_at = recorded_at).
+    standing: bool = field(default=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -64,6 +67,40 @@ class Finding:
             "recipients": list(self.recipients),
             "reason": self.reason,
         }
+
+
+def reopen(conn: Connection, findings: Sequence[Finding]) -> None:
+    """Open again the standing findings among `findings` that a run had closed (their entity
+    changed back, say a received time corrected twice)."""
+    keys = [f.key for f in findings if f.standing]
+    for chunk in chunks(keys, _CHUNK):
+        conn.execute(
+            update(FindingRow)
+            .where(FindingRow.key.in_(chunk), FindingRow.closed_at.is_not(None))
+            .values(closed_at=None)
+        )
+
+
+def close_missing(
+    conn: Connection,
+    rule_id: str,
+    found: set[str],
+    as_of: datetime,
+    judged: set[str] | None = None,
+) -> int:
+    """Close the rule's open findings a run no longer found: all of them (a full run), or
+    those of the entities it judged (`judged`, entity ids). Returns how many closed."""
+    stmt = select(FindingRow.key, FindingRow.entity_id).where(
+        FindingRow.rule_id == rule_id, FindingRow.closed_at.is_(None)
+    )
+    gone = [
+        key
+        for key, entity_id in conn.execute(stmt)
+        if key not in found and (judged is None or entity_id in judged)
+    ]
+    for chunk in chunks(gone, _CHUNK):
+        conn.execute(update(FindingRow).where(FindingRow.key.in_(chunk)).values(closed_at=as_of))
+    return len(gone)
 
 
 def existing_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
@@ -105,6 +142,7 @@ def record_findings(
                 "policy_hash": policy_hash,
                 "run_id": run_id,
                 "recorded_at": as_of,
+                "closed_at": None if f.standing else as_of,
             }
             for f in chunk
         ]
@@ -135,6 +173,7 @@ _PG_ARRAYS = {
     "policy_hash": "text",
     "run_id": "text",
     "recorded_at": "timestamptz",
+    "closed_at": "timestamptz",
 }
 _PG_UNNEST_INSERT = text(
     f"INSERT INTO findings ({', '.join(_PG_ARRAYS)}) "

@@ -673,6 +673,24 @@ class PartDone(Base):
     done_at: Mapped[datetime] = _col("Wall-clock time it was recorded")
 
 
+FOLLOWED_KEYS: tuple[tuple[str, str], ...] = (
+    ("units", "product_id"),
+    ("units", "customer_id"),
+    ("contracts", "unit_id"),
+    ("service_requests", "customer_id"),
+    ("service_requests", "repeat_of_id"),
+    ("complaints", "service_request_id"),
+    ("complaints", "customer_id"),
+    ("complaints", "repeat_of_id"),
+    ("work_records", "customer_id"),
+)
+"""Foreign keys an incremental run follows from a changed row to the rows that refer to it
+(engine.touched) that no other index leads with: indexed, so each step is a lookup."""
+
+for _table, _column in FOLLOWED_KEYS:
+    Index(f"ix_{_table}_{_column}", Base.metadata.tables[_table].c[_column])
+
+
 class Watch(Base):
     """The next instant a rule must look at an entity again though nothing in it changes:
     a clock's warning point, deadline or escalation. Incremental runs read those come due."""

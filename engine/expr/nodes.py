@@ -147,6 +147,30 @@ def walk(node: Node) -> Iterator[Node]:
         yield from walk(child)
 
 
+def reads_as_of(node: Node | None) -> bool:
+    """True when the expression mentions `as_of`."""
+    return node is not None and any(isinstance(n, AsOf) for n in walk(node))
+
+
+def only_narrows_with_time(node: Node | None) -> bool:
+    """True when time passing can only make the condition false for a row, never true:
+    `as_of` appears only in conjuncts such as `received_at >= as_of - 90 days`. A row such a
+    condition leaves out stays out until the row itself changes."""
+    items = node.items if isinstance(node, And) else (node,)
+    return all(_narrows(item) for item in items if item is not None)
+
+
+def _narrows(node: Node) -> bool:
+    if not reads_as_of(node):
+        return True
+    if not isinstance(node, Compare):
+        return False
+    now, other = (node.right, node.left) if node.op in (">=", ">") else (node.left, node.right)
+    if node.op not in (">=", ">", "<=", "<") or reads_as_of(other):
+        return False
+    return isinstance(now, AsOf) or (isinstance(now, Shift) and isinstance(now.base, AsOf))
+
+
 # ---------------------------------------------------------------- back to text
 
 _PRECEDENCE = {Or: 1, And: 2, Not: 3}

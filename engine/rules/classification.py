@@ -45,6 +45,7 @@ from engine.expr.nodes import And
 from engine.findings import Finding
 from engine.policy import CompiledRule
 from engine.policy.models import ClassificationRule
+from engine.rules.scope import Scope
 from engine.warranty import coverage_text
 
 FAMILY = "classification"
@@ -65,6 +66,11 @@ def is_effective(item: Classification, as_of: datetime) -> bool:
 def row_conditions(item: Classification) -> list[Expr | None]:
     """Each table row's parsed condition (None for `otherwise`); the loader has checked them."""
     return [parse(row.when) if row.when else None for row in item.rule.first_match]
+
+
+def outcome_conditions(item: Classification) -> list[Expr]:
+    """The parsed conditions of the rule's outcome actions (`on_outcome: {paid: {when: ...}}`)."""
+    return [parse(action.when) for action in item.rule.on_outcome.values() if action.when]
 
 
 def source(item: Classification, as_of: datetime, only: Narrowing | None = None) -> FromClause:
@@ -113,11 +119,12 @@ def decisions(item: Classification, as_of: datetime, only: Narrowing | None = No
     return select(ranked_rows, outcome.label(DECISION))
 
 
-def statement(item: Classification, as_of: datetime) -> Select[Any]:
-    """The one statement a night runs: the entities whose decision makes a finding."""
+def statement(item: Classification, as_of: datetime, only: Narrowing | None = None) -> Select[Any]:
+    """The one statement a night runs: the entities whose decision makes a finding (of
+    those `only` lets through)."""
     rule = item.rule
     # Not a layer of its own: the outcome is a CASE on a row number, cheap to repeat.
-    decided = decisions(item, as_of).subquery("decided")
+    decided = decisions(item, as_of, only).subquery("decided")
     outcome = decided.c[DECISION]
     mismatch: ColumnElement[bool] = false()
     if rule.recorded is not None:
@@ -182,12 +189,19 @@ def evaluate(
 
 
 def judge(
-    conn: Connection, item: Classification, calendars: Mapping[str, Any], as_of: datetime
+    conn: Connection,
+    item: Classification,
+    calendars: Mapping[str, Any],
+    as_of: datetime,
+    scope: Scope | None = None,
 ) -> tuple[Iterator[Finding], dict[str, int]]:
-    """Run the rule's one statement and stream the rows that make findings, and the findings:
-    a first night at a large site finds tens of thousands of wrong categories."""
+    """Run the rule's one statement (on the entities in `scope`, if given) and stream the rows
+    that make findings, and the findings: a first night at a large site finds tens of
+    thousands of wrong categories."""
+    only = None if scope is None or scope.full else scope.where
     # Streamed (a server-side cursor on PostgreSQL): a first night may find many old calls.
-    result = conn.execute(statement(item, as_of), execution_options={"yield_per": 2000})
+    query = statement(item, as_of, only)
+    result = conn.execute(query, execution_options={"yield_per": 2000})
     keys = list(result.keys())  # plain dicts: much cheaper per row than RowMapping
     return evaluate(item, (dict(zip(keys, row, strict=True)) for row in result), as_of), {}
 

@@ -58,6 +58,7 @@ from engine.policy import CompiledRule, DeadlineRule
 from engine.policy.durations import Duration
 from engine.policy.models import END_OF_WORKING_DAY
 from engine.rules.catch_up import missed_instants, previous_as_of
+from engine.rules.scope import Scope
 
 FAMILY = "deadline"
 JUDGED_AT = "judged_at"
@@ -66,6 +67,8 @@ Deadline = CompiledRule[DeadlineRule]
 LATE_STOP_LOOKBACK = timedelta(days=35)
 TZ_LABEL = "_branch_timezone"
 CALENDAR_LABEL = "_branch_calendar"
+SIFTED_OUT = "_sifted_out"
+_LABELS = (TZ_LABEL, CALENDAR_LABEL, SIFTED_OUT)
 _MAX_SOLVER_STEPS = 50
 
 Pause = tuple[datetime, datetime | None]
@@ -156,12 +159,14 @@ def candidates(
     sift: bool = True,
     closings: Closings | None = None,
     since: datetime | None = None,
+    scope: Scope | None = None,
 ) -> Select[Any]:
     """Entities whose clock has started and that are still running or stopped recently (or
     since `since`, the last successful run); with `sift`, less those whose start, stop and
     deadline alone show they cannot have reached any state, so the clocks are worked out only
     where they can matter. A rule "by end of working day" is sifted only given the `closings`
-    of this connection."""
+    of this connection. With a `scope`, only its entities; a full scope also keeps the running
+    clocks sifted out, flagged in SIFTED_OUT, for judging to say when they can next matter."""
     rule, table = deadline.rule, deadline.table
     start, stops = table.c[rule.start], [table.c[name] for name in rule.stop]
     running = and_(*(stop.is_(None) for stop in stops))
@@ -170,8 +175,13 @@ def candidates(
         oldest_stop = min(oldest_stop, since)
     stopped_lately = or_(*(stop > oldest_stop for stop in stops))
     stmt = select(table).where(start.is_not(None), start <= as_of, or_(running, stopped_lately))
-    if sift:
-        stmt = stmt.where(*_could_have_a_state(rule, table, as_of, closings))
+    if scope is not None:
+        stmt = stmt.where(scope.where(table))
+    could = _could_have_a_state(rule, table, as_of, closings) if sift else []
+    if could and scope is not None:
+        stmt = stmt.where(or_(and_(*could), running)).add_columns((~and_(*could)).label(SIFTED_OUT))
+    elif could:
+        stmt = stmt.where(*could)
     if "branch_id" in table.c:
         branches = Branch.__table__
         stmt = stmt.add_columns(
@@ -249,11 +259,16 @@ def pauses_query(
     as_of: datetime,
     closings: Closings | None = None,
     since: datetime | None = None,
+    scope: Scope | None = None,
 ) -> Select[Any] | None:
-    """Status history of the candidates, when the rule pauses on statuses."""
+    """Status history of the candidates whose clocks are worked out, when the rule pauses on
+    statuses."""
     if not deadline.rule.pause_while:
         return None
-    query = candidates(deadline, as_of, closings=closings, since=since)
+    if scope is not None and not scope.full:
+        query = candidates(deadline, as_of, sift=False, since=since, scope=scope)
+    else:
+        query = candidates(deadline, as_of, closings=closings, since=since)
     ids = query.with_only_columns(deadline.table.c.id).scalar_subquery()
     changes = StatusChange.__table__
     return (
@@ -379,15 +394,20 @@ def evaluate(
     as_of: datetime,
     skipped: Skipped | None = None,
     missed: Sequence[datetime] = (),
+    scope: Scope | None = None,
 ) -> list[Finding]:
     """The states reached at `as_of` among candidate rows, and those passed through at the
     `missed` instants (the daily runs a catch-up run replaces) that `as_of` no longer shows
-    (pure)."""
+    (pure but for `scope`, which gets each entity's next instant of interest)."""
     out: list[Finding] = []
     found = partial(_finding, deadline, deadline.rule.actions())
+    if scope is not None:
+        rows = _watching_sifted_out(deadline, rows, calendars, as_of, scope)
     for row, calendar, clock in _clocks(
         deadline, rows, pauses, calendars, as_of, skipped or Skipped()
     ):
+        if scope is not None:
+            scope.watch(row["id"], next_instant(deadline, row, clock, as_of))
         now = state_of(clock, as_of)
         out.extend(found(row, clock, state, at) for state, at in now)
         seen = {state for state, _ in now}
@@ -399,6 +419,47 @@ def evaluate(
                     seen.add(state)
                     out.append(found(row, then, state, at, instant))
     return out
+
+
+def next_instant(
+    deadline: Deadline, row: Mapping[str, Any], clock: Clock, as_of: datetime
+) -> datetime | None:
+    """The first instant after `as_of` at which the clock's states can change with no change
+    to its data: its warning point, deadline or an escalation while it runs, or a stop
+    recorded ahead of `as_of`. An open pause only moves those later, so a run at this
+    instant may find nothing yet and name a later one."""
+    later = [t for t in (row[f] for f in deadline.rule.stop) if t is not None and t > as_of]
+    if clock.running:
+        points = (clock.warn_at, clock.deadline, *clock.escalations)
+        later += (p for p in points if p is not None and p > as_of)
+    return min(later, default=None)
+
+
+def _watching_sifted_out(
+    deadline: Deadline,
+    rows: Iterable[Mapping[str, Any]],
+    calendars: Mapping[str, BusinessCalendar],
+    as_of: datetime,
+    scope: Scope,
+) -> Iterator[Mapping[str, Any]]:
+    """The rows to work out; a running clock sifted out only gets the instant from which it
+    could have a state (what the sift reads: its start plus the least time to a state, or its
+    deadline)."""
+    rule = deadline.rule
+    for row in rows:
+        if not row.get(SIFTED_OUT):
+            yield row
+            continue
+        start: datetime = row[rule.start]
+        if rule.within is not None:
+            first = start + min(_to_warning(rule), least_wall_time(rule.within))
+        elif rule.by == END_OF_WORKING_DAY:
+            calendar = calendar_for(deadline, row, calendars)
+            first = None if isinstance(calendar, str) else calendar.end_of_working_day(start)
+        else:
+            first = row[rule.by or ""]
+        stops = [t for t in (row[f] for f in rule.stop) if t is not None and t > as_of]
+        scope.watch(row["id"], min([t for t in (first, *stops) if t is not None], default=None))
 
 
 def is_current(finding: Finding) -> bool:
@@ -439,7 +500,7 @@ def _finding(
     at: datetime,
     judged_at: datetime | None = None,
 ) -> Finding:
-    record = {k: v for k, v in row.items() if k not in (TZ_LABEL, CALENDAR_LABEL)}
+    record = {k: v for k, v in row.items() if k not in _LABELS}
     action = actions.get(state)
     details: dict[str, Any] = {
         "start": clock.start,
@@ -463,26 +524,39 @@ def _finding(
         notices=action.notices() if action else (),
         record=record,
         details=details,
+        standing=judged_at is None and state != "late_stop",
     )
 
 
 def judge(
-    conn: Connection, deadline: Deadline, calendars: Mapping[str, BusinessCalendar], as_of: datetime
+    conn: Connection,
+    deadline: Deadline,
+    calendars: Mapping[str, BusinessCalendar],
+    as_of: datetime,
+    scope: Scope | None = None,
 ) -> tuple[list[Finding], dict[str, int]]:
-    """Fetch the candidates and their pauses, and judge them; also what had to be skipped."""
+    """Fetch the candidates (those in `scope`, if given) and their pauses, and judge them;
+    also what had to be skipped. `scope` gets each entity's next instant of interest."""
     rule = deadline.rule
     since = previous_as_of(conn, as_of)
     closings = None
-    if rule.by == END_OF_WORKING_DAY and rule.warn_at is None:
+    narrowed = scope is not None and not scope.full
+    if rule.by == END_OF_WORKING_DAY and rule.warn_at is None and not narrowed:
         closings = write_closings(conn, calendars, as_of)
-    rows = conn.execute(candidates(deadline, as_of, closings=closings, since=since)).mappings()
-    query = pauses_query(deadline, as_of, closings, since)
+    # A few entities of an incremental run are worked out whole, without the sift.
+    query = candidates(
+        deadline, as_of, sift=not narrowed, closings=closings, since=since, scope=scope
+    )
+    rows = conn.execute(query).mappings()
+    paused = pauses_query(deadline, as_of, closings, since, scope)
     pauses = (
-        pause_intervals(conn.execute(query), deadline.rule.pause_while) if query is not None else {}
+        pause_intervals(conn.execute(paused), deadline.rule.pause_while)
+        if paused is not None
+        else {}
     )
     skipped = Skipped()
     missed = missed_instants(since, as_of)
-    found = evaluate(deadline, rows, pauses, calendars, as_of, skipped, missed)
+    found = evaluate(deadline, rows, pauses, calendars, as_of, skipped, missed, scope)
     return found, dict(skipped.reasons)
 
 

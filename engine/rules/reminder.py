@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, DateTime, Select, select
+from sqlalchemy import ColumnElement, Connection, DateTime, Select, or_, select
 
 from engine.db.models import Branch
 from engine.expr import to_sql
@@ -23,6 +23,7 @@ from engine.findings import Finding
 from engine.policy import CompiledRule, ReminderRule
 from engine.policy.durations import Duration
 from engine.rules.catch_up import previous_as_of
+from engine.rules.scope import Scope
 
 FAMILY = "reminder"
 Reminder = CompiledRule[ReminderRule]
@@ -85,12 +86,28 @@ def evaluate(
 
 
 def judge(
-    conn: Connection, reminder: Reminder, calendars: Mapping[str, Any], as_of: datetime
+    conn: Connection,
+    reminder: Reminder,
+    calendars: Mapping[str, Any],
+    as_of: datetime,
+    scope: Scope | None = None,
 ) -> tuple[list[Finding], dict[str, int]]:
-    """Fetch the candidates and judge them (reminders run on the calendar, never skip rows)."""
+    """Fetch the candidates and judge them (reminders run on the calendar, never skip rows);
+    with a narrowed `scope`, only its entities and the rows come due since the last run."""
     since = previous_as_of(conn, as_of)
-    rows = conn.execute(candidates(reminder, as_of, since)).mappings()
+    query = candidates(reminder, as_of, since)
+    if scope is not None and not scope.full and since is not None:
+        query = query.where(or_(scope.where(reminder.table), _come_due_since(reminder, since)))
+    rows = conn.execute(query).mappings()
     return evaluate(reminder, rows, as_of, since), {}
+
+
+def _come_due_since(reminder: Reminder, since: datetime) -> ColumnElement[bool]:
+    """Rows whose date lets them fall due after `since` (a little wide, as `candidates`);
+    older ones a run at `since` judged already, and only a change to them can matter now."""
+    anchor = reminder.table.c[reminder.rule.date]
+    oldest = since - reminder.rule.offset.delta() - _MARGIN
+    return anchor >= (oldest if _is_instant(reminder) else oldest.date())
 
 
 def due_window(

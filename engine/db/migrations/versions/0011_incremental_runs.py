@@ -25,6 +25,18 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _STANDING = "('warning', 'breach')"
+# engine.db.models.FOLLOWED_KEYS as of this revision.
+_FOLLOWED_KEYS = (
+    ("units", "product_id"),
+    ("units", "customer_id"),
+    ("contracts", "unit_id"),
+    ("service_requests", "customer_id"),
+    ("service_requests", "repeat_of_id"),
+    ("complaints", "service_request_id"),
+    ("complaints", "customer_id"),
+    ("complaints", "repeat_of_id"),
+    ("work_records", "customer_id"),
+)
 
 
 def upgrade() -> None:
@@ -79,6 +91,8 @@ def upgrade() -> None:
             )
         )
         batch_op.create_index("ix_findings_open", ["closed_at", "rule_id"], unique=False)
+    for table, column in _FOLLOWED_KEYS:
+        op.create_index(f"ix_{table}_{column}", table, [column], unique=False)
     # Only a running clock's states stand; everything recorded so far that is not one is done.
     op.execute(
         "UPDATE findings SET closed_at = recorded_at WHERE NOT (family = 'deadline' AND "
@@ -87,6 +101,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for table, column in _FOLLOWED_KEYS:
+        op.drop_index(f"ix_{table}_{column}", table_name=table)
     with op.batch_alter_table("findings", schema=None) as batch_op:
         batch_op.drop_index("ix_findings_open")
         batch_op.drop_column("closed_at")
