@@ -3,9 +3,10 @@
     .venv/bin/python bench/upsert_delta.py --requests 100000 --db sqlite
     .venv/bin/python bench/upsert_delta.py --requests 1000000 --db both
 
-The delta is what 15 minutes bring: 30 new calls with their first status change, 100 status
-changes on open calls, 20 of them closed (their row updated and a status change), 5 complaints
-and 30 hotline calls. It is imported twice, each time by the command line in a child process
+The delta is what 15 minutes bring (`build_delta`, shared with bench/continuous_cycle.py): 30 new
+calls with their first status change, 120 status changes on open calls, one in six of them a
+closure (the row updated and a status change), so 150 status changes in all, 5 complaints and
+30 hotline calls. It is imported twice, each time by the command line in a child process
 (start included): the first import writes it, the second finds everything already there.
 """
 
@@ -40,15 +41,25 @@ def _csv(folder: Path, table: str, header: list[str], rows: list[list[object]]) 
         writer.writerows(["" if v is None else v for v in row] for row in rows)
 
 
-def _stamp(minutes: float) -> str:
-    return (AS_OF + timedelta(minutes=minutes)).isoformat()
-
-
 _CALL_COLUMNS = ("id", "number", "branch_id", "customer_id", "unit_id", "kind", "region")
+# What 15 minutes bring; closures are a share of the calls whose status changes.
+NEW_CALLS = 30
+CHANGED_CALLS = 120
+CLOSED_SHARE = 6  # one changed call in six is closed
+COMPLAINTS = 5
+HOTLINE_CALLS = 30
 
 
-def build_delta(engine: Engine, folder: Path) -> None:
-    """Write 15 minutes of activity after AS_OF into `folder`, on calls the database holds."""
+def build_delta(engine: Engine, folder: Path, start: datetime = AS_OF) -> None:
+    """Write 15 minutes of activity from `start` into `folder`, on calls the database holds.
+
+    Every instant falls in [start, start + 15 min); numbers carry `start`, so the deltas of
+    consecutive windows bring new rows rather than updating the previous window's."""
+
+    def stamp(minutes: float) -> str:
+        return (start + timedelta(minutes=minutes)).isoformat()
+
+    tag = start.astimezone(UTC).strftime("%Y%m%d%H%M")
     sr = ServiceRequest.__table__
     with engine.connect() as conn:
         # A CRM exports a changed call whole: the open calls as they are stored.
@@ -56,32 +67,32 @@ def build_delta(engine: Engine, folder: Path) -> None:
             select(*(sr.c[n] for n in _CALL_COLUMNS), sr.c.status, sr.c.received_at)
             .where(sr.c.status.not_in(_CLOSED))
             .order_by(sr.c.id.desc())
-            .limit(100)
+            .limit(CHANGED_CALLS)
         ).all()
         last_id = conn.execute(select(sr.c.id).order_by(sr.c.id.desc()).limit(1)).scalar_one()
     header = [*_CALL_COLUMNS, "status", "received_at", "completed_at"]
     new_calls = [
         [
             last_id + 1 + i,
-            f"DELTA-{i:04d}",
+            f"DELTA-{tag}-{i:04d}",
             *call[2:5],
             "repair",
             "urban",
             "received",
-            _stamp(i / 2),
+            stamp(i / 2),
             None,
         ]
-        for i, call in enumerate(open_calls[:30])
+        for i, call in enumerate(open_calls[:NEW_CALLS])
     ]
-    closed = open_calls[:20]
+    closed = open_calls[: len(open_calls) // CLOSED_SHARE]
     closures = [
-        [*call[:7], "completed", call.received_at.isoformat(), _stamp(5 + i / 5)]
+        [*call[:7], "completed", call.received_at.isoformat(), stamp(5 + i / 5)]
         for i, call in enumerate(closed)
     ]
     _csv(folder, "service_requests", header, new_calls + closures)
     changes = [[row[0], "received", row[8]] for row in new_calls]
-    changes += [[c.id, "on_site", _stamp(i / 10)] for i, c in enumerate(open_calls[20:])]
-    changes += [[c.id, "completed", _stamp(5 + i / 5)] for i, c in enumerate(closed)]
+    changes += [[c.id, "on_site", stamp(i / 10)] for i, c in enumerate(open_calls[len(closed) :])]
+    changes += [[c.id, "completed", stamp(5 + i / 5)] for i, c in enumerate(closed)]
     _csv(folder, "status_changes", ["service_request_id", "status", "changed_at"], changes)
     _csv(
         folder,
@@ -98,16 +109,16 @@ def build_delta(engine: Engine, folder: Path) -> None:
         ],
         [
             [
-                f"DELTA-CP-{i}",
+                f"DELTA-CP-{tag}-{i}",
                 c.branch_id,
                 c.customer_id,
                 c.id,
                 "appeal",
                 "general",
                 "open",
-                _stamp(i),
+                stamp(i),
             ]
-            for i, c in enumerate(closed[:5])
+            for i, c in enumerate(closed[:COMPLAINTS])
         ],
     )
     _csv(
@@ -115,8 +126,8 @@ def build_delta(engine: Engine, folder: Path) -> None:
         "hotline_calls",
         ["branch_id", "received_at", "answered", "caller_phone", "duration_s"],
         [
-            [c.branch_id, _stamp(i / 2), i % 3 != 0, f"+86 21 5555 {i:04d}", 60 + i]
-            for i, c in enumerate(open_calls[:30])
+            [c.branch_id, stamp(i / 2), i % 3 != 0, f"+86 21 5555 {i:04d}", 60 + i]
+            for i, c in enumerate(open_calls[:HOTLINE_CALLS])
         ],
     )
 
