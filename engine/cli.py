@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -66,12 +66,17 @@ def parse_as_of(text: str | None) -> datetime:
     """`--as-of`: an ISO 8601 instant with an offset; now when absent."""
     if text is None:
         return datetime.now(UTC).replace(microsecond=0)
+    return parse_instant(text, "--as-of")
+
+
+def parse_instant(text: str, option: str) -> datetime:
+    """An ISO 8601 instant with an offset given to `option`, in UTC."""
     try:
         value = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise UsageError(f"--as-of {text!r} is not an ISO 8601 timestamp") from exc
+        raise UsageError(f"{option} {text!r} is not an ISO 8601 timestamp") from exc
     if value.tzinfo is None:
-        raise UsageError(f"--as-of {text!r} has no time zone; add Z or an offset such as +08:00")
+        raise UsageError(f"{option} {text!r} has no time zone; add Z or an offset such as +08:00")
     return value.astimezone(UTC)
 
 
@@ -377,6 +382,93 @@ def _run_cells(run: dict[str, Any]) -> list[str]:
         f"{show(run['notices_queued'])}/{show(run['notices_sent'])}/{run['notices_failed']}",
         run["policy_hash"][:8],
     ]
+
+
+@app.command(name="findings")
+def findings_(
+    db: DbOpt = None,
+    rule: Annotated[
+        list[str] | None, typer.Option("--rule", help="Only this rule id (repeatable)")
+    ] = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--state",
+            help="Only this state (repeatable): breach, escalation:1; a state without its "
+            "level, escalation, means every level",
+        ),
+    ] = None,
+    open_: Annotated[
+        bool, typer.Option("--open", help="Only open findings (closed_at empty)")
+    ] = False,
+    entity: Annotated[
+        str | None, typer.Option("--entity", help="Only findings about this table's rows")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only findings recorded at or after this ISO 8601 instant"),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many rows")] = None,
+    output_format: Annotated[
+        Literal["text", "csv", "json"],
+        typer.Option("--format", help="A table, CSV (header line) or a JSON array"),
+    ] = "text",
+) -> None:
+    """List the recorded findings, sorted by due_at, rule and entity_id."""
+    from engine.db.schema import require_current
+    from engine.reports.findings_list import (
+        FindingFilter,
+        read_findings,
+        unknown_rules,
+        write_csv,
+        write_json,
+    )
+
+    with _handled():
+        wanted = FindingFilter(
+            rules=tuple(rule or ()),
+            states=tuple(state or ()),
+            open_only=open_,
+            entity=entity,
+            since=parse_instant(since, "--since") if since is not None else None,
+            limit=limit,
+        )
+        engine = _connect(_settings(db=db))
+        require_current(engine)
+        with engine.connect() as conn:
+            for unknown, near in unknown_rules(conn, wanted.rules).items():
+                hint = f"; did you mean {', '.join(near)}?" if near else ""
+                err.print(f"note: no finding has rule id {unknown!r}{hint}", highlight=False)
+            rows = read_findings(conn, wanted)
+            if output_format == "text":
+                _print_findings(rows, limit)
+            else:
+                (write_csv if output_format == "csv" else write_json)(sys.stdout, rows)
+
+
+def _print_findings(rows: Iterable[Any], limit: int | None) -> None:
+    """The findings as a table, then how many and how many of them are open."""
+    from rich import box
+    from rich.text import Text
+
+    from engine.reports.findings_list import COLUMNS, text_cells
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    for name in COLUMNS:
+        # The reason wraps on a terminal; identifiers and instants are read whole.
+        table.add_column(name, no_wrap=name != "reason", min_width=20 if name == "reason" else None)
+    shown = still_open = 0
+    for row in rows:
+        # Text, not str: a reason holding [brackets] must not be read as Rich markup.
+        table.add_row(*(Text(cell) for cell in text_cells(row)))
+        shown += 1
+        still_open += row.closed_at is None
+    if shown:
+        # A pipe or a log gets one line per finding, whatever its length, for grep and less -S.
+        (out if out.is_terminal else Console(width=100_000)).print(table)
+    noun = "finding" if shown == 1 else "findings"
+    more = ", --limit reached" if shown == limit else ""
+    out.print(f"{shown} {noun} ({still_open} open){more}", highlight=False)
 
 
 @app.command(name="schedule")

@@ -13,8 +13,9 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from typing import TextIO
 
-__all__ = ["Cell", "csv_text", "spreadsheet_cell"]
+__all__ = ["Cell", "csv_text", "spreadsheet_cell", "write_csv"]
 
 Cell = str | Decimal | int | float | None
 """A value of one CSV cell: text (neutralised if it looks like a formula), a number, or empty."""
@@ -37,9 +38,14 @@ def spreadsheet_cell(value: Cell) -> str:
 def csv_text(columns: Sequence[str], rows: Iterable[Sequence[Cell]]) -> str:
     """A CSV document: a header row, then one line per row, every cell made safe to open."""
     out = io.StringIO()
+    write_csv(out, columns, rows)
+    return out.getvalue()
+
+
+def write_csv(handle: TextIO, columns: Sequence[str], rows: Iterable[Sequence[Cell]]) -> None:
+    """Write `csv_text`'s document to `handle` row by row, for listings too long to hold."""
     # RFC 4180's CRLF line ends: the csv module quotes a cell holding a character of the line
     # terminator only, so with "\n" alone a CR inside a name would end the row in a spreadsheet.
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = csv.writer(handle, lineterminator="\r\n")
     writer.writerow(columns)
     writer.writerows([spreadsheet_cell(value) for value in row] for row in rows)
-    return out.getvalue()
