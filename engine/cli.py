@@ -233,8 +233,16 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Evaluate; write nothing")] = False,
     output: Annotated[Path | None, typer.Option("--out", help="Run artifact path")] = None,
     deliver: Annotated[bool, typer.Option(help="Send the outbox after evaluating")] = True,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Judge every entity, not only what changed or came due since the last run",
+        ),
+    ] = False,
 ) -> None:
-    """Evaluate the policy once, record findings, queue notices, then deliver them."""
+    """Do what is due: judge what changed or came due (everything when the policy changed),
+    record findings, queue notices and the daily parts whose local time came, then deliver."""
     from engine.night import one_night
 
     with _handled():
@@ -249,6 +257,7 @@ def run(
                 send=deliver,
                 out=output,
                 progress=advance,
+                full=full,
             )
         result = night.run
         c = result.counts

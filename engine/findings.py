@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -87,9 +87,9 @@ def close_missing(
     found: set[str],
     as_of: datetime,
     judged: set[str] | None = None,
-) -> int:
+) -> list[str]:
     """Close the rule's open findings a run no longer found: all of them (a full run), or
-    those of the entities it judged (`judged`, entity ids). Returns how many closed."""
+    those of the entities it judged (`judged`, entity ids). Returns their keys."""
     stmt = select(FindingRow.key, FindingRow.entity_id).where(
         FindingRow.rule_id == rule_id, FindingRow.closed_at.is_(None)
     )
@@ -100,7 +100,18 @@ def close_missing(
     ]
     for chunk in chunks(gone, _CHUNK):
         conn.execute(update(FindingRow).where(FindingRow.key.in_(chunk)).values(closed_at=as_of))
-    return len(gone)
+    return gone
+
+
+def open_counts(conn: Connection) -> dict[str, int]:
+    """Open findings per rule (a running clock's states still holding)."""
+    stmt = (
+        select(FindingRow.rule_id, func.count())
+        .where(FindingRow.closed_at.is_(None))
+        .group_by(FindingRow.rule_id)
+        .order_by(FindingRow.rule_id)
+    )
+    return {rule_id: count for rule_id, count in conn.execute(stmt)}
 
 
 def existing_keys(conn: Connection, keys: Sequence[str]) -> set[str]:

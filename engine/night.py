@@ -51,16 +51,19 @@ def one_night(
     send: bool = True,
     out: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    full: bool = False,
 ) -> NightResult:
-    """Evaluate at `as_of` and deliver, holding the run lock; RunLocked if another run is on."""
+    """Evaluate at `as_of` and deliver, holding the run lock; RunLocked if another run is on.
+    `full` judges every entity, not only what changed or came due."""
     if dry_run:  # reads only: no need to keep a real night waiting
-        return NightResult(run_night(settings, engine, as_of=as_of, dry_run=True, out=out), None)
+        dry = run_night(settings, engine, as_of=as_of, dry_run=True, out=out, full=full)
+        return NightResult(dry, None)
     require_current(engine)
     with run_lock(engine):
         abandon_unfinished_runs(engine)
         log.info("run started", extra={"as_of": as_of.isoformat()})
         try:
-            result = run_night(settings, engine, as_of=as_of, out=out, progress=progress)
+            result = run_night(settings, engine, as_of=as_of, out=out, progress=progress, full=full)
         except PolicyError as problems:
             report_invalid_policy(settings, engine, problems, as_of)
             raise

@@ -24,9 +24,12 @@ from jinja2 import TemplateError
 from sqlalchemy import Connection, Engine, insert, update
 
 from engine.artifact import artifact_path, write_artifact
+from engine.db.changes import take_marker
 from engine.db.models import Run
 from engine.db.schema import require_current
-from engine.findings import Finding, record_findings
+from engine.due_parts import DueParts, branch_zones, due_parts, mark_done
+from engine.findings import Finding, close_missing, open_counts, record_findings, reopen
+from engine.incremental import Plan, judged_ids, keep_watches, plan_run, scope_for
 from engine.kpis import record_kpis
 from engine.ledger.book import LEDGER_DETAILS
 from engine.ledger.close import Settlement, settle
@@ -35,12 +38,14 @@ from engine.notices.outbox import QueueReport, queue_letters, queue_notices
 from engine.notices.recipients import Directory
 from engine.notices.templates import NoticeTemplates
 from engine.policy import CompiledRule, Policy, load_policy
+from engine.policy.schedule_spec import PARTS
 from engine.reports.kpis import KpiSummary, kpi_letters, read_report, write_report
 from engine.reports.overdue import OverdueSummary, overdue_letters, write_page
 from engine.reports.penalties import write_reports
-from engine.rules import FAMILIES
+from engine.rules import FAMILIES, deadline
 from engine.rules.deadline import is_current
 from engine.rules.metric import Measured, is_effective, measure, months_to_measure
+from engine.rules.scope import Scope
 from engine.settings import Settings
 
 _CHUNK = 5000
@@ -59,6 +64,8 @@ class RuleOutcome:
     skipped: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
+    mode: str = "full"  # full, incremental (what changed or came due) or not due (its part)
+    closed: int = 0
 
 
 @dataclass
@@ -73,24 +80,32 @@ class RunResult:
     rules: list[RuleOutcome]
     set_aside: dict[str, int] = field(default_factory=dict)
     ledger: dict[str, Any] = field(default_factory=dict)
+    mode: dict[str, Any] = field(default_factory=dict)
+    parts_due: list[dict[str, str]] = field(default_factory=list)
+    open_findings: dict[str, int] = field(default_factory=dict)
+    closed: list[str] = field(default_factory=list)  # keys of states no longer found
     artifact: Path | None = None
 
     @property
     def findings(self) -> list[dict[str, Any]]:
-        """The artifact's findings, read back from its file: the night streams them there
-        rule by rule instead of holding them all."""
+        """The artifact's findings (new ones and those whose state changed), read back from
+        its file: the night streams them there rule by rule instead of holding them all."""
         if self.artifact is None:
             return []
         return json.loads(self.artifact.read_text("utf-8"))["findings"]
 
     def document(self, policy_hash: str, dry_run: bool) -> dict[str, Any]:
-        """The run artifact (schema_version 1) but for its findings, which are spooled."""
+        """The run artifact (schema_version 2) but for its findings, which are spooled."""
         return {
             "run_id": self.run_id,
             "as_of": self.as_of.isoformat(),
             "policy_hash": policy_hash,
             "outcome": self.outcome,
             "dry_run": dry_run,
+            "mode": self.mode,
+            "parts_due": self.parts_due,
+            "open_findings": self.open_findings,
+            "closed_findings": self.closed,
             "counts": self.counts,
             "timings": self.timings,
             "rules": [vars(r) for r in self.rules],
@@ -115,8 +130,11 @@ def run_night(
     out: Path | None = None,
     progress: Callable[[str], None] | None = None,
     templates: NoticeTemplates | None = None,
+    full: bool = False,
 ) -> RunResult:
-    """Evaluate every rule at `as_of`; with dry_run nothing is written to the database.
+    """Evaluate the policy at `as_of`: every rule in full, or, when the policy is unchanged
+    since the last run, what changed or came due (engine.incremental); `full` forces the
+    former. With dry_run nothing is written to the database.
 
     `progress` is called with each rule id as it is evaluated (for progress bars);
     `templates`, if given, renders the notices instead of those under settings.templates.
@@ -129,14 +147,16 @@ def run_night(
     run_id = uuid.uuid4().hex
     result = RunResult(run_id, as_of, "running", {}, timings, [])
     if not dry_run:
+        # Taken before anything is read: what is written from now on, the next run reads.
+        marker = take_marker(engine)
         # Committed on its own, so a run that dies leaves a trace in the history.
         with engine.begin() as conn:
-            _start_run(conn, run_id, as_of, policy.hash)
+            _start_run(conn, run_id, as_of, policy.hash, marker)
     # The artifact's findings, one JSON object per line, on disk until the artifact is written.
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
         try:
             _evaluate_and_queue(
-                settings, engine, policy, templates, result, dry_run, progress, spool
+                settings, engine, policy, templates, result, dry_run, progress, spool, full
             )
         except BaseException as exc:
             if not dry_run:
@@ -163,6 +183,7 @@ def _evaluate_and_queue(
     dry_run: bool,
     progress: Callable[[str], None] | None,
     spool: IO[str],
+    full: bool,
 ) -> None:
     run_id, as_of, timings = result.run_id, result.as_of, result.timings
     outgoing: dict[str, Any] = {
@@ -176,22 +197,37 @@ def _evaluate_and_queue(
     try:
         with conn.begin() as tx:
             if dry_run:
-                _start_run(conn, run_id, as_of, policy.hash)
+                _start_run(conn, run_id, as_of, policy.hash, None)
+            due = due_parts(
+                conn, policy.schedule, branch_zones(conn), policy.ledger.timezone, as_of,
+                close_on_day=policy.ledger.close_on_day,
+            )  # fmt: skip
+            result.parts_due = due.artifact()
+            plan = plan_run(conn, policy.hash, as_of, full=_why_full(full, due))
+            result.mode = plan.artifact()
             # Rule by rule, a chunk at a time, findings go to the database, the outbox and the
             # spool at once: the night holds a chunk, or one rule's list where a judge makes one.
-            night = _Passing(conn, policy, result, spool, outgoing)
-            for compiled, family, outcome in _rules(policy, result, progress):
+            night = _Passing(conn, policy, result, spool, outgoing, plan)
+            for compiled, family, outcome in _rules(policy, result, progress, due):
                 night.take(compiled, family, outcome)
             _time_families(policy, result)
             queued, overdue, bookings = night.queued, night.overdue, night.bookings
             found, new_total = night.found, night.new
             step = time.perf_counter()
             # The ledger is written in the same transaction as the findings it books.
-            settled = settle(conn, bookings, **outgoing)
-            reported = _report_overdue(conn, overdue.finish(), **outgoing)
-            kpis, measured, stored = _measure_kpis(conn, result, **outgoing)
+            settling = due.is_due("tallies") or due.is_due("month_close")
+            settled = settle(conn, bookings, **outgoing) if settling else Settlement()
+            summary = overdue.finish().only(due.scopes("overdue_summary").branches)
+            reported = _report_overdue(conn, summary, **outgoing)
+            kpis, measured, stored = None, QueueReport(), 0
+            if due.is_due("kpi_report"):
+                kpis, measured, stored = _measure_kpis(conn, result, **outgoing)
             outgoing.pop("policy")
-            bundled = bundle_digests(conn, **outgoing)
+            bundled = QueueReport()
+            if due.is_due("digests"):
+                bundled = bundle_digests(conn, **outgoing, branches=_people(due))
+            mark_done(conn, due, run_id, PARTS)
+            result.open_findings = open_counts(conn)
             _spent(timings, "notices_s", step)
             result.counts = {
                 "findings_new": new_total,
@@ -221,7 +257,7 @@ def _evaluate_and_queue(
         conn.close()
 
     if not dry_run:
-        _write_reports(result, settled, overdue, kpis, settings, templates, policy)
+        _write_reports(result, settled, summary, kpis, settings, templates, policy)
 
 
 def _spent(timings: dict[str, float], step: str, since: float) -> float:
@@ -319,7 +355,7 @@ def _write_reports(
     folder = settings.artifacts_dir / "reports"
     locale, zone = policy.defaults.locale, policy.ledger.timezone
     try:
-        paths = write_page(overdue, folder, templates, locale)
+        paths = write_page(overdue, folder, templates, locale) if overdue.branches else []
         if kpis is not None:
             paths += write_report(kpis, folder, templates, locale)
         paths += write_reports(settled.summaries, folder, templates, locale, zone)
@@ -330,18 +366,44 @@ def _write_reports(
 
 
 def _rules(
-    policy: Policy, result: RunResult, progress: Callable[[str], None] | None
+    policy: Policy,
+    result: RunResult,
+    progress: Callable[[str], None] | None,
+    due: DueParts,
 ) -> Iterator[tuple[CompiledRule[Any], ModuleType, RuleOutcome]]:
-    """Each rule in effect at as_of with its family, in the policy's order."""
+    """Each rule in effect at as_of with its family, in the policy's order; obligations and
+    tallies only when their part is due."""
     for family, rules in policy.by_family().items():
         judge = FAMILIES[family]
+        part = _DAILY_FAMILIES.get(family)
         for item in rules:
             if progress is not None:
                 progress(item.rule.id)
             outcome = RuleOutcome(item.rule.id, family)
             result.rules.append(outcome)
-            if judge.is_effective(item, result.as_of):
+            if part is not None and not due.is_due(part):
+                outcome.mode = "not due"
+            elif judge.is_effective(item, result.as_of):
                 yield item, judge, outcome
+
+
+_DAILY_FAMILIES = {"obligation": "obligations", "tally": "tallies"}
+"""Families judged once a day, when their part of the schedule is due."""
+
+
+def _why_full(full: bool, due: DueParts) -> str | None:
+    """Why this run must judge everything whatever changed, if it must."""
+    if full:
+        return "asked for (--full)"
+    if due.is_due("overdue_summary"):
+        return "the overdue summary is due: it lists every late clock"
+    return None
+
+
+def _people(due: DueParts) -> list[int | None]:
+    """Whose digests are due: the staff of these branches, and head office's (None)."""
+    scopes = due.scopes("digests")
+    return [*sorted(scopes.branches), *([None] if scopes.company else [])]
 
 
 class _JudgeError(Exception):
@@ -359,9 +421,10 @@ class _Passing:
         result: RunResult,
         spool: IO[str],
         outgoing: dict[str, Any],
+        plan: Plan,
     ) -> None:
         self.conn, self.policy, self.result, self.spool = conn, policy, result, spool
-        self.outgoing = outgoing
+        self.outgoing, self.plan = outgoing, plan
         self.titles = {compiled.rule.id: compiled.rule.title for compiled in policy.rules()}
         self.branches = Directory(conn).branches
         self.overdue = OverdueSummary(result.as_of)
@@ -373,15 +436,22 @@ class _Passing:
         """Judge one rule and pass its findings on; a judging error is kept in `outcome`."""
         mark, queued, deadlines, bookings = self.spool.tell(), QueueReport(), [], []
         found = new = 0
+        scope = scope_for(self.conn, self.plan, compiled, family, self.result.as_of)
+        if scope is not None and not scope.full:
+            outcome.mode = "incremental"
+        standing: set[str] = set()
         try:
             # A savepoint per rule: one broken rule becomes a result, not a failed night.
             with self.conn.begin_nested():
-                for chunk in self._judged(compiled, family, outcome):
+                for chunk in self._judged(compiled, family, outcome, scope):
                     fresh = self._pass_on(chunk, queued)
                     found, new = found + len(chunk), new + len(fresh)
                     # A state passed through at a missed night is not overdue now.
                     deadlines += (f for f in chunk if f.family == "deadline" and is_current(f))
                     bookings += (f for f in fresh if LEDGER_DETAILS in f.details)
+                    standing.update(f.key for f in chunk if f.standing)
+                if family is deadline:
+                    outcome.closed = self._close(compiled.rule.id, standing, scope)
         except _JudgeError as exc:
             outcome.error = str(exc)
             self.spool.seek(mark)
@@ -393,14 +463,28 @@ class _Passing:
         self.overdue.add(deadlines, self.branches, self.titles)
         self.bookings += bookings
 
+    def _close(self, rule_id: str, standing: set[str], scope: Scope | None) -> int:
+        """Close the rule's states no longer found; keep its clocks' next instants."""
+        as_of = self.result.as_of
+        closed = close_missing(self.conn, rule_id, standing, as_of, judged_ids(scope))
+        if scope is not None:
+            keep_watches(self.conn, rule_id, scope)
+        self.result.closed += closed
+        return len(closed)
+
     def _judged(
-        self, compiled: CompiledRule[Any], family: ModuleType, outcome: RuleOutcome
+        self,
+        compiled: CompiledRule[Any],
+        family: ModuleType,
+        outcome: RuleOutcome,
+        scope: Scope | None,
     ) -> Iterator[list[Finding]]:
         """The rule's findings in chunks; the time spent judging goes to `outcome.seconds`."""
         began = time.perf_counter()
+        narrowing = {} if scope is None else {"scope": scope}
         try:
             findings, outcome.skipped = family.judge(
-                self.conn, compiled, self.policy.calendars, self.result.as_of
+                self.conn, compiled, self.policy.calendars, self.result.as_of, **narrowing
             )
             stream = iter(findings)
             while chunk := list(islice(stream, _CHUNK)):
@@ -421,9 +505,10 @@ class _Passing:
         )
         step = _spent(timings, "record_s", step)
         fresh = [f for f in chunk if f.key in new_keys]
+        reopen(self.conn, [f for f in chunk if f.key not in new_keys])
         queued.add(queue_notices(self.conn, fresh, **self.outgoing))
         self.spool.writelines(
-            json.dumps(f.artifact(f.key in new_keys), ensure_ascii=False) + "\n" for f in chunk
+            json.dumps(f.artifact(True), ensure_ascii=False) + "\n" for f in fresh
         )
         _spent(timings, "notices_s", step)
         return fresh
@@ -439,7 +524,9 @@ def _time_families(policy: Policy, result: RunResult) -> None:
         result.timings[f"evaluate_{family}_s"] = round(seconds, 4)
 
 
-def _start_run(conn: Connection, run_id: str, as_of: datetime, policy_hash: str) -> None:
+def _start_run(
+    conn: Connection, run_id: str, as_of: datetime, policy_hash: str, marker: int | None
+) -> None:
     conn.execute(
         insert(Run).values(
             id=run_id,
@@ -449,6 +536,7 @@ def _start_run(conn: Connection, run_id: str, as_of: datetime, policy_hash: str)
             policy_hash=policy_hash,
             counts={},
             timings={},
+            change_marker=marker,
         )
     )
 
@@ -460,6 +548,7 @@ def _finish_run(conn: Connection, result: RunResult) -> None:
         .where(Run.id == result.run_id)
         .values(
             outcome=result.outcome,
+            mode=result.mode.get("mode"),
             finished_at=datetime.now(UTC),
             counts={**result.counts, "per_rule": per_rule},
             timings=result.timings,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -153,6 +153,11 @@ class OverdueSummary:
                     reason=finding.reason,
                 )
             )
+
+    def only(self, branches: Collection[int]) -> OverdueSummary:
+        """The summary of these branches alone (those whose summary is due)."""
+        kept = [part for part in self.branches if part.branch_id in branches]
+        return OverdueSummary(self.as_of, kept, {p.branch_id: p for p in kept})
 
     def finish(self) -> OverdueSummary:
         """Order the branches by code and each branch's items by deadline; returns self."""
