@@ -48,6 +48,7 @@ class Plan:
     why: str
     since: datetime | None = None  # as_of of the last successful run
     changes: Changes | None = None  # set in incremental mode
+    marker: int | None = None  # the last successful run's change marker
 
     def artifact(self) -> dict[str, Any]:
         """The run artifact's `mode` part."""
@@ -67,21 +68,21 @@ def plan_run(
         .order_by(Run.as_of.desc())
         .limit(1)
     ).first()
-    if full is not None:
-        return Plan(FULL, full, last.as_of if last else None)
     if last is None:
-        return Plan(FULL, "first run")
-    since = last.as_of
+        return Plan(FULL, full or "first run")
+    since, marker = last.as_of, last.change_marker
+    if full is not None:
+        return Plan(FULL, full, since, marker=marker)
     if last.policy_hash != policy_hash:
-        return Plan(FULL, "the policy changed since the last run", since)
-    if last.change_marker is None:
+        return Plan(FULL, "the policy changed since the last run", since, marker=marker)
+    if marker is None:
         return Plan(FULL, "the last run left no change marker", since)
     if missed_instants(since, as_of):
-        return Plan(FULL, "more than a day since the last run: catching up", since)
-    changes = read_changes(conn, last.change_marker)
+        return Plan(FULL, "more than a day since the last run: catching up", since, marker=marker)
+    changes = read_changes(conn, marker)
     if changes.branches:
-        return Plan(FULL, "a branch changed (calendar, time zone)", since)
-    return Plan(INCREMENTAL, "policy unchanged since the last run", since, changes)
+        return Plan(FULL, "a branch changed (calendar, time zone)", since, marker=marker)
+    return Plan(INCREMENTAL, "policy unchanged since the last run", since, changes, marker)
 
 
 def scope_for(

@@ -240,21 +240,24 @@ def test_policy_change_rederives_running_clocks_and_keeps_recorded_verdicts(
     eight_hours = run_night(
         settings_for(url, rules=rules), service_data.engine, as_of=sh(2026, 11, 16, 17, 30)
     )
-    # Under 6 hours the later call would have breached at 17:00; under 8 it is due Tuesday 10:00.
-    by_entity = {f["entity_id"]: f for f in eight_hours.findings if f["rule"] == "dispatch-urban"}
-    assert by_entity[str(later)]["state"] == "warning"
-    assert by_entity[str(early)]["state"] == "warning"  # re-derived: 8h runs out at 18:00
+    # Re-derived: under 8 hours the early call runs out at 18:00, so it is only warned now.
+    new = [
+        (f["entity_id"], f["state"]) for f in eight_hours.findings if f["rule"] == "dispatch-urban"
+    ]
+    assert new == [(str(early), "warning")]
     with service_data.engine.connect() as conn:
         recorded = conn.execute(
-            select(Finding.entity_id, Finding.state, Finding.policy_hash)
+            select(Finding.entity_id, Finding.state, Finding.policy_hash, Finding.closed_at)
             .where(Finding.rule_id == "dispatch-urban")
             .order_by(Finding.id)
         ).all()
-    # The breach recorded under the first version stays, with that version's hash.
-    assert [(e, s) for e, s, _ in recorded] == [
-        (str(early), "breach"),
-        (str(later), "warning"),
-        (str(early), "warning"),
+    # The breach recorded under the first version stays, with that version's hash, closed
+    # since it no longer holds. Under 6 hours the later call would have breached at 17:00;
+    # under 8 it is due Tuesday 10:00, still warned.
+    assert [(e, s, closed is None) for e, s, _, closed in recorded] == [
+        (str(early), "breach", False),
+        (str(later), "warning", True),
+        (str(early), "warning", True),
     ]
     assert recorded[0].policy_hash != recorded[2].policy_hash
 
