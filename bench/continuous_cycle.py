@@ -21,8 +21,7 @@ process, its wall time counted from the process start and its peak RSS its own:
 5. incremental vs full: before each cycle's run the database is copied (SQLite: the file, by
    SQLite's backup; PostgreSQL: CREATE DATABASE ... TEMPLATE), `aftersales run --full` runs on
    the copy at the same instant, and the two `findings` tables are compared: the set of
-   (key, closed_at IS NULL), plus the difference in `notices` rows. Skipped (and said so) while
-   `aftersales run --help` has no `--full`.
+   (key, closed_at IS NULL), plus the difference in `notices` rows.
 
 Run artifacts, reports and any .eml file go to a temporary folder (AFTERSALES_ARTIFACTS_DIR,
 AFTERSALES_OUTBOX_DIR); the children run there, so the benchmark leaves nothing in the
@@ -94,7 +93,6 @@ class Measure:
     cycles: list[Timed] = field(default_factory=list)
     daily: Timed | None = None
     differing: list[int] = field(default_factory=list)
-    compared: bool = False
 
 
 class Commands:
@@ -149,19 +147,6 @@ def timed(command: list[str], work: Path) -> Timed:
     if child.returncode:
         raise SystemExit(f"{' '.join(command)} failed with exit {child.returncode}:\n{said}")
     return Timed(seconds, usage.ru_maxrss / 1024, said.strip())
-
-
-def has_full(work: Path) -> bool:
-    """Whether `aftersales run` has the --full option yet."""
-    out = subprocess.run(
-        [str(AFTERSALES), "run", "--help"],
-        capture_output=True,
-        text=True,
-        cwd=work,
-        env=_env(work),
-        check=True,
-    )
-    return re.search(r"(?<![\w-])--full\b", out.stdout) is not None
 
 
 def _run(url: str, at: datetime, work: Path, *, full: bool = False) -> Timed:
@@ -251,7 +236,7 @@ def _load(url: str, requests: int, work: Path) -> Timed:
     )
 
 
-def _cycle(m: Measure, url: str, work: Path, n: int, full: bool) -> None:
+def _cycle(m: Measure, url: str, work: Path, n: int) -> None:
     start = T0 + (n - 1) * CYCLE
     at = start + CYCLE
     delta = work / f"delta-{n}"
@@ -263,16 +248,12 @@ def _cycle(m: Measure, url: str, work: Path, n: int, full: bool) -> None:
     imported = timed([str(AFTERSALES), "import", str(delta), "--db", url, "--upsert"], work)
     label = f"{m.kind} {m.requests:,}: cycle {n} at {at:%H:%M}Z"
     print(f"{label}: import {imported.seconds:.2f} s; {' / '.join(imported.said.splitlines())}")
-    compared = ""
-    if not full:
+    with copy_of(m.kind, url, work) as copy:
         run = _run(url, at, work)
-    else:
-        with copy_of(m.kind, url, work) as copy:
-            run = _run(url, at, work)
-            _run(copy, at, work, full=True)
-            count, words = differing(url, copy)
-        m.differing.append(count)
-        compared = f"\n{label}: incremental vs full: {count} differing ({words})"
+        _run(copy, at, work, full=True)
+        count, words = differing(url, copy)
+    m.differing.append(count)
+    compared = f"\n{label}: incremental vs full: {count} differing ({words})"
     m.cycles.append(run)
     print(
         f"{label}: run {run.seconds:.2f} s, peak {run.peak_mib:.0f} MiB; {_summary(run.said)}"
@@ -280,9 +261,9 @@ def _cycle(m: Measure, url: str, work: Path, n: int, full: bool) -> None:
     )
 
 
-def measure(kind: str, requests: int, full: bool) -> Measure:
+def measure(kind: str, requests: int) -> Measure:
     """Go-live, the cycles and the morning on a fresh demo database of `kind`."""
-    m = Measure(requests, kind, compared=full)
+    m = Measure(requests, kind)
     with scratch_database(kind) as url, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         COMMANDS.names[url] = "<db URL>"
@@ -295,7 +276,7 @@ def measure(kind: str, requests: int, full: bool) -> Measure:
             f"peak {m.go_live.peak_mib:.0f} MiB; {_summary(m.go_live.said)}"
         )
         for n in range(1, CYCLES + 1):
-            _cycle(m, url, work, n, full)
+            _cycle(m, url, work, n)
         m.daily = _run(url, MORNING, work)
         print(
             f"{kind} {requests:,}: daily parts at {MORNING.astimezone(SHANGHAI).isoformat()} "
@@ -331,12 +312,12 @@ def _row(m: Measure) -> str:
         _mib(max(c.peak_mib for c in m.cycles), CYCLE_PEAK_MB),
         _s(m.daily.seconds, DAILY_WALL_S),
         f"{m.daily.peak_mib:.0f} MiB",
-        str(sum(m.differing)) if m.compared else "skipped",
+        str(sum(m.differing)),
     ]
     return "| " + " | ".join(cells) + " |"
 
 
-def report(measures: list[Measure], full: bool) -> None:
+def report(measures: list[Measure]) -> None:
     """The table, the cycle ratio, the targets and the commands."""
     print(
         "\n| scale | database | go-live wall | go-live peak | cycle median | cycle max "
@@ -362,11 +343,8 @@ def report(measures: list[Measure], full: bool) -> None:
             )
             mark = " ✗" if ratio > CYCLE_RATIO else ""
             print(f"cycle ratio {_scale(largest)}/100k, {kind}: {ratio:.2f}{mark}")
-    if full:
-        total = sum(sum(m.differing) for m in measures)
-        print(f"incremental vs full: {total} differing (0 expected)")
-    else:
-        print("incremental vs full: skipped, `aftersales run` has no --full yet")
+    total = sum(sum(m.differing) for m in measures)
+    print(f"incremental vs full: {total} differing (0 expected)")
     print("\ncommands (children run in <tmp>, with AFTERSALES_RULES and AFTERSALES_TEMPLATES")
     print("set to the repository's, AFTERSALES_ARTIFACTS_DIR=<tmp>/runs and")
     print("AFTERSALES_OUTBOX_DIR=<tmp>/outbox):")
@@ -381,17 +359,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        full = has_full(Path(tmp))
-    if not full:
-        print("`aftersales run` has no --full yet: incremental vs full is skipped")
     measures = [
-        measure(kind, requests, full)
+        measure(kind, requests)
         for requests in args.requests
         for kind in ("sqlite", "postgresql")
         if args.db in (kind, "both")
     ]
-    report(measures, full)
+    report(measures)
 
 
 if __name__ == "__main__":
