@@ -35,6 +35,7 @@ from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal, format_percent
 from jinja2 import (
+    FileSystemBytecodeCache,
     FileSystemLoader,
     StrictUndefined,
     Template,
@@ -186,6 +187,13 @@ def _oversized(op: str, left: Any, right: Any, max_chars: int) -> str | None:
     return None
 
 
+_COMPILED = FileSystemBytecodeCache(pattern="__aftersales_bounded_%s.cache")
+"""Compiled templates kept between runs, in the user's own temporary folder (Jinja's, private
+to the user), under a name of our own: every cycle checks every template of the policy, and
+compiling them all again would cost it most of a second. A cached entry is used only for the
+same source text; the name keeps other Jinja users' code (no bounded operators) apart."""
+
+
 class NoticeTemplates:
     """The notice templates under one folder, with a locale fallback chain."""
 
@@ -203,6 +211,7 @@ class NoticeTemplates:
             keep_trailing_newline=True,
             # One command reads the templates once: no stat() of every file at every render.
             auto_reload=False,
+            bytecode_cache=_COMPILED,
         )
         self.env.filters.update(
             date=_date, datetime=_datetime, money=_money, number=_number, percent=_percent
