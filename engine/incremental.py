@@ -20,7 +20,7 @@ tallies and metrics run when their part is due, and then in full.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import ModuleType
 from typing import Any
@@ -49,6 +49,15 @@ class Plan:
     since: datetime | None = None  # as_of of the last successful run
     changes: Changes | None = None  # set in incremental mode
     marker: int | None = None  # the last successful run's change marker
+    # Entity table -> ids touched, worked out once for all the rules on the table.
+    _touched: dict[str, frozenset[int] | None] = field(default_factory=dict, compare=False)
+
+    def touched(self, conn: Connection, entity: str) -> frozenset[int] | None:
+        """The entities of `entity` touched by the changes (engine.touched), or None."""
+        if entity not in self._touched:
+            assert self.changes is not None
+            self._touched[entity] = touched(conn, self.changes, entity)
+        return self._touched[entity]
 
     def artifact(self) -> dict[str, Any]:
         """The run artifact's `mode` part."""
@@ -94,11 +103,11 @@ def scope_for(
         return None
     if plan.mode == FULL or plan.changes is None or _moves_with_time(compiled, family):
         return Scope(plan.since)
-    ids = touched(conn, plan.changes, compiled.rule.entity)
+    ids = plan.touched(conn, compiled.rule.entity)
     if ids is None:
         return Scope(plan.since)
     if family is deadline:
-        ids |= _come_due(conn, compiled, plan.since, as_of)
+        ids = ids | _come_due(conn, compiled, plan.since, as_of)
     return Scope(plan.since, frozenset(ids))
 
 
