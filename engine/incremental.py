@@ -78,7 +78,7 @@ def plan_run(
         .limit(1)
     ).first()
     if last is None:
-        return Plan(FULL, full or "first run")
+        return Plan(FULL, "first run")
     since, marker = last.as_of, last.change_marker
     if full is not None:
         return Plan(FULL, full, since, marker=marker)

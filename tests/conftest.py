@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -119,6 +120,22 @@ def settings_for(tmp_path) -> Callable[[str], Settings]:
             **overrides,
         }
         return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def midnight_settings_for(settings_for, tmp_path) -> Callable[..., Settings]:
+    """settings_for with the shipped policy but every daily part at 00:00 local: for tests of
+    the instant an obligation falls due or a period closes, to the minute, whatever the hour
+    the schedule would do them (tested on its own in test_parts_done.py)."""
+    rules = tmp_path / "midnight-rules"
+    shutil.copytree(ROOT / "rules", rules)
+    schedule = rules / "schedule.yaml"
+    schedule.write_text(re.sub(r'"\d\d:\d\d"', '"00:00"', schedule.read_text("utf-8")), "utf-8")
+
+    def make(url: str, **overrides: Any) -> Settings:
+        return settings_for(url, **{"rules": rules, **overrides})
 
     return make
 

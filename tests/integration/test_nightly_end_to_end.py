@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from engine import run as night
+from engine import judging
 from engine.db.demo import load_demo
 from engine.db.models import Finding, Notice
 from engine.db.session import connect
@@ -130,7 +130,7 @@ def test_a_rule_that_breaks_part_way_leaves_nothing_and_the_night_goes_on(
                 raise RuntimeError("lost the connection to the warranty table")
             yield finding
 
-    monkeypatch.setattr(night, "_CHUNK", 2)
+    monkeypatch.setattr(judging, "_CHUNK", 2)
     monkeypatch.setattr(classification, "evaluate", breaks_after_three)
     result = run_night(settings_for(str(db.url)), db, as_of=datetime.fromisoformat(AS_OF))
 

@@ -86,7 +86,7 @@ def test_a_report_handed_in_after_the_due_day_is_missing_first_then_late(
     ]
 
 
-def test_team_quota_and_project_handover(service_data, settings_for):
+def test_team_quota_and_project_handover(service_data, midnight_settings_for):
     lead = service_data.staff["team_lead"]
     ada = service_data.customer("Ada Wong")
     project = service_data.contract(
@@ -112,9 +112,10 @@ def test_team_quota_and_project_handover(service_data, settings_for):
     )  # fmt: skip
 
     # Handover due by 3 November (two weeks after acceptance): nothing recorded by then.
-    _nights(service_data, settings_for, datetime(2026, 11, 3, 15, 0, tzinfo=UTC))
+    _nights(service_data, midnight_settings_for, datetime(2026, 11, 3, 15, 0, tzinfo=UTC))
     assert service_data.findings("project-handover") == []
-    _nights(service_data, settings_for, datetime(2026, 11, 3, 16, 0, tzinfo=UTC))  # 00:00 local
+    midnight = datetime(2026, 11, 3, 16, 0, tzinfo=UTC)  # 00:00 local
+    _nights(service_data, midnight_settings_for, midnight)
 
     assert service_data.findings("project-handover") == [(str(project), "2026-10-20", "missing")]
     assert service_data.findings("project-join") == []  # joined 15 Sep, by 20 Sep

@@ -168,10 +168,12 @@ def test_run_artifact_has_the_documented_keys(service_data, settings_for):
     _contracts(service_data)
     result = run_night(settings_for(str(service_data.engine.url)), service_data.engine, as_of=AS_OF)
     document = json.loads(result.artifact.read_text())
-    assert document["schema_version"] == 1
-    assert {"run_id", "as_of", "policy_hash", "outcome", "counts", "timings", "findings"} <= set(
-        document
-    )
+    assert document["schema_version"] == 2
+    assert {
+        "run_id", "as_of", "policy_hash", "outcome", "counts", "timings", "findings", "mode",
+        "parts_due", "open_findings", "closed_findings",
+    } <= set(document)  # fmt: skip
+    assert document["mode"]["mode"] == "full" and document["mode"]["why"] == "first run"
     assert document["as_of"] == "2026-11-23T02:00:00+00:00"
     finding = next(f for f in document["findings"] if f["occurrence"] == "2026-12-20")
     assert finding == {

@@ -140,20 +140,22 @@ def test_false_inspection_report_doubles_the_fine(service_data, settings_for):
     }
 
 
-def test_nothing_is_booked_before_the_close_and_the_close_books_once(service_data, settings_for):
+def test_nothing_is_booked_before_the_close_and_the_close_books_once(
+    service_data, midnight_settings_for
+):
     first = _complaint(service_data, sh(2026, 10, 5, 11, 0))
     _complaint(service_data, sh(2026, 10, 20, 11, 0), repeat_of_id=first)
 
-    before = _run(service_data, settings_for, as_of=CLOSE - timedelta(minutes=1))
+    before = _run(service_data, midnight_settings_for, as_of=CLOSE - timedelta(minutes=1))
     assert _entries(service_data.engine) == []  # September and Q3 close, with nothing in them
     assert before.ledger["periods_closed"] == ["2026-09", "2026-Q3"]
 
-    closing = _run(service_data, settings_for, as_of=CLOSE)
+    closing = _run(service_data, midnight_settings_for, as_of=CLOSE)
     assert closing.ledger["periods_closed"] == ["2026-10"]
     assert closing.ledger["entries_booked"] == 1
 
-    again = _run(service_data, settings_for, as_of=CLOSE)
-    later = _run(service_data, settings_for, as_of=CLOSE + timedelta(days=5))
+    again = _run(service_data, midnight_settings_for, as_of=CLOSE)
+    later = _run(service_data, midnight_settings_for, as_of=CLOSE + timedelta(days=5))
     for rerun in (again, later):
         assert rerun.ledger["entries_booked"] == 0 and rerun.ledger["periods_closed"] == []
         assert not [f for f in rerun.findings if f["family"] == "tally"]
