@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, create_engine, func, insert, select, text, update
@@ -164,3 +165,30 @@ def test_incremental_runs_find_what_full_runs_find(db_url, twin_url, settings_fo
     assert modes.count("incremental") >= 8, modes
     for engine in engines:
         engine.dispose()
+
+
+def test_the_80_percent_warning_reaches_the_team_lead_in_the_next_cycle(service_data, settings_for):
+    shanghai = ZoneInfo("Asia/Shanghai")
+    ada = service_data.customer("Ada Wong")
+    # Received 09:00 Monday: 6 working hours (lunch 12:00-13:00) run out at 16:00; 80 % at 14:48.
+    call = service_data.request(ada, datetime(2026, 11, 16, 9, 0, tzinfo=shanghai))
+    settings = settings_for(str(service_data.engine.url))
+    cycle = datetime(2026, 11, 16, 9, 0, tzinfo=shanghai)
+    warned = None
+    while cycle <= datetime(2026, 11, 16, 15, 30, tzinfo=shanghai):
+        result = run_night(settings, service_data.engine, as_of=cycle.astimezone(UTC))
+        new = [f for f in result.findings if f["rule"] == "dispatch-urban"]
+        if new:
+            assert warned is None and [f["state"] for f in new] == ["warning"]
+            assert result.mode["mode"] == "incremental"
+            warned = cycle
+        cycle += timedelta(minutes=15)
+    assert warned == datetime(2026, 11, 16, 15, 0, tzinfo=shanghai)
+    with service_data.engine.connect() as conn:
+        (role, status, urgent), *others = conn.execute(
+            select(Notice.recipient_role, Notice.status, Notice.urgent).where(
+                Notice.finding_key.like(f"dispatch-urban|service_requests|{call}|%|warning")
+            )
+        ).all()
+    # Sent at once, not held for tomorrow's digest, an hour before the deadline.
+    assert (role, status, urgent, others) == ("team_lead", "pending", True, [])
