@@ -35,10 +35,8 @@ import os
 import re
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -47,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from scratch import PG_ADMIN_URL, scratch_database
+from scratch import PG_ADMIN_URL, run_child, scratch_database
 from sqlalchemy import create_engine, func, make_url, select, text
 from upsert_delta import AS_OF, build_delta
 
@@ -129,24 +127,10 @@ def _env(work: Path) -> dict[str, str]:
 def timed(command: list[str], work: Path) -> Timed:
     """Run `command` in a child process in `work`; exit on failure with what it printed."""
     COMMANDS.note(command)
-    started = time.perf_counter()
-    child = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=work,
-        env=_env(work),
-    )
-    assert child.stdout is not None
-    said = child.stdout.read()
-    # wait4 rather than wait: the child's own rusage, hence its own peak RSS.
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise SystemExit(f"{' '.join(command)} failed with exit {child.returncode}:\n{said}")
-    return Timed(seconds, usage.ru_maxrss / 1024, said.strip())
+    seconds, peak, said, code = run_child(command, cwd=work, env=_env(work))
+    if code:
+        raise SystemExit(f"{' '.join(command)} failed with exit {code}:\n{said}")
+    return Timed(seconds, peak, said)
 
 
 def _run(url: str, at: datetime, work: Path, *, full: bool = False) -> Timed:

@@ -4,7 +4,9 @@ database created on a server and dropped afterwards (even when the benchmark fai
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,3 +36,20 @@ def scratch_database(kind: str, server: str = PG_ADMIN_URL) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def run_child(
+    command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[float, float, str, int]:
+    """Run `command` in a child process: its wall time (start included), its own peak RSS in
+    MiB, what it printed (stdout and stderr) and its exit code."""
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env
+    )
+    assert child.stdout is not None
+    said = child.stdout.read()
+    # wait4 rather than wait: the child's own rusage, hence its own peak RSS.
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    return seconds, usage.ru_maxrss / 1024, said.strip(), os.waitstatus_to_exitcode(status)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from scratch import scratch_database
+from scratch import run_child, scratch_database
 from sqlalchemy import Engine, select
 
 from engine.db.demo import scale_for_requests
@@ -135,17 +134,11 @@ def build_delta(engine: Engine, folder: Path, start: datetime = AS_OF) -> None:
 def _timed_import(url: str, folder: Path) -> tuple[float, float, str]:
     """Wall time and peak RSS (MiB) of `aftersales import --upsert` in a child process, and
     what it printed."""
-    command = [str(_AFTERSALES), "import", str(folder)]
-    started = time.perf_counter()
-    child = subprocess.Popen([*command, "--db", url, "--upsert"], stdout=subprocess.PIPE, text=True)
-    assert child.stdout is not None
-    said = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise SystemExit(f"import failed with exit {child.returncode}")
-    return seconds, usage.ru_maxrss / 1024, said.strip()
+    command = [str(_AFTERSALES), "import", str(folder), "--db", url, "--upsert"]
+    seconds, peak, said, code = run_child(command)
+    if code:
+        raise SystemExit(f"import failed with exit {code}:\n{said}")
+    return seconds, peak, said
 
 
 def _bench(kind: str, url: str, requests: int) -> None:

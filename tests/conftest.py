@@ -8,6 +8,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -50,15 +51,10 @@ def _pg_available() -> str | None:
         return str(exc).splitlines()[0]
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """URL of a fresh scratch database; skips without a server unless CI=true."""
-    problem = _pg_available()
-    if problem:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required when CI=true: {problem}")
-        pytest.skip(f"no PostgreSQL server: {problem}")
-    name = f"aftersales_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def pg_database(prefix: str) -> Iterator[str]:
+    """A new database on the test server, dropped (whoever is connected) afterwards: its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -68,6 +64,18 @@ def pg_server() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """URL of a fresh scratch database; skips without a server unless CI=true."""
+    problem = _pg_available()
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required when CI=true: {problem}")
+        pytest.skip(f"no PostgreSQL server: {problem}")
+    with pg_database("aftersales_test") as url:
+        yield url
 
 
 def _reset_pg(url: str) -> None:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import random
 import shutil
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, insert, select, text, update
+from conftest import pg_database
+from sqlalchemy import Engine, func, insert, select, update
 
 from engine.db.demo import load_demo
 from engine.db.models import Complaint, Finding, Notice, ServiceRequest, StatusChange
@@ -37,16 +37,8 @@ def twin_url(db_url: str) -> Iterator[str]:
     if db_url.startswith("sqlite"):
         yield db_url.replace("service.db", "twin.db")
         return
-    name = f"aftersales_twin_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(db_url.rsplit("/", 1)[0] + "/test", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield db_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with pg_database("aftersales_twin") as url:
+        yield url
 
 
 def _change(conn, rng: random.Random, at: datetime, step: int) -> None:
