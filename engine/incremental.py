@@ -10,7 +10,8 @@ by one (deadlines, reminders, classifications) judges only:
   was written or deleted (engine.touched);
 - for a deadline, the entities whose watch came due (the next warning point, deadline or
   escalation a full run noted for each running clock) and those whose start came since;
-- for a reminder, the rows whose date made them come due since the last run.
+- for a reminder, the rows whose date made them come due since the last run: a range read on
+  the date, or, for a derived date (a unit's warranty end), the watches come due.
 
 Rules whose verdict moves with time in other ways (a deadline's or outcome's condition that
 reads `as_of`, other than a window that only lets rows out) are judged in full. Obligations,
@@ -106,9 +107,16 @@ def scope_for(
     ids = plan.touched(conn, compiled.rule.entity)
     if ids is None:
         return Scope(plan.since)
+    if watched(compiled, family):
+        ids = ids | _watches_due(conn, compiled.rule.id, as_of)
     if family is deadline:
-        ids = ids | _come_due(conn, compiled, plan.since, as_of)
+        ids = ids | _started(conn, compiled, plan.since, as_of)
     return Scope(plan.since, frozenset(ids))
+
+
+def watched(compiled: CompiledRule[Any], family: ModuleType) -> bool:
+    """True for rules whose runs keep watches: deadlines, reminders on a derived date."""
+    return family is deadline or (family is reminder and reminder.uses_watches(compiled))
 
 
 def keep_watches(conn: Connection, rule_id: str, scope: Scope) -> None:
@@ -130,19 +138,18 @@ def judged_ids(scope: Scope | None) -> set[str] | None:
     return None if scope is None or scope.ids is None else {str(i) for i in scope.ids}
 
 
-def _come_due(
+def _watches_due(conn: Connection, rule_id: str, as_of: datetime) -> set[int]:
+    """The entities whose watch came due (a range read)."""
+    due = select(Watch.entity_id).where(Watch.rule_id == rule_id, Watch.due_at <= as_of)
+    return {int(entity_id) for entity_id in conn.scalars(due)}
+
+
+def _started(
     conn: Connection, compiled: CompiledRule[Any], since: datetime | None, as_of: datetime
 ) -> set[int]:
-    """A deadline's entities whose watch came due, or whose start came since the last run."""
-    watched = select(Watch.entity_id).where(
-        Watch.rule_id == compiled.rule.id, Watch.due_at <= as_of
-    )
-    out = {int(entity_id) for entity_id in conn.scalars(watched)}
-    table = compiled.table
-    start = table.c[compiled.rule.start]
-    started = select(table.c.id).where(start > since, start <= as_of)
-    out.update(conn.scalars(started))
-    return out
+    """A deadline's entities whose clock started since the last run (a start written ahead)."""
+    start = compiled.table.c[compiled.rule.start]
+    return set(conn.scalars(select(compiled.table.c.id).where(start > since, start <= as_of)))
 
 
 def _moves_with_time(compiled: CompiledRule[Any], family: ModuleType) -> bool:

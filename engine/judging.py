@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 
 from engine.due_parts import DueParts
 from engine.findings import Finding, close_missing, record_findings, reopen
-from engine.incremental import Plan, judged_ids, keep_watches, scope_for
+from engine.incremental import Plan, judged_ids, keep_watches, scope_for, watched
 from engine.ledger.book import LEDGER_DETAILS
 from engine.notices.outbox import QueueReport, queue_notices
 from engine.notices.recipients import Directory
@@ -102,6 +102,8 @@ class RulePassing:
                     standing.update(f.key for f in chunk if f.standing)
                 if family is deadline:
                     outcome.closed = self._close(compiled.rule.id, standing, scope)
+                if scope is not None and watched(compiled, family):
+                    keep_watches(self.conn, compiled.rule.id, scope)
         except _JudgeError as exc:
             outcome.error = str(exc)
             self.spool.seek(mark)
@@ -114,11 +116,9 @@ class RulePassing:
         self.bookings += bookings
 
     def _close(self, rule_id: str, standing: set[str], scope: Scope | None) -> int:
-        """Close the rule's states no longer found; keep its clocks' next instants."""
+        """Close the rule's states no longer found; returns how many."""
         as_of = self.result.as_of
         closed = close_missing(self.conn, rule_id, standing, as_of, judged_ids(scope))
-        if scope is not None:
-            keep_watches(self.conn, rule_id, scope)
         self.result.closed += closed
         return len(closed)
 

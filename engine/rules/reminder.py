@@ -10,13 +10,14 @@ ever served. The finding key (rule, entity, date, state) keeps each to one notic
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, DateTime, Select, or_, select
+from sqlalchemy import ColumnElement, Connection, DateTime, FromClause, Select, or_, select
 
+from engine.db.catalogue import entity_table
 from engine.db.models import Branch
 from engine.expr import to_sql
 from engine.findings import Finding
@@ -38,13 +39,23 @@ def is_effective(reminder: Reminder, as_of: datetime) -> bool:
     return start is None or as_of.date() >= start
 
 
-def candidates(reminder: Reminder, as_of: datetime, since: datetime | None = None) -> Select[Any]:
+def candidates(
+    reminder: Reminder,
+    as_of: datetime,
+    since: datetime | None = None,
+    *,
+    table: FromClause | None = None,
+    upcoming: bool = False,
+) -> Select[Any]:
     """Rows that may be due at `as_of`: the condition holds and the date lies in a window.
 
     `since` is the as-of of the last successful run. The window is a little wider than
-    exact; `evaluate` decides each row precisely.
+    exact; `evaluate` decides each row precisely. `table` replaces the rule's (a view
+    narrowed to some entities); `upcoming` lifts the window's upper end, for the rows still to
+    come due too.
     """
-    rule, table = reminder.rule, reminder.table
+    rule = reminder.rule
+    table = reminder.table if table is None else table
     anchor = table.c[rule.date]
     back = rule.offset.delta()
     newest = as_of - back + _MARGIN
@@ -56,7 +67,9 @@ def candidates(reminder: Reminder, as_of: datetime, since: datetime | None = Non
         oldest = min(oldest, since - back - _MARGIN)
     if not _is_instant(reminder):
         newest, oldest = newest.date(), oldest.date()  # type: ignore[assignment]
-    stmt = select(table).where(anchor.is_not(None), anchor >= oldest, anchor <= newest)
+    stmt = select(table).where(anchor.is_not(None), anchor >= oldest)
+    if not upcoming:
+        stmt = stmt.where(anchor <= newest)
     if "branch_id" in table.c:
         branches = Branch.__table__
         stmt = stmt.add_columns(branches.c.timezone.label(TZ_LABEL)).join(
@@ -72,15 +85,21 @@ def evaluate(
     rows: Iterable[Mapping[str, Any]],
     as_of: datetime,
     since: datetime | None = None,
+    scope: Scope | None = None,
 ) -> list[Finding]:
-    """The reminders due at `as_of` among candidate rows (pure); `since` as in `candidates`."""
+    """The reminders due at `as_of` among candidate rows (pure but for `scope`, which gets
+    the rows still to come due); `since` as in `candidates`."""
     out: list[Finding] = []
     for row in rows:
-        record = {k: v for k, v in row.items() if k != TZ_LABEL}
         tz = ZoneInfo(row.get(TZ_LABEL) or "UTC")
         due, expires = due_window(reminder, row[reminder.rule.date], tz)
+        if due > as_of:
+            if scope is not None:
+                scope.watch(row["id"], due)
+            continue
         caught_up = since is not None and since < due
-        if due <= as_of and (as_of < expires or caught_up):
+        if as_of < expires or caught_up:
+            record = {k: v for k, v in row.items() if k != TZ_LABEL}
             out.append(_finding(reminder, record, due, tz))
     return out
 
@@ -92,22 +111,63 @@ def judge(
     as_of: datetime,
     scope: Scope | None = None,
 ) -> tuple[list[Finding], dict[str, int]]:
-    """Fetch the candidates and judge them (reminders run on the calendar, never skip rows);
-    with a narrowed `scope`, only its entities and the rows come due since the last run."""
+    """Fetch the candidates and judge them (reminders run on the calendar, never skip rows).
+
+    With a narrowed `scope`, only its entities and, for a date stored in the table, the rows
+    come due since the last run (a range read); a derived date (a unit's warranty end) has no
+    index to read a range on, so a run judging in full notes each row's coming due date in
+    `scope` (kept as watches) and the scope of an incremental run holds those come due.
+    """
     since = previous_as_of(conn, as_of)
-    query = candidates(reminder, as_of, since)
-    if scope is not None and not scope.full and since is not None:
-        query = query.where(or_(scope.where(reminder.table), _come_due_since(reminder, since)))
-    rows = conn.execute(query).mappings()
-    return evaluate(reminder, rows, as_of, since), {}
+    narrowed = scope is not None and not scope.full and since is not None
+    if uses_watches(reminder):
+        table = None
+        if narrowed:
+            assert scope is not None and reminder.views is not None
+            table = reminder.views.narrowed(reminder.rule.entity, scope.where)
+        query = candidates(reminder, as_of, since, table=table, upcoming=scope is not None)
+        rows: Iterable[Mapping[str, Any]] = conn.execute(query).mappings()
+    else:
+        query = candidates(reminder, as_of, since)
+        if narrowed:
+            assert scope is not None and since is not None
+            query = query.where(or_(scope.where(reminder.table), _come_due_since(reminder, since)))
+            rows = _new_or_touched(reminder, conn.execute(query).mappings(), since, scope)
+        else:
+            rows = conn.execute(query).mappings()
+    return evaluate(reminder, rows, as_of, since, scope), {}
+
+
+def uses_watches(reminder: Reminder) -> bool:
+    """True when the rule's date is derived (no column to read a range of dates on)."""
+    return reminder.rule.date not in entity_table(reminder.rule.entity).c
 
 
 def _come_due_since(reminder: Reminder, since: datetime) -> ColumnElement[bool]:
-    """Rows whose date lets them fall due after `since` (a little wide, as `candidates`);
-    older ones a run at `since` judged already, and only a change to them can matter now."""
+    """Rows whose date lets them fall due after `since` (a little wide); older ones a run at
+    `since` judged already, and only a change to them can matter now."""
     anchor = reminder.table.c[reminder.rule.date]
-    oldest = since - reminder.rule.offset.delta() - _MARGIN
+    oldest = since - reminder.rule.offset.delta() - _margin(reminder)
     return anchor >= (oldest if _is_instant(reminder) else oldest.date())
+
+
+def _new_or_touched(
+    reminder: Reminder, rows: Iterable[Mapping[str, Any]], since: datetime, scope: Scope
+) -> Iterator[Mapping[str, Any]]:
+    """The rows in `scope`, and those that fell due after `since`."""
+    assert scope.ids is not None
+    for row in rows:
+        tz = ZoneInfo(row.get(TZ_LABEL) or "UTC")
+        if row["id"] in scope.ids or due_window(reminder, row[reminder.rule.date], tz)[0] > since:
+            yield row
+
+
+def _margin(reminder: Reminder) -> timedelta:
+    """How far the due instant can lie from `date + offset` read as UTC: nothing for an
+    instant moved by a fixed span, a day of time zones for a date, three more days where a
+    month's end is clamped (31 January + 1 month)."""
+    clamped = timedelta(days=3) if reminder.rule.offset.unit in ("month", "year") else timedelta()
+    return clamped + (timedelta() if _is_instant(reminder) else timedelta(days=1))
 
 
 def due_window(

@@ -1,8 +1,9 @@
 """Incremental runs find exactly what full runs find, on SQLite and PostgreSQL.
 
 Twin databases get the same demo department and the same random batches of changes (new
-calls, status changes, arrivals and closures, a received time edited, a complaint, a holiday
-added to the policy); one is run as the engine chooses (incremental when it may), the other
+calls, status changes, arrivals and closures, a received time edited, a complaint, a unit's
+purchase date moved so its warranty ends soon, a holiday added to the policy); one is run as
+the engine chooses (incremental when it may), the other
 with `full=True`, at the same instants a few minutes to hours apart. After every step the
 recorded findings (key, due time, open or closed) and the notices queued are the same.
 """
@@ -21,7 +22,7 @@ from conftest import pg_database
 from sqlalchemy import Engine, func, insert, select, update
 
 from engine.db.demo import load_demo
-from engine.db.models import Complaint, Finding, Notice, ServiceRequest, StatusChange
+from engine.db.models import Complaint, Finding, Notice, ServiceRequest, StatusChange, Unit
 from engine.db.schema import upgrade
 from engine.db.session import connect
 from engine.run import run_night
@@ -82,6 +83,15 @@ def _change(conn, rng: random.Random, at: datetime, step: int) -> None:
                 insert(StatusChange.__table__).values(
                     service_request_id=call, status=values["status"], changed_at=when
                 )
+            )
+    if step % 3 == 2:  # units bought a year ago as of a month from now: warranty ending soon
+        units = Unit.__table__
+        for unit in rng.sample(sorted(conn.scalars(select(units.c.id))), 3):
+            bought = (at + timedelta(days=rng.randint(28, 33))).date()
+            conn.execute(
+                update(units)
+                .where(units.c.id == unit)
+                .values(purchased_on=bought.replace(year=bought.year - 1), proof_of_purchase=True)
             )
     if step % 3 == 1:  # a complaint accepted now
         complaints = Complaint.__table__
@@ -152,7 +162,11 @@ def test_incremental_runs_find_what_full_runs_find(db_url, twin_url, settings_fo
         assert mine[0] ^ theirs[0] == set(), f"findings differ at step {step} ({at})"
         assert mine[1] ^ theirs[1] == set(), f"notices differ at step {step} ({at})"
     with engines[0].connect() as conn:
-        assert conn.scalar(select(func.count()).select_from(Finding)) > 0
+        later = select(Finding.rule_id, func.count()).where(Finding.recorded_at > START)
+        found_later = dict(conn.execute(later.group_by(Finding.rule_id)).all())
+    # The steps found things of every kind the engine judges incrementally, watches included.
+    for rule in ("dispatch-urban", "warranty-ending", "serious-complaint", "service-category"):
+        assert found_later.get(rule, 0) > 0, (rule, found_later)
     # Most steps ran incrementally: the test compares something.
     assert modes.count("incremental") >= 8, modes
     for engine in engines:
