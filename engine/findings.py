@@ -90,14 +90,27 @@ def close_missing(
 ) -> list[str]:
     """Close the rule's open findings a run no longer found: all of them (a full run), or
     those of the entities it judged (`judged`, entity ids). Returns their keys."""
-    stmt = select(FindingRow.key, FindingRow.entity_id).where(
+    stmt = select(FindingRow.key).where(
         FindingRow.rule_id == rule_id, FindingRow.closed_at.is_(None)
     )
-    gone = [
-        key
-        for key, entity_id in conn.execute(stmt)
-        if key not in found and (judged is None or entity_id in judged)
-    ]
+    if judged is None:
+        gone = [key for key in conn.scalars(stmt) if key not in found]
+    else:  # the entities judged, read by the index on rule and entity
+        gone = []
+        for chunk in chunks(sorted(judged), _CHUNK):
+            keys = conn.scalars(stmt.where(FindingRow.entity_id.in_(chunk)))
+            gone += (key for key in keys if key not in found)
+    for chunk in chunks(gone, _CHUNK):
+        conn.execute(update(FindingRow).where(FindingRow.key.in_(chunk)).values(closed_at=as_of))
+    return gone
+
+
+def close_rules_gone(conn: Connection, rule_ids: Sequence[str], as_of: datetime) -> list[str]:
+    """Close the open findings of rules no longer in the policy; returns their keys."""
+    stmt = select(FindingRow.key).where(
+        FindingRow.closed_at.is_(None), FindingRow.rule_id.not_in(list(rule_ids))
+    )
+    gone = list(conn.scalars(stmt))
     for chunk in chunks(gone, _CHUNK):
         conn.execute(update(FindingRow).where(FindingRow.key.in_(chunk)).values(closed_at=as_of))
     return gone

@@ -31,11 +31,11 @@ from sqlalchemy import Connection, delete, insert, select
 from engine.db.models import Run, Watch
 from engine.db.session import chunks
 from engine.expr.nodes import only_narrows_with_time, reads_as_of
-from engine.policy import CompiledRule
+from engine.policy import CompiledRule, Policy
 from engine.rules import classification, deadline, reminder
 from engine.rules.catch_up import missed_instants
 from engine.rules.scope import Scope
-from engine.touched import Changes, read_changes, touched
+from engine.touched import TOO_MANY, Changes, read_changes, touched
 
 FULL, INCREMENTAL = "full", "incremental"
 _CHUNK = 500
@@ -68,10 +68,11 @@ class Plan:
         return out
 
 
-def plan_run(
-    conn: Connection, policy_hash: str, as_of: datetime, *, full: str | None = None
-) -> Plan:
+def plan_run(conn: Connection, policy: Policy, as_of: datetime, *, full: str | None = None) -> Plan:
     """Decide the run's mode; `full` names a reason to judge everything regardless."""
+    later = select(Run.id).where(Run.outcome == "success", Run.as_of >= as_of).limit(1)
+    if conn.scalar(later) is not None:  # a run back in time: the markers went on without it
+        return Plan(FULL, "a later run exists (a run back in time)")
     last = conn.execute(
         select(Run.as_of, Run.policy_hash, Run.change_marker)
         .where(Run.outcome == "success", Run.as_of < as_of)
@@ -83,8 +84,10 @@ def plan_run(
     since, marker = last.as_of, last.change_marker
     if full is not None:
         return Plan(FULL, full, since, marker=marker)
-    if last.policy_hash != policy_hash:
+    if last.policy_hash != policy.hash:
         return Plan(FULL, "the policy changed since the last run", since, marker=marker)
+    if _comes_into_effect(policy, since, as_of):
+        return Plan(FULL, "a rule came into effect since the last run", since, marker=marker)
     if marker is None:
         return Plan(FULL, "the last run left no change marker", since)
     if missed_instants(since, as_of):
@@ -111,7 +114,7 @@ def scope_for(
         ids = ids | _watches_due(conn, compiled.rule.id, as_of)
     if family is deadline:
         ids = ids | _started(conn, compiled, plan.since, as_of)
-    return Scope(plan.since, frozenset(ids))
+    return Scope(plan.since, frozenset(ids)) if len(ids) <= TOO_MANY else Scope(plan.since)
 
 
 def watched(compiled: CompiledRule[Any], family: ModuleType) -> bool:
@@ -136,6 +139,16 @@ def keep_watches(conn: Connection, rule_id: str, scope: Scope) -> None:
 def judged_ids(scope: Scope | None) -> set[str] | None:
     """The entity ids a narrowed scope judged, as findings name them; None for all."""
     return None if scope is None or scope.ids is None else {str(i) for i in scope.ids}
+
+
+def _comes_into_effect(policy: Policy, since: datetime, as_of: datetime) -> bool:
+    """True when a rule's effective_from falls after the last run and by this one: the rule
+    has never judged, so it has no watches yet."""
+    for compiled in policy.rules():
+        start = getattr(compiled.rule, "effective_from", None)
+        if start is not None and since.date() < start <= as_of.date():
+            return True
+    return False
 
 
 def _watches_due(conn: Connection, rule_id: str, as_of: datetime) -> set[int]:

@@ -24,8 +24,8 @@ from engine.db.changes import prune_tombstones, take_marker
 from engine.db.models import Run
 from engine.db.schema import require_current
 from engine.due_parts import DueParts, branch_zones, due_parts, mark_done
-from engine.findings import open_counts
-from engine.incremental import plan_run
+from engine.findings import close_rules_gone, open_counts
+from engine.incremental import FULL, plan_run
 from engine.judging import RulePassing, rules_due, time_families
 from engine.kpis import record_kpis
 from engine.ledger.close import Settlement, settle
@@ -132,7 +132,7 @@ def _evaluate_and_queue(
                 close_on_day=policy.ledger.close_on_day,
             )  # fmt: skip
             result.parts_due = due.artifact()
-            plan = plan_run(conn, policy.hash, as_of, full=_why_full(full, due))
+            plan = plan_run(conn, policy, as_of, full=_why_full(full, due))
             result.mode = plan.artifact()
             # Rule by rule, a chunk at a time, findings go to the database, the outbox and the
             # spool at once: the night holds a chunk, or one rule's list where a judge makes one.
@@ -140,6 +140,8 @@ def _evaluate_and_queue(
             for compiled, family, outcome in rules_due(policy, result, progress, due):
                 night.take(compiled, family, outcome)
             time_families(policy, result)
+            if plan.mode == FULL:  # a rule taken out of the policy leaves nothing open
+                result.closed += close_rules_gone(conn, policy.rule_ids(), as_of)
             queued, overdue, bookings = night.queued, night.overdue, night.bookings
             found, new_total = night.found, night.new
             step = time.perf_counter()

@@ -63,6 +63,8 @@ def touched(conn: Connection, changes: Changes, entity: str) -> frozenset[int] |
     near = {name: set(ids) for name, ids in changes.rows.items()}
     for name in _neighbours(entity):
         near.setdefault(name, set()).update(_one_step(conn, name, changes.rows))
+        if len(near[name]) > TOO_MANY:  # a hub row changed (a product): no use going on
+            return None
     out = set(changes.rows.get(entity, ())) | _one_step(conn, entity, near)
     return None if len(out) > TOO_MANY else frozenset(out)
 

@@ -4,7 +4,9 @@ Every service table has `row_version`, kept by database triggers whoever writes 
 importer, the engine, or another system writing the tables directly), and a deleted row leaves
 a tombstone in `deleted_rows`. A run takes a marker M with `take_marker`; the next run asks
 for the rows with `row_version > M` (`changed_ids`) and the tombstones above M
-(`deleted_since`). Nothing committed is ever missed:
+(`deleted_since`). A row whose foreign key changes (a status change moved to another call, a
+contract to another customer) leaves the same kind of record, with the references it had: what
+it referred to before changed too, for the rules that read it. Nothing committed is missed:
 
 - SQLite: a row takes the value of the one-row `change_clock` when it is inserted or updated;
   a marker is the clock's value, bumped in a transaction of its own. SQLite has one writer at
@@ -127,7 +129,12 @@ def tracked_tables() -> dict[str, tuple[str, ...]]:
 
 
 def _names(table: str) -> tuple[str, str, str]:
-    return f"trg_{table}_stamp_insert", f"trg_{table}_stamp_update", f"trg_{table}_tombstone"
+    return (
+        f"trg_{table}_stamp_insert",
+        f"trg_{table}_stamp_update",
+        f"trg_{table}_tombstone",
+        f"trg_{table}_moved",
+    )
 
 
 # PostgreSQL: one function stamps rows of every table; the tombstone function gets the
@@ -152,9 +159,16 @@ END $$""",
 
 
 def _pg_triggers(table: str, refs: Sequence[str]) -> list[str]:
-    insert, update, tombstone = _names(table)
+    insert, update, tombstone, moved = _names(table)
     args = ", ".join(f"'{ref}'" for ref in refs)
+    changed = " OR ".join(f'OLD."{ref}" IS DISTINCT FROM NEW."{ref}"' for ref in refs)
+    # A foreign key changed leaves what the row referred to before, as a deletion does.
+    follow = [
+        f'CREATE TRIGGER "{moved}" AFTER UPDATE ON "{table}" FOR EACH ROW '
+        f"WHEN ({changed}) EXECUTE FUNCTION aftersales_tombstone({args})"
+    ]
     return [
+        *(follow if refs else []),
         # A writer that stamped the row itself (NEW differs) is left alone: no function call.
         f'CREATE TRIGGER "{insert}" BEFORE INSERT ON "{table}" FOR EACH ROW '
         "WHEN (NEW.row_version IS NULL) EXECUTE FUNCTION aftersales_stamp_row()",
@@ -167,10 +181,22 @@ def _pg_triggers(table: str, refs: Sequence[str]) -> list[str]:
 
 
 def _sqlite_triggers(table: str, refs: Sequence[str]) -> list[str]:
-    insert, update, tombstone = _names(table)
+    insert, update, tombstone, moved = _names(table)
     stamp = f'UPDATE "{table}" SET row_version = {_SQLITE_VERSION} WHERE rowid = NEW.rowid'
     refs_json = ", ".join(f"'{ref}', OLD.{ref}" for ref in refs)
+    leave = (
+        "INSERT INTO deleted_rows (table_name, row_id, refs, row_version, deleted_at) "
+        f"VALUES ('{table}', OLD.id, json_object({refs_json}), {_SQLITE_VERSION}, "
+        "datetime('now'))"
+    )
+    changed = " OR ".join(f"OLD.{ref} IS NOT NEW.{ref}" for ref in refs)
+    # A foreign key changed leaves what the row referred to before, as a deletion does.
+    follow = [
+        f'CREATE TRIGGER "{moved}" AFTER UPDATE ON "{table}" FOR EACH ROW '
+        f"WHEN {changed} BEGIN {leave}; END"
+    ]
     return [
+        *(follow if refs else []),
         f'CREATE TRIGGER "{insert}" AFTER INSERT ON "{table}" FOR EACH ROW '
         f"WHEN NEW.row_version IS NULL BEGIN {stamp}; END",
         # SQLite cannot assign NEW, so the row is stamped by a second UPDATE. Skipping rows
@@ -179,10 +205,7 @@ def _sqlite_triggers(table: str, refs: Sequence[str]) -> list[str]:
         f'CREATE TRIGGER "{update}" AFTER UPDATE ON "{table}" FOR EACH ROW '
         "WHEN NEW.row_version IS OLD.row_version "
         f"AND NEW.row_version IS NOT {_SQLITE_VERSION} BEGIN {stamp}; END",
-        f'CREATE TRIGGER "{tombstone}" AFTER DELETE ON "{table}" FOR EACH ROW BEGIN '
-        "INSERT INTO deleted_rows (table_name, row_id, refs, row_version, deleted_at) "
-        f"VALUES ('{table}', OLD.id, json_object({refs_json}), {_SQLITE_VERSION}, "
-        "datetime('now')); END",
+        f'CREATE TRIGGER "{tombstone}" AFTER DELETE ON "{table}" FOR EACH ROW BEGIN {leave}; END',
     ]
 
 

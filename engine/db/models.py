@@ -416,7 +416,8 @@ SERVICE_TABLES: tuple[type[Base], ...] = (
 
 
 class DeletedRow(Base):
-    """A tombstone: a service row deleted, written by the table's delete trigger."""
+    """A tombstone: a service row deleted, or the references a row left when one of its
+    foreign keys changed; written by the table's triggers."""
 
     __tablename__ = "deleted_rows"
     id: Mapped[intpk]
@@ -687,7 +688,15 @@ FOLLOWED_KEYS: tuple[tuple[str, str], ...] = (
 """Foreign keys an incremental run follows from a changed row to the rows that refer to it
 (engine.touched) that no other index leads with: indexed, so each step is a lookup."""
 
-for _table, _column in FOLLOWED_KEYS:
+RANGE_READ_DATES: tuple[tuple[str, str], ...] = (
+    ("service_requests", "completed_at"),
+    ("service_requests", "collected_at"),
+    ("complaints", "accepted_at"),
+)
+"""Dates an incremental run reads a range of (a reminder's date come due, a clock started
+since the last run) that no other index leads with."""
+
+for _table, _column in FOLLOWED_KEYS + RANGE_READ_DATES:
     Index(f"ix_{_table}_{_column}", Base.metadata.tables[_table].c[_column])
 
 

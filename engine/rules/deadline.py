@@ -169,7 +169,8 @@ def candidates(
     clocks sifted out, flagged in SIFTED_OUT, for judging to say when they can next matter."""
     rule, table = deadline.rule, deadline.table
     start, stops = table.c[rule.start], [table.c[name] for name in rule.stop]
-    running = and_(*(stop.is_(None) for stop in stops))
+    # A stop recorded ahead of as_of has not happened yet: the clock still runs.
+    running = and_(*(or_(stop.is_(None), stop > as_of) for stop in stops))
     oldest_stop = as_of - LATE_STOP_LOOKBACK
     if since is not None:
         oldest_stop = min(oldest_stop, since)

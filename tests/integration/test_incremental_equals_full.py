@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import pg_database
-from sqlalchemy import Engine, func, insert, select, update
+from conftest import ServiceData, pg_database
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from engine.db.demo import load_demo
 from engine.db.models import Complaint, Finding, Notice, ServiceRequest, StatusChange, Unit
@@ -56,6 +56,8 @@ def _change(conn, rng: random.Random, at: datetime, step: int) -> None:
             promised_at=at + timedelta(hours=rng.randint(1, 30)),
             region=rng.choice(["urban", "suburban"]), kind="repair", repeat_of_id=None,
         )  # fmt: skip
+        if n == 0 and step % 4 == 3:  # a completion booked ahead, after the promised time
+            row.update(promised_at=at + timedelta(minutes=20), completed_at=at + timedelta(hours=2))
         new_id = conn.scalar(insert(calls).values(row).returning(calls.c.id))
         conn.execute(
             insert(StatusChange.__table__).values(
@@ -84,6 +86,17 @@ def _change(conn, rng: random.Random, at: datetime, step: int) -> None:
                     service_request_id=call, status=values["status"], changed_at=when
                 )
             )
+    if step % 4 == 1:  # a pause booked on the wrong call, moved to the right one
+        changes = StatusChange.__table__
+        waits = sorted(
+            conn.scalars(select(changes.c.id).where(changes.c.status == "waiting_customer"))
+        )
+        if waits and len(open_ids) > 1:
+            conn.execute(
+                update(changes)
+                .where(changes.c.id == rng.choice(waits))
+                .values(service_request_id=rng.choice(open_ids))
+            )
     if step % 3 == 2:  # units bought a year ago as of a month from now: warranty ending soon
         units = Unit.__table__
         for unit in rng.sample(sorted(conn.scalars(select(units.c.id))), 3):
@@ -108,6 +121,12 @@ def _change(conn, rng: random.Random, at: datetime, step: int) -> None:
         conn.execute(insert(complaints).values(row))
 
 
+def _replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text("utf-8")
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1), "utf-8")
+
+
 def _state(engine: Engine) -> tuple[set[tuple[object, ...]], set[tuple[object, ...]]]:
     """What a person would see: findings (key, due, open) and notices (key, recipient)."""
     with engine.connect() as conn:
@@ -127,6 +146,14 @@ def test_incremental_runs_find_what_full_runs_find(db_url, twin_url, settings_fo
     engines = [connect(db_url), connect(twin_url)]
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)
+    # A rule comes into effect at 00:00 UTC, an hour before the Shanghai overdue summary (a
+    # full run): the runs in that hour must judge it whole.
+    _replace(rules / "schedule.yaml", 'overdue_summary: "08:00"', 'overdue_summary: "09:00"')
+    _replace(
+        rules / "sla.yaml",
+        "  - id: dispatch-suburban\n",
+        "  - id: dispatch-suburban\n    effective_from: 2026-11-24\n",
+    )
     settings = [
         settings_for(url, rules=rules, artifacts_dir=tmp_path / f"runs{i}")
         for i, url in enumerate((db_url, twin_url))
@@ -146,13 +173,10 @@ def test_incremental_runs_find_what_full_runs_find(db_url, twin_url, settings_fo
             with engine.begin() as conn:
                 _change(conn, random.Random(seed), at, step)
         if step == 9:
-            calendars = rules / "calendars.yaml"
-            calendars.write_text(
-                calendars.read_text("utf-8").replace(
-                    "    holidays: {country: CN}",
-                    "    holidays: {country: CN}\n    closed: [2026-11-25]",
-                ),
-                "utf-8",
+            _replace(
+                rules / "calendars.yaml",
+                "    holidays: {country: CN}",
+                "    holidays: {country: CN}\n    closed: [2026-11-25]",
             )
         incremental = run_night(settings[0], engines[0], as_of=at)
         full = run_night(settings[1], engines[1], as_of=at, full=True)
@@ -198,3 +222,58 @@ def test_the_80_percent_warning_reaches_the_team_lead_in_the_next_cycle(service_
         ).all()
     # Sent at once, not held for tomorrow's digest, an hour before the deadline.
     assert (role, status, urgent, others) == ("team_lead", "pending", True, [])
+
+
+def _completion_booked_ahead(data: ServiceData) -> Callable[[Connection], None] | None:
+    """A repair promised for 11:00 with its completion booked for 14:00 when it is received:
+    the clock runs until then, and breaches at 11:00 with nothing written in between."""
+    ada = data.customer("Ada Wong")
+    data.request(ada, _sh(9), promised_at=_sh(11), completed_at=_sh(14), status="in_progress")
+    return None
+
+
+def _pause_moved(data: ServiceData) -> Callable[[Connection], None] | None:
+    """A pause booked on the wrong call, moved to the right one at 14:15: the first call's
+    clock loses its pause, and its warning comes at 14:48 instead of later."""
+    ada, bob = data.customer("Ada Wong"), data.customer("Bob Li")
+    wrong = data.request(ada, _sh(9))
+    right = data.request(bob, _sh(9), region="suburban")
+    data.status(wrong, "waiting_customer", _sh(9, 30))
+
+    def move(conn: Connection) -> None:
+        conn.execute(
+            update(StatusChange)
+            .where(StatusChange.service_request_id == wrong)
+            .values(service_request_id=right)
+        )
+
+    return move
+
+
+def _sh(hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 11, 16, hour, minute, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+@pytest.mark.parametrize("case", [_completion_booked_ahead, _pause_moved])
+def test_what_no_row_of_the_entity_shows_is_seen_by_incremental_runs(
+    case, db_url, twin_url, focused_settings_for
+):
+    engines = [connect(db_url), connect(twin_url)]
+    changes = []
+    for engine in engines:
+        upgrade(engine)
+        changes.append(case(ServiceData(engine)))
+    cycles = [_sh(9, 30), _sh(11, 30), _sh(14), _sh(14, 15), _sh(15), _sh(16, 30)]
+    for at in cycles:
+        for engine, change in zip(engines, changes, strict=True):
+            if change is not None and at == _sh(14, 15):
+                with engine.begin() as conn:
+                    change(conn)
+        settings = [focused_settings_for(str(e.url)) for e in engines]
+        mode = run_night(settings[0], engines[0], as_of=at.astimezone(UTC)).mode["mode"]
+        run_night(settings[1], engines[1], as_of=at.astimezone(UTC), full=True)
+        mine, theirs = _state(engines[0]), _state(engines[1])
+        assert mine[0] ^ theirs[0] == set(), f"findings differ at {at:%H:%M} ({mode})"
+        assert mine[1] ^ theirs[1] == set(), f"notices differ at {at:%H:%M} ({mode})"
+    for engine in engines:
+        engine.dispose()

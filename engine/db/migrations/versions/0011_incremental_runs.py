@@ -25,8 +25,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _STANDING = "('warning', 'breach')"
-# engine.db.models.FOLLOWED_KEYS as of this revision.
-_FOLLOWED_KEYS = (
+# engine.db.models.FOLLOWED_KEYS and RANGE_READ_DATES as of this revision.
+_INDEXED = (
     ("units", "product_id"),
     ("units", "customer_id"),
     ("contracts", "unit_id"),
@@ -36,6 +36,9 @@ _FOLLOWED_KEYS = (
     ("complaints", "customer_id"),
     ("complaints", "repeat_of_id"),
     ("work_records", "customer_id"),
+    ("service_requests", "completed_at"),
+    ("service_requests", "collected_at"),
+    ("complaints", "accepted_at"),
 )
 
 
@@ -91,7 +94,7 @@ def upgrade() -> None:
             )
         )
         batch_op.create_index("ix_findings_open", ["closed_at", "rule_id"], unique=False)
-    for table, column in _FOLLOWED_KEYS:
+    for table, column in _INDEXED:
         op.create_index(f"ix_{table}_{column}", table, [column], unique=False)
     # Only a running clock's states stand; everything recorded so far that is not one is done.
     op.execute(
@@ -101,7 +104,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table, column in _FOLLOWED_KEYS:
+    for table, column in _INDEXED:
         op.drop_index(f"ix_{table}_{column}", table_name=table)
     with op.batch_alter_table("findings", schema=None) as batch_op:
         batch_op.drop_index("ix_findings_open")
