@@ -2,9 +2,9 @@
 
 A run is incremental when the last successful run had the same policy, left a change marker,
 was less than a day before (otherwise the run catches up the missed days, engine.rules.
-catch_up), no branch changed (calendars and time zones) and no part due needs the whole
-picture (the overdue summary lists every late clock). Then each rule that judges entities one
-by one (deadlines, reminders, classifications) judges only:
+catch_up) and at an earlier instant, no branch changed (calendars and time zones) and no rule
+came into effect since. Then each rule that judges entities one by one (deadlines, reminders,
+classifications) judges only:
 
 - the entities touched since the marker: their row, or a row two foreign-key steps away,
   was written or deleted (engine.touched);

@@ -17,11 +17,8 @@ from engine.findings import Finding, close_missing, record_findings, reopen
 from engine.incremental import Plan, judged_ids, keep_watches, scope_for, watched
 from engine.ledger.book import LEDGER_DETAILS
 from engine.notices.outbox import QueueReport, queue_notices
-from engine.notices.recipients import Directory
 from engine.policy import CompiledRule, Policy
-from engine.reports.overdue import OverdueSummary
 from engine.rules import FAMILIES, deadline
-from engine.rules.deadline import is_current
 from engine.rules.scope import Scope
 from engine.run_result import RuleOutcome, RunResult, spent
 
@@ -75,16 +72,13 @@ class RulePassing:
     ) -> None:
         self.conn, self.policy, self.result, self.spool = conn, policy, result, spool
         self.outgoing, self.plan = outgoing, plan
-        self.titles = {compiled.rule.id: compiled.rule.title for compiled in policy.rules()}
-        self.branches = Directory(conn).branches
-        self.overdue = OverdueSummary(result.as_of)
         self.queued = QueueReport()
         self.bookings: list[Finding] = []
         self.found = self.new = 0
 
     def take(self, compiled: CompiledRule[Any], family: ModuleType, outcome: RuleOutcome) -> None:
         """Judge one rule and pass its findings on; a judging error is kept in `outcome`."""
-        mark, queued, deadlines, bookings = self.spool.tell(), QueueReport(), [], []
+        mark, queued, bookings = self.spool.tell(), QueueReport(), []
         found = new = 0
         scope = scope_for(self.conn, self.plan, compiled, family, self.result.as_of)
         if scope is not None and not scope.full:
@@ -96,8 +90,6 @@ class RulePassing:
                 for chunk in self._judged(compiled, family, outcome, scope):
                     fresh = self._pass_on(chunk, queued)
                     found, new = found + len(chunk), new + len(fresh)
-                    # A state passed through at a missed night is not overdue now.
-                    deadlines += (f for f in chunk if f.family == "deadline" and is_current(f))
                     bookings += (f for f in fresh if LEDGER_DETAILS in f.details)
                     standing.update(f.key for f in chunk if f.standing)
                 if family is deadline:
@@ -112,7 +104,6 @@ class RulePassing:
         outcome.findings, outcome.new = found, new
         self.found, self.new = self.found + found, self.new + new
         self.queued.add(queued)
-        self.overdue.add(deadlines, self.branches, self.titles)
         self.bookings += bookings
 
     def _close(self, rule_id: str, standing: set[str], scope: Scope | None) -> int:

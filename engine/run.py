@@ -36,7 +36,7 @@ from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy, load_policy
 from engine.policy.schedule_spec import PARTS
 from engine.reports.kpis import KpiSummary, kpi_letters, read_report, write_report
-from engine.reports.overdue import OverdueSummary, overdue_letters, write_page
+from engine.reports.overdue import OverdueSummary, open_overdue, overdue_letters, write_page
 from engine.reports.penalties import write_reports
 from engine.rules.metric import Measured, is_effective, measure, months_to_measure
 from engine.run_result import RuleOutcome, RunResult, spent
@@ -132,7 +132,7 @@ def _evaluate_and_queue(
                 close_on_day=policy.ledger.close_on_day,
             )  # fmt: skip
             result.parts_due = due.artifact()
-            plan = plan_run(conn, policy, as_of, full=_why_full(full, due))
+            plan = plan_run(conn, policy, as_of, full="asked for (--full)" if full else None)
             result.mode = plan.artifact()
             # Rule by rule, a chunk at a time, findings go to the database, the outbox and the
             # spool at once: the night holds a chunk, or one rule's list where a judge makes one.
@@ -142,14 +142,19 @@ def _evaluate_and_queue(
             time_families(policy, result)
             if plan.mode == FULL:  # a rule taken out of the policy leaves nothing open
                 result.closed += close_rules_gone(conn, policy.rule_ids(), as_of)
-            queued, overdue, bookings = night.queued, night.overdue, night.bookings
+            queued, bookings = night.queued, night.bookings
             found, new_total = night.found, night.new
             step = time.perf_counter()
             # The ledger is written in the same transaction as the findings it books.
             settling = due.is_due("tallies") or due.is_due("month_close")
             settled = settle(conn, bookings, **outgoing) if settling else Settlement()
-            summary = overdue.finish().only(due.scopes("overdue_summary").branches)
-            reported = _report_overdue(conn, summary, **outgoing)
+            summary = OverdueSummary(as_of)
+            reported = QueueReport()
+            if due.is_due("overdue_summary"):
+                titles = {c.rule.id: c.rule.title for c in policy.rules()}
+                every = open_overdue(conn, as_of, Directory(conn).branches, titles)
+                summary = every.only(due.scopes("overdue_summary").branches)
+                reported = _report_overdue(conn, summary, **outgoing)
             kpis, measured, stored = None, QueueReport(), 0
             if due.is_due("kpi_report"):
                 kpis, measured, stored = _measure_kpis(conn, result, **outgoing)
@@ -290,15 +295,6 @@ def _write_reports(
         result.ledger["reports_error"] = f"{type(exc).__name__}: {exc}"
         return
     result.ledger["reports"] = [str(p) for p in paths]
-
-
-def _why_full(full: bool, due: DueParts) -> str | None:
-    """Why this run must judge everything whatever changed, if it must."""
-    if full:
-        return "asked for (--full)"
-    if due.is_due("overdue_summary"):
-        return "the overdue summary is due: it lists every late clock"
-    return None
 
 
 def _people(due: DueParts) -> list[int | None]:

@@ -19,6 +19,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Connection, or_, select
+
+from engine.db.catalogue import entity_table
+from engine.db.models import Finding as FindingRow
+from engine.db.session import chunks
 from engine.findings import Finding
 from engine.notices.outbox import Attachment, Letter, branch_letters
 from engine.notices.recipients import Directory
@@ -165,6 +170,49 @@ class OverdueSummary:
             part.items.sort(key=lambda item: (item.deadline, item.rule_id, item.number))
         self.branches = sorted(self._parts.values(), key=lambda p: (p.code, p.branch_id or 0))
         return self
+
+
+def open_overdue(
+    conn: Connection,
+    as_of: datetime,
+    branches: Mapping[int, Mapping[str, Any]],
+    titles: Mapping[str, str],
+) -> OverdueSummary:
+    """Every clock late at `as_of`: the open breaches and escalation levels in the findings
+    table (each run keeps them open exactly while they hold), with their entity's branch and
+    number; so the summary needs no run that judges every clock."""
+    rows = select(
+        FindingRow.rule_id, FindingRow.entity, FindingRow.entity_id, FindingRow.occurrence,
+        FindingRow.state, FindingRow.reason, FindingRow.due_at,
+    ).where(
+        FindingRow.closed_at.is_(None),
+        FindingRow.family == "deadline",
+        or_(FindingRow.state == "breach", FindingRow.state.like("escalation:%")),
+    )  # fmt: skip
+    late = conn.execute(rows.order_by(FindingRow.id)).all()
+    records: dict[tuple[str, str], dict[str, Any]] = {}
+    for entity in {row.entity for row in late}:
+        table = entity_table(entity)
+        ids = sorted({int(row.entity_id) for row in late if row.entity == entity})
+        columns = [table.c.id, table.c.branch_id, table.c.number]
+        for chunk in chunks(ids, 500):
+            for found in conn.execute(select(*columns).where(table.c.id.in_(chunk))).mappings():
+                records[entity, str(found["id"])] = dict(found)
+    findings = [
+        Finding(
+            rule_id=row.rule_id,
+            family="deadline",
+            entity=row.entity,
+            entity_id=row.entity_id,
+            occurrence=row.occurrence,
+            state=row.state,
+            reason=row.reason,
+            due_at=row.due_at,
+            record=records.get((row.entity, row.entity_id), {"id": row.entity_id}),
+        )
+        for row in late
+    ]
+    return build_overdue(findings, branches, titles, as_of)
 
 
 def build_overdue(
