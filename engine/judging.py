@@ -17,6 +17,7 @@ from engine.findings import Finding, close_missing, record_findings, reopen
 from engine.incremental import Plan, judged_ids, keep_watches, scope_for, watched
 from engine.ledger.book import LEDGER_DETAILS
 from engine.notices.outbox import QueueReport, queue_notices
+from engine.notices.recipients import Directory
 from engine.policy import CompiledRule, Policy
 from engine.rules import FAMILIES, deadline
 from engine.rules.scope import Scope
@@ -72,6 +73,8 @@ class RulePassing:
     ) -> None:
         self.conn, self.policy, self.result, self.spool = conn, policy, result, spool
         self.outgoing, self.plan = outgoing, plan
+        # Branches and staff, read once for the run's notices when there are any.
+        self.directory: Directory | None = None
         self.queued = QueueReport()
         self.bookings: list[Finding] = []
         self.found = self.new = 0
@@ -147,7 +150,10 @@ class RulePassing:
         step = spent(timings, "record_s", step)
         fresh = [f for f in chunk if f.key in new_keys]
         reopen(self.conn, [f for f in chunk if f.key not in new_keys])
-        queued.add(queue_notices(self.conn, fresh, **self.outgoing))
+        if fresh:
+            if self.directory is None:
+                self.directory = Directory(self.conn)
+            queued.add(queue_notices(self.conn, fresh, **self.outgoing, directory=self.directory))
         self.spool.writelines(
             json.dumps(f.artifact(True), ensure_ascii=False) + "\n" for f in fresh
         )

@@ -104,12 +104,16 @@ def queue_notices(
     mail_from: str,
     run_id: str,
     as_of: datetime,
+    directory: Directory | None = None,
 ) -> QueueReport:
     """Insert one outbox row per recipient of each finding: customers' and urgent notices
-    rendered, other staff items held as data for their digest."""
+    rendered, other staff items held as data for their digest. `directory`, if given, is
+    the run's, read once (a site's staff are many)."""
     report = QueueReport()
     customer_ids = [f.record["customer_id"] for f in findings if f.record.get("customer_id")]
-    directory = Directory(conn, customer_ids)
+    if directory is None:
+        directory = Directory(conn)
+    directory.add_customers(conn, customer_ids)
     titles = {r.rule.id: r.rule for r in policy.rules()}
     rows: list[dict[str, Any]] = []
     for finding in findings:

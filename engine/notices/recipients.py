@@ -50,7 +50,11 @@ class Directory:
             if person["active"]:
                 self.by_role[(person["branch_id"], person["role"])].append(person)
         self.customers: dict[int, dict[str, Any]] = {}
-        wanted = sorted(set(customer_ids))
+        self.add_customers(conn, customer_ids)
+
+    def add_customers(self, conn: Connection, customer_ids: Iterable[int]) -> None:
+        """Read these customers too (those not read yet)."""
+        wanted = sorted(set(customer_ids) - self.customers.keys())
         table = Customer.__table__
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]

@@ -16,7 +16,7 @@ from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, DateTime, FromClause, Select, select
+from sqlalchemy import Connection, DateTime, FromClause, Select, select
 
 from engine.db.catalogue import entity_table
 from engine.db.models import Branch
@@ -47,30 +47,29 @@ def candidates(
     *,
     table: FromClause | None = None,
     upcoming: bool = False,
+    dates: str = "due",
 ) -> Select[Any]:
     """Rows that may be due at `as_of`: the condition holds and the date lies in a window.
 
     `since` is the as-of of the last successful run. The window is a little wider than
     exact; `evaluate` decides each row precisely. `table` replaces the rule's (a view
     narrowed to some entities); `upcoming` lifts the window's upper end, for the rows still to
-    come due too.
+    come due too. `dates`: "due" for that window, "since" for the dates of rows come due
+    after `since` alone, "any" for no window (rows picked by id; `evaluate` decides).
     """
     rule = reminder.rule
     table = reminder.table if table is None else table
     anchor = table.c[rule.date]
-    back = rule.offset.delta()
-    newest = as_of - back + _MARGIN
-    if rule.offset.is_negative and rule.send_until is None:
-        oldest = as_of - _MARGIN
-    else:
-        oldest = as_of - back - _send_until(reminder).delta() - _MARGIN
-    if since is not None:
-        oldest = min(oldest, since - back - _MARGIN)
-    if not _is_instant(reminder):
-        newest, oldest = newest.date(), oldest.date()  # type: ignore[assignment]
-    stmt = select(table).where(anchor.is_not(None), anchor >= oldest)
-    if not upcoming:
-        stmt = stmt.where(anchor <= newest)
+    stmt = select(table)
+    if dates != "any":
+        oldest, newest = (
+            _come_due_window(reminder, as_of, since)
+            if dates == "since" and since is not None
+            else _due_window(reminder, as_of, since)
+        )
+        stmt = stmt.where(anchor.is_not(None), anchor >= oldest)
+        if not upcoming:
+            stmt = stmt.where(anchor <= newest)
     if "branch_id" in table.c:
         branches = Branch.__table__
         stmt = stmt.add_columns(branches.c.timezone.label(TZ_LABEL)).join(
@@ -79,6 +78,39 @@ def candidates(
     if reminder.condition is not None:
         stmt = stmt.where(to_sql(reminder.condition, table, as_of))
     return stmt.order_by(table.c.id)
+
+
+def _due_window(
+    reminder: Reminder, as_of: datetime, since: datetime | None
+) -> tuple[date | datetime, date | datetime]:
+    """The dates of rows that may be due at `as_of`, or came due since `since`."""
+    rule = reminder.rule
+    back = rule.offset.delta()
+    newest = as_of - back + _MARGIN
+    if rule.offset.is_negative and rule.send_until is None:
+        oldest = as_of - _MARGIN
+    else:
+        oldest = as_of - back - _send_until(reminder).delta() - _MARGIN
+    if since is not None:
+        oldest = min(oldest, since - back - _MARGIN)
+    return _as_dates(reminder, oldest, newest)
+
+
+def _come_due_window(
+    reminder: Reminder, as_of: datetime, since: datetime
+) -> tuple[date | datetime, date | datetime]:
+    """The dates of rows that fell due after `since` and by `as_of`, as tight as the offset
+    allows; rows due earlier a run at `since` judged already."""
+    back, margin = reminder.rule.offset.delta(), _margin(reminder)
+    return _as_dates(reminder, since - back - margin, as_of - back + margin)
+
+
+def _as_dates(
+    reminder: Reminder, oldest: datetime, newest: datetime
+) -> tuple[date | datetime, date | datetime]:
+    if _is_instant(reminder):
+        return oldest, newest
+    return oldest.date(), newest.date()
 
 
 def evaluate(
@@ -129,30 +161,23 @@ def judge(
         query = candidates(reminder, as_of, since, table=table, upcoming=scope is not None)
         rows: Iterable[Mapping[str, Any]] = conn.execute(query).mappings()
     else:
-        query = candidates(reminder, as_of, since)
         if narrowed:
             assert scope is not None and since is not None
-            # Two reads, each on an index: the range come due, and the entities touched.
-            come_due = _come_due_since(reminder, since)
-            ranges = conn.execute(query.where(come_due)).mappings()
-            touched = conn.execute(query.where(~come_due, scope.where(reminder.table)))
-            rows = _new_or_touched(reminder, chain(ranges, touched.mappings()), since, scope)
+            # Two reads, each on an index: the dates come due, and the entities touched.
+            ranges = candidates(reminder, as_of, since, dates="since")
+            ids = candidates(reminder, as_of, since, dates="any").where(scope.where(reminder.table))
+            rows = _new_or_touched(
+                reminder, chain(conn.execute(ranges).mappings(), conn.execute(ids).mappings()),
+                since, scope,
+            )  # fmt: skip
         else:
-            rows = conn.execute(query).mappings()
+            rows = conn.execute(candidates(reminder, as_of, since)).mappings()
     return evaluate(reminder, rows, as_of, since, scope), {}
 
 
 def uses_watches(reminder: Reminder) -> bool:
     """True when the rule's date is derived (no column to read a range of dates on)."""
     return reminder.rule.date not in entity_table(reminder.rule.entity).c
-
-
-def _come_due_since(reminder: Reminder, since: datetime) -> ColumnElement[bool]:
-    """Rows whose date lets them fall due after `since` (a little wide); older ones a run at
-    `since` judged already, and only a change to them can matter now."""
-    anchor = reminder.table.c[reminder.rule.date]
-    oldest = since - reminder.rule.offset.delta() - _margin(reminder)
-    return anchor >= (oldest if _is_instant(reminder) else oldest.date())
 
 
 def _new_or_touched(
