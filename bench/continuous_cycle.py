@@ -71,6 +71,7 @@ CYCLE_PEAK_MB = 250
 CYCLE_RATIO = 2.0
 DAILY_WALL_S = 60.0
 GO_LIVE_WALL_S = 180.0
+PG_FACTOR = 1.5  # PostgreSQL's times may be this many times SQLite's targets
 GO_LIVE_PEAK_MB = 500
 
 
@@ -305,15 +306,16 @@ def _mib(mib: float, limit_mb: float) -> str:
 def _row(m: Measure) -> str:
     assert m.go_live is not None and m.daily is not None
     walls = [c.seconds for c in m.cycles]
+    slack = 1.0 if m.kind == "sqlite" else PG_FACTOR
     cells = [
         _scale(m.requests),
         "SQLite" if m.kind == "sqlite" else "PostgreSQL",
-        _s(m.go_live.seconds, GO_LIVE_WALL_S),
+        _s(m.go_live.seconds, GO_LIVE_WALL_S * slack),
         _mib(m.go_live.peak_mib, GO_LIVE_PEAK_MB),
-        _s(statistics.median(walls), CYCLE_WALL_S),
-        _s(max(walls), CYCLE_WALL_S),
+        _s(statistics.median(walls), CYCLE_WALL_S * slack),
+        _s(max(walls), CYCLE_WALL_S * slack),
         _mib(max(c.peak_mib for c in m.cycles), CYCLE_PEAK_MB),
-        _s(m.daily.seconds, DAILY_WALL_S),
+        _s(m.daily.seconds, DAILY_WALL_S * slack),
         f"{m.daily.peak_mib:.0f} MiB",
         str(sum(m.differing)),
     ]
@@ -335,7 +337,7 @@ def report(measures: list[Measure]) -> None:
         f"{CYCLE_RATIO:g}; daily parts ≤ {DAILY_WALL_S:g} s; go-live ≤ {GO_LIVE_WALL_S:g} s and "
         f"≤ {GO_LIVE_PEAK_MB} MB ({GO_LIVE_PEAK_MB * MB:.0f} MiB). Cycle wall: the run alone, "
         "process start included, median and max of "
-        f"{CYCLES}; peaks: each process's own."
+        f"{CYCLES}; peaks: each process's own. PostgreSQL's times may be {PG_FACTOR:g}× these."
     )
     largest = max(m.requests for m in measures)
     for kind in ("sqlite", "postgresql"):
