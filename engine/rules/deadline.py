@@ -18,7 +18,7 @@ between (engine.rules.catch_up): each clock is also judged at those instants, as
 runs would have judged it (stops and pauses known by then), and the states it passed through
 that it no longer shows now are recorded too: a call breached and then reached late while
 the host was down gets its breach as well as its `late_stop`. Those findings carry the
-instant in `details["judged_at"]`; they are not current (`is_current`).
+instant in `details["judged_at"]`; they are events, closed when recorded: not late now.
 """
 
 from __future__ import annotations
@@ -461,11 +461,6 @@ def _watching_sifted_out(
             first = row[rule.by or ""]
         stops = [t for t in (row[f] for f in rule.stop) if t is not None and t > as_of]
         scope.watch(row["id"], min([t for t in (first, *stops) if t is not None], default=None))
-
-
-def is_current(finding: Finding) -> bool:
-    """False for a state a catch-up run found passed through at a missed night."""
-    return JUDGED_AT not in finding.details
 
 
 def passed_instants(clock: Clock, missed: Sequence[datetime]) -> list[datetime]:
