@@ -103,6 +103,16 @@ def sqlite_url(tmp_path) -> str:
 
 
 @pytest.fixture
+def twin_url(db_url: str) -> Iterator[str]:
+    """A second empty database of the same kind as db_url, for twin runs; dropped after."""
+    if db_url.startswith("sqlite"):
+        yield db_url.replace("service.db", "twin.db")
+        return
+    with pg_database("aftersales_twin") as url:
+        yield url
+
+
+@pytest.fixture
 def db(db_url: str) -> Iterator[Engine]:
     """An Engine on a database of each kind with the current schema."""
     engine = connect(db_url)

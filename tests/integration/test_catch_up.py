@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from conftest import ServiceData
 from sqlalchemy import Engine, insert, select
-from test_nightly_operation import AS_OF, demo, second_database
+from test_nightly_operation import AS_OF, demo
 
 from engine.db.models import Finding, Inspection, Notice
 from engine.db.schema import upgrade
@@ -92,10 +92,10 @@ def clocks_started_and_ended_while_down(data: ServiceData) -> dict[str, int]:
 
 
 def test_three_days_down_then_one_run_queues_what_a_run_every_day_queues(
-    db, tmp_path, settings_for
+    db, twin_url, tmp_path, settings_for
 ):
     url = db.url.render_as_string(hide_password=False)
-    twin = connect(second_database(url, tmp_path))
+    twin = connect(twin_url)
     upgrade(twin)
     ids = clocks_started_and_ended_while_down(ServiceData(db))
     assert clocks_started_and_ended_while_down(ServiceData(twin)) == ids
@@ -130,12 +130,12 @@ def test_three_days_down_then_one_run_queues_what_a_run_every_day_queues(
 
 
 def test_the_demo_department_three_days_down_matches_a_run_every_day(
-    db_url, tmp_path, settings_for
+    db_url, twin_url, tmp_path, settings_for
 ):
     # The demo's calls, complaints and contracts sit around AS_OF; the first night is four days
     # before, so many clocks start, run late and stop on the nights the host is down.
     engine = demo(db_url)
-    twin = demo(second_database(db_url, tmp_path))
+    twin = demo(twin_url)
     first = AS_OF - timedelta(days=NIGHTS)
 
     nights(settings_for, twin, first, down=False)
@@ -148,12 +148,11 @@ def test_the_demo_department_three_days_down_matches_a_run_every_day(
 
 
 def test_an_inspection_report_handed_in_late_while_down_was_missing_first(
-    db, tmp_path, settings_for
+    db, twin_url, tmp_path, settings_for
 ):
     # October's report is due by 5 November; handed in on the 7th at 10:00. The nights of the
     # 6th and 7th (02:00) find it missing, the 8th late.
-    url = db.url.render_as_string(hide_password=False)
-    twin = connect(second_database(url, tmp_path))
+    twin = connect(twin_url)
     upgrade(twin)
     contracts = {}
     for engine in (db, twin):

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import ServiceData, pg_database
+from conftest import ServiceData
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from engine.db.demo import load_demo
@@ -30,16 +30,6 @@ from engine.run import run_night
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)  # the demo's night
 OPEN = ("received", "dispatched", "in_progress", "waiting_customer")
-
-
-@pytest.fixture
-def twin_url(db_url: str) -> Iterator[str]:
-    """A second empty database of the same kind as db_url."""
-    if db_url.startswith("sqlite"):
-        yield db_url.replace("service.db", "twin.db")
-        return
-    with pg_database("aftersales_twin") as url:
-        yield url
 
 
 def _change(conn, rng: random.Random, at: datetime, step: int) -> None:

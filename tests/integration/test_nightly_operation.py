@@ -37,19 +37,6 @@ def demo(url: str, scale: int = 1) -> Engine:
     return engine
 
 
-def second_database(url: str, tmp_path: Path) -> str:
-    """Another empty database of the same kind, for an uninterrupted twin run."""
-    if url.startswith("sqlite"):
-        return f"sqlite:///{tmp_path / 'twin.db'}"
-    admin = connect(url)
-    name = f"{admin.url.database}_twin"
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return url.rsplit("/", 1)[0] + "/" + name
-
-
 def cli_env(url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFTERSALES_")}
     env.update(
@@ -99,13 +86,13 @@ def _wait_until(condition, seconds: float = 60) -> None:
 
 
 def test_run_killed_mid_evaluation_then_rerun_matches_an_uninterrupted_night(
-    db_url, tmp_path, settings_for
+    db_url, twin_url, tmp_path, settings_for
 ):
     # SQLite cannot lock one table, so there the night is simply made long enough (ten times
     # the demo: seconds of evaluation) to be killed while it runs.
     scale = 1 if db_url.startswith("postgresql") else 10
     engine = demo(db_url, scale)
-    twin = demo(second_database(db_url, tmp_path), scale)
+    twin = demo(twin_url, scale)
     one_night(settings_for(str(twin.url.render_as_string(False))), twin, as_of=AS_OF, send=False)
 
     blocker = engine.connect()
@@ -204,12 +191,11 @@ def test_run_killed_mid_delivery_sends_nothing_twice_and_loses_nothing(
 
 
 def test_three_missed_nights_then_one_run_send_what_fell_due_exactly_once(
-    db_url, tmp_path, settings_for
+    db_url, twin_url, tmp_path, settings_for
 ):
     engine = demo(db_url)
-    twin = demo(second_database(db_url, tmp_path))
+    twin = demo(twin_url)
     url = engine.url.render_as_string(hide_password=False)
-    twin_url = twin.url.render_as_string(hide_password=False)
     one_night(settings_for(url), engine, as_of=AS_OF, send=False)
     one_night(settings_for(twin_url), twin, as_of=AS_OF, send=False)
     for night in range(1, 5):  # the twin never missed a night
