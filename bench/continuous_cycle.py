@@ -48,9 +48,8 @@ from zoneinfo import ZoneInfo
 
 from scratch import PG_ADMIN_URL, run_child, scratch_database
 from sqlalchemy import create_engine, func, make_url, select, text
-from upsert_delta import AS_OF, build_delta
+from upsert_delta import AS_OF, build_delta, demo_command
 
-from engine.db.demo import scale_for_requests
 from engine.db.importer import upsert_dir
 from engine.db.models import Finding, Notice
 from engine.db.session import connect
@@ -207,20 +206,7 @@ def differing(incremental: str, full: str) -> tuple[int, str]:
 
 
 def _load(url: str, requests: int, work: Path) -> Timed:
-    return timed(
-        [
-            str(AFTERSALES),
-            "init",
-            "--db",
-            url,
-            "--demo",
-            "--scale",
-            str(scale_for_requests(requests)),
-            "--as-of",
-            T0.isoformat(),
-        ],
-        work,
-    )
+    return timed(demo_command(url, requests, T0), work)
 
 
 def _cycle(m: Measure, url: str, work: Path, n: int) -> None:

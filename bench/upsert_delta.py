@@ -141,25 +141,27 @@ def _timed_import(url: str, folder: Path) -> tuple[float, float, str]:
     return seconds, peak, said
 
 
+def demo_command(url: str, requests: int, as_of: datetime) -> list[str]:
+    """`aftersales init --demo` with about `requests` repair calls built around `as_of`."""
+    scale = str(scale_for_requests(requests))
+    return [
+        str(_AFTERSALES),
+        "init",
+        "--db",
+        url,
+        "--demo",
+        "--scale",
+        scale,
+        "--as-of",
+        as_of.isoformat(),
+    ]
+
+
 def _bench(kind: str, url: str, requests: int) -> None:
     # The demo is loaded by a child too: a child forked from a large parent would report the
     # parent's peak as its own.
     started = time.perf_counter()
-    subprocess.run(
-        [
-            str(_AFTERSALES),
-            "init",
-            "--db",
-            url,
-            "--demo",
-            "--scale",
-            str(scale_for_requests(requests)),
-            "--as-of",
-            AS_OF.isoformat(),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    subprocess.run(demo_command(url, requests, AS_OF), check=True, capture_output=True)
     print(f"{kind}: demo of {requests:,} requests loaded in {time.perf_counter() - started:.1f} s")
     engine = connect(url)
     with tempfile.TemporaryDirectory() as tmp:
