@@ -8,7 +8,9 @@ For each scale and database, in a scratch database (bench/scratch.py) built by
 `aftersales init --demo` at T0 = 2026-11-23T18:00Z, every step by the command line in a child
 process, its wall time counted from the process start and its peak RSS its own:
 
-1. go-live: `aftersales run --as-of T0 --no-deliver` over the whole history;
+1. go-live: `aftersales run --as-of T0 --no-deliver` over the whole history, with the
+   repository's policy and `defaults: effective_from:` T0's day, as a department going live
+   would write it: the history is recorded without letters (`--no-go-live-day` letters it);
 2. three 15-minute cycles: a delta (bench/upsert_delta.py's `build_delta`: 30 new calls, 150
    status changes, 5 complaints, closures in proportion) imported by
    `aftersales import DIR --upsert`, then `aftersales run --as-of T0+15min --no-deliver` (+30,
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -42,7 +45,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -114,11 +117,27 @@ class Commands:
 COMMANDS = Commands()
 
 
+def go_live_policy(work: Path, day: date | None) -> Path:
+    """The repository's policy, with `defaults: effective_from: day` (the go-live day) when
+    `day` is given, in `work`/rules."""
+    rules = work / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    if day is None:
+        return rules
+    given = [p for p in rules.glob("*.yaml") if re.search(r"^defaults:\n", p.read_text(), re.M)]
+    if len(given) != 1:
+        raise SystemExit(f"expected one policy file with a defaults: section, found {given}")
+    text = given[0].read_text()
+    given[0].write_text(text.replace("defaults:\n", f"defaults:\n  effective_from: {day}\n", 1))
+    return rules
+
+
 def _env(work: Path) -> dict[str, str]:
-    """The children's environment: policy from the repository, every file they write in `work`."""
+    """The children's environment: the policy in `work`/rules (go_live_policy), every file
+    they write in `work`."""
     return {
         **os.environ,
-        "AFTERSALES_RULES": str(ROOT / "rules"),
+        "AFTERSALES_RULES": str(work / "rules"),
         "AFTERSALES_TEMPLATES": str(ROOT / "templates" / "notices"),
         "AFTERSALES_ARTIFACTS_DIR": str(work / "runs"),
         "AFTERSALES_OUTBOX_DIR": str(work / "outbox"),
@@ -249,11 +268,12 @@ def _rest_of_the_night(url: str, work: Path) -> int:
     return count
 
 
-def measure(kind: str, requests: int) -> Measure:
+def measure(kind: str, requests: int, go_live_day: date | None) -> Measure:
     """Go-live, the cycles and the morning on a fresh demo database of `kind`."""
     m = Measure(requests, kind)
     with scratch_database(kind) as url, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        go_live_policy(work, go_live_day)
         COMMANDS.names[url] = "<db URL>"
         COMMANDS.names[str(work)] = "<tmp>"
         loaded = _load(url, requests, work)
@@ -336,8 +356,9 @@ def report(measures: list[Measure]) -> None:
             print(f"cycle ratio {_scale(largest)}/100k, {kind}: {ratio:.2f}{mark}")
     total = sum(sum(m.differing) for m in measures)
     print(f"incremental vs full: {total} differing (0 expected)")
-    print("\ncommands (children run in <tmp>, with AFTERSALES_RULES and AFTERSALES_TEMPLATES")
-    print("set to the repository's, AFTERSALES_ARTIFACTS_DIR=<tmp>/runs and")
+    print("\ncommands (children run in <tmp>, with AFTERSALES_RULES=<tmp>/rules, the")
+    print("repository's policy with the go-live day unless --no-go-live-day,")
+    print("AFTERSALES_TEMPLATES the repository's, AFTERSALES_ARTIFACTS_DIR=<tmp>/runs and")
     print("AFTERSALES_OUTBOX_DIR=<tmp>/outbox):")
     for line in COMMANDS.seen:
         print(f"    {line}")
@@ -349,9 +370,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--no-go-live-day",
+        action="store_true",
+        help="run the policy as shipped, without effective_from: the go-live letters the "
+        "whole history",
+    )
     args = parser.parse_args()
+    day = None if args.no_go_live_day else T0.date()
+    print(f"policy: the repository's, {f'effective_from: {day}' if day else 'as shipped'}")
     measures = [
-        measure(kind, requests)
+        measure(kind, requests, day)
         for requests in args.requests
         for kind in ("sqlite", "postgresql")
         if args.db in (kind, "both")

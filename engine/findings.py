@@ -51,8 +51,9 @@ class Finding:
         """Stable identity: rule, entity, occurrence and state; never a run date or line."""
         return "|".join((self.rule_id, self.entity, self.entity_id, self.occurrence, self.state))
 
-    def artifact(self, new: bool) -> dict[str, Any]:
-        """The finding as it appears in the run artifact."""
+    def artifact(self, new: bool, history: bool = False) -> dict[str, Any]:
+        """The finding as it appears in the run artifact; `history`: due before its rule went
+        live, so recorded without notices."""
         return {
             "rule": self.rule_id,
             "family": self.family,
@@ -61,6 +62,7 @@ class Finding:
             "occurrence": self.occurrence,
             "state": self.state,
             "new": new,
+            "history": history,
             "due_at": self.due_at.isoformat() if self.due_at else None,
             "amount": str(self.amount) if self.amount is not None else None,
             "currency": self.currency,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from itertools import islice
 from types import ModuleType
 from typing import IO, Any
@@ -77,12 +78,13 @@ class RulePassing:
         self.directory: Directory | None = None
         self.queued = QueueReport()
         self.bookings: list[Finding] = []
-        self.found = self.new = 0
+        self.found = self.new = self.history = 0
 
     def take(self, compiled: CompiledRule[Any], family: ModuleType, outcome: RuleOutcome) -> None:
         """Judge one rule and pass its findings on; a judging error is kept in `outcome`."""
         mark, queued, bookings = self.spool.tell(), QueueReport(), []
-        found = new = 0
+        found = new = history = 0
+        live_from = self.policy.live_from(compiled.rule)
         scope = scope_for(self.conn, self.plan, compiled, family, self.result.as_of)
         if scope is not None and not scope.full:
             outcome.mode = "incremental"
@@ -91,9 +93,10 @@ class RulePassing:
             # A savepoint per rule: one broken rule becomes a result, not a failed night.
             with self.conn.begin_nested():
                 for chunk in self._judged(compiled, family, outcome, scope):
-                    fresh = self._pass_on(chunk, queued)
+                    fresh, live = self._pass_on(chunk, queued, live_from)
                     found, new = found + len(chunk), new + len(fresh)
-                    bookings += (f for f in fresh if LEDGER_DETAILS in f.details)
+                    history += len(fresh) - len(live)
+                    bookings += (f for f in live if LEDGER_DETAILS in f.details)
                     standing.update(f.key for f in chunk if f.standing)
                 if family is deadline:
                     outcome.closed = self._close(compiled.rule.id, standing, scope)
@@ -104,8 +107,9 @@ class RulePassing:
             self.spool.seek(mark)
             self.spool.truncate()
             return
-        outcome.findings, outcome.new = found, new
+        outcome.findings, outcome.new, outcome.history = found, new, history
         self.found, self.new = self.found + found, self.new + new
+        self.history += history
         self.queued.add(queued)
         self.bookings += bookings
 
@@ -140,8 +144,11 @@ class RulePassing:
         finally:
             outcome.seconds = round(outcome.seconds + time.perf_counter() - began, 4)
 
-    def _pass_on(self, chunk: list[Finding], queued: QueueReport) -> list[Finding]:
-        """Record, queue and spool one chunk of findings; returns those that were new."""
+    def _pass_on(
+        self, chunk: list[Finding], queued: QueueReport, live_from: datetime | None
+    ) -> tuple[list[Finding], list[Finding]]:
+        """Record, queue and spool one chunk of findings; returns those that were new, and of
+        those the ones due since the rule went live (the others are history: no notices)."""
         timings, as_of = self.result.timings, self.result.as_of
         step = time.perf_counter()
         new_keys = record_findings(
@@ -150,15 +157,22 @@ class RulePassing:
         step = spent(timings, "record_s", step)
         fresh = [f for f in chunk if f.key in new_keys]
         reopen(self.conn, [f for f in chunk if f.key not in new_keys])
-        if fresh:
+        live = [f for f in fresh if not _history(f, live_from)]
+        if live:
             if self.directory is None:
                 self.directory = Directory(self.conn)
-            queued.add(queue_notices(self.conn, fresh, **self.outgoing, directory=self.directory))
+            queued.add(queue_notices(self.conn, live, **self.outgoing, directory=self.directory))
         self.spool.writelines(
-            json.dumps(f.artifact(True), ensure_ascii=False) + "\n" for f in fresh
+            json.dumps(f.artifact(True, _history(f, live_from)), ensure_ascii=False) + "\n"
+            for f in fresh
         )
         spent(timings, "notices_s", step)
-        return fresh
+        return fresh, live
+
+
+def _history(finding: Finding, live_from: datetime | None) -> bool:
+    """True for a finding that fell due before its rule went live (a go-live's past)."""
+    return live_from is not None and finding.due_at is not None and finding.due_at < live_from
 
 
 def time_families(policy: Policy, result: RunResult) -> None:

@@ -168,6 +168,7 @@ def _evaluate_and_queue(
             result.counts = {
                 "findings_new": new_total,
                 "findings_total": found,
+                "findings_history": night.history,
                 "notices_queued": sum(
                     q.queued for q in (queued, settled, reported, measured, bundled)
                 ),

@@ -18,6 +18,7 @@ class RuleOutcome:
     family: str
     findings: int = 0
     new: int = 0
+    history: int = 0  # new findings due before the rule went live: recorded, no notices
     skipped: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0

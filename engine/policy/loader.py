@@ -9,8 +9,10 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+from zoneinfo import ZoneInfo
 
 from jinja2 import TemplateSyntaxError
 from pydantic import BaseModel, ValidationError
@@ -122,6 +124,14 @@ class Policy:
             "obligation": self.obligations,
         }
 
+    def live_from(self, rule: Rule) -> datetime | None:
+        """The instant a rule went live: the start of its effective_from day in the ledger's
+        time zone (the company's); what fell due before it is history, kept without notices."""
+        day = rule.effective_from
+        if day is None:
+            return None
+        return datetime.combine(day, time(), ZoneInfo(self.ledger.timezone))
+
     def rules(self) -> list[CompiledRule[Any]]:
         """Every rule, family by family, in file order."""
         return [rule for rules in self.by_family().values() for rule in rules]
@@ -165,12 +175,14 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     ledger = _single(parsed, "ledger", problems)
     settings = ledger[1] if ledger else LedgerSettings()
     checks = _RuleChecks(templates, calendars, problems, views, settings)
-    reminders = checks.family(parsed, "reminders", checks.reminder)
-    deadlines = checks.family(parsed, "deadlines", checks.deadline)
-    classifications = checks.family(parsed, "classifications", checks.classification)
-    tallies = checks.family(parsed, "tallies", checks.tally)
-    obligations = checks.family(parsed, "obligations", checks.obligation)
+    live = defaults.effective_from
+    reminders = checks.family(parsed, "reminders", checks.reminder, live)
+    deadlines = checks.family(parsed, "deadlines", checks.deadline, live)
+    classifications = checks.family(parsed, "classifications", checks.classification, live)
+    tallies = checks.family(parsed, "tallies", checks.tally, live)
+    obligations = checks.family(parsed, "obligations", checks.obligation, live)
     checks.deadline_entities = {d.rule.id: d.rule.entity for d in deadlines}
+    # The KPIs measure the history too: the first report compares with months before go-live.
     metrics = checks.family(parsed, "metrics", checks.metric)
     kpi_report = _single(parsed, "kpi_report", problems)
     if metrics:
@@ -421,12 +433,16 @@ class _RuleChecks:
         parsed: list[_Parsed],
         section: str,
         specific: Callable[[SourceFile, Path_, Any, FromClause], None],
+        live: date | None = None,
     ) -> tuple[CompiledRule[Any], ...]:
-        """Check and compile every rule of one section, in every file."""
+        """Check and compile every rule of one section, in every file; a rule without an
+        effective_from of its own takes `live` (the policy's go-live day)."""
         out: list[CompiledRule[Any]] = []
         for file in parsed:
             source, indices = file.source, file.positions.get(section, [])
             for index, rule in zip(indices, getattr(file.model, section), strict=True):
+                if rule.effective_from is None and live is not None:
+                    rule = rule.model_copy(update={"effective_from": live})
                 where: Path_ = (section, index)
                 table = self.source(rule)
                 condition = self.common(source, where, rule, table)

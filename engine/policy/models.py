@@ -52,6 +52,11 @@ class Defaults(_Frozen):
         ("service_manager",),
         description="Staff roles that get each branch's nightly overdue summary; [] for none",
     )
+    effective_from: dt.date | None = Field(
+        None,
+        description="Go-live day: every rule (but KPI metrics) without its own effective_from "
+        "takes it; what fell due before it is recorded as history, without notices",
+    )
 
 
 class NoticePlan(NamedTuple):
@@ -92,7 +97,11 @@ class Rule(_Frozen):
     source: str | None = Field(None, description="The clause this rule implements")
     entity: EntityName = Field(description="Table the rule looks at")  # type: ignore[valid-type]
     when: str | None = Field(None, description="Condition on the entity's fields")
-    effective_from: dt.date | None = Field(None, description="Not evaluated before this day")
+    effective_from: dt.date | None = Field(
+        None,
+        description="Not evaluated before this day; what fell due before it is recorded as "
+        "history, without notices",
+    )
 
 
 class Action(_Frozen):
