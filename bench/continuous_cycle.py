@@ -34,6 +34,7 @@ repository. Prints each step as it goes, then a Markdown table, the targets and 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -160,12 +161,17 @@ def _run(url: str, at: datetime, work: Path, *, full: bool = False) -> Timed:
 
 
 def _summary(said: str) -> str:
-    """The run's own summary line ("run ...: success; N new of M findings, ...") and the
-    number of report files it wrote (overdue summaries, KPI, penalties: the daily parts)."""
+    """The run's own summary line ("run ...: success; N new of M findings, ..."), the number
+    of report files it wrote (overdue summaries, KPI, penalties: the daily parts) and where
+    its time went, from its artifact: what the wall time has beyond `total` is process start."""
     lines = said.splitlines()
     summary = next((line for line in lines if line.startswith("run ")), said[-200:])
     reports = sum(line.startswith("report: ") for line in lines)
-    return f"{summary}; {reports} report files"
+    artifact = next((line[len("artifact: ") :] for line in lines if line.startswith("artifact: ")))
+    timings = json.loads(Path(artifact).read_text("utf-8"))["timings"]
+    steps = ("load_s", "evaluate_s", "record_s", "notices_s", "total_s")
+    spent = ", ".join(f"{step[:-2]} {timings.get(step, 0):.2f}" for step in steps)
+    return f"{summary}; {reports} report files; seconds: {spent}"
 
 
 @contextmanager

@@ -1,0 +1,123 @@
+"""Going live on a day: what fell due before it is recorded as history, without letters.
+
+A department that starts the engine over years of history must not send its customers the
+renewal letter and the two-week reminder together, nor escalate last week's late calls.
+`defaults: effective_from:` gives every rule a go-live day; the findings due before its start
+(00:00 in the ledger's time zone) are recorded, marked history in the artifact, and send
+nothing. What falls due from then on is sent as usual.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import select
+
+from engine.db.models import Finding, Notice
+from engine.policy import load_policy
+from engine.run import run_night
+from conftest import ROOT
+
+GO_LIVE = date(2026, 12, 1)
+RENEWAL_LETTERS = {"maintenance_expiry", "renewal_task", "renewal_reminder"}
+"""The renewal flow's letters: the one-month notice and task, the two-week reminder and task."""
+
+
+@pytest.fixture
+def go_live_settings_for(settings_for, tmp_path):
+    """settings_for with the shipped policy and `defaults: effective_from: GO_LIVE`."""
+    rules = tmp_path / "go-live-rules"
+    shutil.copytree(ROOT / "rules", rules)
+    contracts = rules / "contracts.yaml"
+    text = contracts.read_text("utf-8")
+    assert text.count("\ndefaults:\n") == 1
+    contracts.write_text(
+        text.replace("\ndefaults:\n", f"\ndefaults:\n  effective_from: {GO_LIVE}\n"), "utf-8"
+    )
+
+    def make(url: str):
+        return settings_for(url, rules=rules)
+
+    return make
+
+
+def _letters(engine, entity: str, entity_id: int) -> list[str]:
+    """The templates of the notices queued for one entity's findings."""
+    with engine.connect() as conn:
+        keys = select(Finding.key).where(
+            Finding.entity == entity, Finding.entity_id == str(entity_id)
+        )
+        return sorted(conn.scalars(select(Notice.template).where(Notice.finding_key.in_(keys))))
+
+
+def _shanghai(day: int, hour: int) -> datetime:
+    """`hour` o'clock in Shanghai on December `day`, 2026."""
+    return datetime(2026, 12, day, hour - 8, 0, tzinfo=UTC)
+
+
+def test_every_rule_takes_the_go_live_day_but_the_kpis(go_live_settings_for, tmp_path):
+    policy = load_policy(go_live_settings_for("sqlite://").rules)
+    days = {c.rule.id: c.rule.effective_from for c in policy.rules()}
+    assert set(days.values()) == {GO_LIVE}
+    assert {m.rule.effective_from for m in policy.metrics} == {None}
+    (rule,) = [c.rule for c in policy.rules() if c.rule.id == "maintenance-renewal"]
+    assert policy.live_from(rule) == datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
+
+
+def test_a_contract_ending_after_go_live_gets_only_the_reminder_still_due(
+    service_data, settings_for, go_live_settings_for
+):
+    data = service_data
+    ada = data.customer("Ada Wong")
+    contract = data.contract(ada, date(2026, 12, 23), number="MC-GO-LIVE")
+    first_run = _shanghai(10, 10)  # after both the one-month (11-23) and two-week (12-09) dates
+
+    result = run_night(go_live_settings_for(str(data.engine.url)), data.engine, as_of=first_run)
+
+    letters = _letters(data.engine, "contracts", contract)
+    assert [t for t in letters if t in RENEWAL_LETTERS] == ["renewal_reminder", "renewal_task"]
+    flow = {f["rule"]: f["history"] for f in result.findings if f["rule"].startswith("maint")}
+    assert flow == {"maintenance-renewal": True, "maintenance-renewal-second": False}
+    assert result.counts["findings_history"] >= 1
+    by_rule = {r.rule_id: r.history for r in result.rules}
+    assert by_rule["maintenance-renewal"] == 1 and by_rule["maintenance-renewal-second"] == 0
+
+
+def test_without_a_go_live_day_the_first_run_letters_the_past(service_data, settings_for):
+    data = service_data
+    ada = data.customer("Ada Wong")
+    contract = data.contract(ada, date(2026, 12, 23), number="MC-NO-GO-LIVE")
+
+    result = run_night(settings_for(str(data.engine.url)), data.engine, as_of=_shanghai(10, 10))
+
+    letters = _letters(data.engine, "contracts", contract)
+    assert [t for t in letters if t in RENEWAL_LETTERS] == [
+        "maintenance_expiry", "renewal_reminder", "renewal_task", "renewal_task"
+    ]  # fmt: skip
+    assert result.counts["findings_history"] == 0
+
+
+def test_a_call_late_before_go_live_stays_open_without_escalation_one_after_is_escalated(
+    service_data, go_live_settings_for
+):
+    data = service_data
+    ada = data.customer("Ada Wong")
+    before = data.request(ada, _shanghai(1, 9).replace(day=27, month=11))  # Friday before
+    after = data.request(ada, _shanghai(1, 9))  # on the go-live day, 09:00
+    settings = go_live_settings_for(str(data.engine.url))
+
+    run_night(settings, data.engine, as_of=_shanghai(2, 12))
+
+    # (a quote for the undispatched call is the present state of the call, not a past event)
+    assert "escalation" not in _letters(data.engine, "service_requests", before)
+    assert "escalation" in _letters(data.engine, "service_requests", after)
+    with data.engine.connect() as conn:
+        late = conn.execute(
+            select(Finding.state, Finding.closed_at).where(
+                Finding.rule_id == "dispatch-urban", Finding.entity_id == str(before)
+            )
+        ).all()
+    states = {state for state, closed in late if closed is None}
+    assert {"breach", "escalation:1"} <= states  # still open, still on the overdue summary
