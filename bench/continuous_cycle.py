@@ -167,7 +167,7 @@ def _summary(said: str) -> str:
     lines = said.splitlines()
     summary = next((line for line in lines if line.startswith("run ")), said[-200:])
     reports = sum(line.startswith("report: ") for line in lines)
-    artifact = next((line[len("artifact: ") :] for line in lines if line.startswith("artifact: ")))
+    artifact = next(line[len("artifact: ") :] for line in lines if line.startswith("artifact: "))
     timings = json.loads(Path(artifact).read_text("utf-8"))["timings"]
     steps = ("load_s", "evaluate_s", "record_s", "notices_s", "total_s")
     spent = ", ".join(f"{step[:-2]} {timings.get(step, 0):.2f}" for step in steps)

@@ -13,12 +13,12 @@ import shutil
 from datetime import UTC, date, datetime
 
 import pytest
+from conftest import ROOT
 from sqlalchemy import select
 
 from engine.db.models import Finding, Notice
 from engine.policy import load_policy
 from engine.run import run_night
-from conftest import ROOT
 
 GO_LIVE = date(2026, 12, 1)
 RENEWAL_LETTERS = {"maintenance_expiry", "renewal_task", "renewal_reminder"}
