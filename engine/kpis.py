@@ -1,11 +1,12 @@
-"""Store measured KPI values: each month measured tonight replaces what an earlier night left."""
+"""Store measured KPI values: each month measured tonight replaces what an earlier night left;
+the months before the reported one keep what was stored while they were recent."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, delete, insert, select
 
 from engine.db.models import KpiValue
 from engine.db.session import chunks
@@ -49,3 +50,19 @@ def record_kpis(
     for chunk in chunks(rows, 1000):
         conn.execute(insert(KpiValue), chunk)
     return len(rows)
+
+
+def kept_values(
+    conn: Connection, metric_ids: Sequence[str], months: Sequence[str]
+) -> list[Measured]:
+    """The values stored for these metrics and months, as they were measured."""
+    if not metric_ids or not months:
+        return []
+    v = KpiValue
+    rows = conn.execute(
+        select(
+            v.metric_id, v.period, v.scope, v.party_id, v.branch_id,
+            v.numerator, v.denominator, v.value,
+        ).where(v.metric_id.in_(metric_ids), v.period.in_(months))
+    )  # fmt: skip
+    return [Measured(*row) for row in rows]

@@ -27,7 +27,7 @@ from engine.due_parts import DueParts, branch_zones, due_parts, mark_done
 from engine.findings import close_rules_gone, open_counts
 from engine.incremental import FULL, plan_run
 from engine.judging import RulePassing, rules_due, time_families
-from engine.kpis import record_kpis
+from engine.kpis import kept_values, record_kpis
 from engine.ledger.close import Settlement, settle
 from engine.notices.digest import bundle_digests
 from engine.notices.outbox import QueueReport, queue_letters
@@ -234,9 +234,10 @@ def _measure_kpis(
     run_id: str,
     as_of: datetime,
 ) -> tuple[KpiSummary | None, QueueReport, int]:
-    """Measure every metric for this month and the months the report compares, store the
-    values, and queue the last complete month's report to each branch (once per month).
-    Returns the report, what queueing it did, and the number of values stored."""
+    """Measure every metric for this month and the reported one (and the months the report
+    compares, where nothing is stored yet), store the values, and queue the last complete
+    month's report to each branch (once per month). Returns the report when it went out this
+    run (else None), what queueing it did, and the number of values stored."""
     report = QueueReport()
     if not policy.metrics:
         return None, report, 0
@@ -244,26 +245,36 @@ def _measure_kpis(
     months = months_to_measure(
         as_of.astimezone(ZoneInfo(policy.ledger.timezone)), policy.kpi_report.history + 1
     )
+    # The reported month and the current one still change with late data; the months before
+    # keep what was stored while they were recent, and are measured once if nothing was.
+    older = [m.key for m in months[:-2]]
+    kept = kept_values(conn, [m.rule.id for m in policy.metrics], older)
+    stored_already = {(k.metric_id, k.period) for k in kept}
     measured: list[Measured] = []
-    done: list[str] = []
+    stored, done = 0, set()
     for metric in policy.metrics:
-        outcome = RuleOutcome(metric.rule.id, "metric")
+        rule_id = metric.rule.id
+        outcome = RuleOutcome(rule_id, "metric")
         result.rules.append(outcome)
         if not is_effective(metric, as_of):
             continue
+        todo = [m for m in months[:-2] if (rule_id, m.key) not in stored_already] + months[-2:]
         began = time.perf_counter()
         try:
             with conn.begin_nested():  # one broken metric is a result, not a failed night
-                measured += measure(conn, metric, months, as_of)
-            done.append(metric.rule.id)
+                values = measure(conn, metric, todo, as_of)
+                stored += record_kpis(
+                    conn, values, [m.key for m in todo], [rule_id],
+                    run_id=run_id, policy_hash=policy.hash, as_of=as_of,
+                )  # fmt: skip
+            measured += values
+            done.add(rule_id)
         except Exception as exc:  # reported per rule in the artifact
             outcome.error = f"{type(exc).__name__}: {exc}"
         finally:
             outcome.seconds = round(time.perf_counter() - began, 4)
+    measured += (k for k in kept if k.metric_id in done)
     keys = [m.key for m in months]
-    stored = record_kpis(
-        conn, measured, keys, done, run_id=run_id, policy_hash=policy.hash, as_of=as_of
-    )
     summary = read_report(conn, measured, [m.rule for m in policy.metrics], keys[:-1])
     letters = kpi_letters(summary, policy.kpi_report, Directory(conn), report.reasons)
     queued = queue_letters(
@@ -272,7 +283,10 @@ def _measure_kpis(
     report.queued, report.set_aside = queued.queued, queued.set_aside
     report.reasons.update(queued.reasons)
     result.timings["metrics_s"] = round(time.perf_counter() - step, 4)
-    return summary, report, stored
+    # The page is the report as it went out: written with the month's letters, not each night
+    # (`aftersales report kpi` writes it again from the data as it is now).
+    sent = queued.queued or queued.set_aside
+    return (summary if sent else None), report, stored
 
 
 def _write_reports(

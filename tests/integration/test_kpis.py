@@ -152,3 +152,29 @@ def test_report_kpi_writes_the_month_on_demand(service_data, settings_for, tmp_p
     html = (out / "kpi_2026-10.html").read_text(encoding="utf-8")
     assert 'lang="es"' in html and "Indicadores de servicio 2026-10" in html and "75%" in html
     assert (out / "kpi_2026-10.csv").exists()
+
+
+def test_a_month_keeps_its_values_once_it_is_older_than_the_reported_one(
+    service_data, settings_for
+):
+    _october(service_data)
+    data, branch = service_data, service_data.branch
+    bo = data.customer("Bo Li")
+    settings = settings_for(str(data.engine.url))
+    rate = ("complaint-rate", "branch", branch)
+    page = settings.artifacts_dir / "reports" / "kpi_2026-10.html"
+
+    run_night(settings, data.engine, as_of=AS_OF)  # October's report goes out
+    assert page.exists()
+    page.unlink()
+    data.complaint(bo, _at(28, 9), number="CP-LATE-1", status="closed", closed_at=_at(28, 12))
+    run_night(settings, data.engine, as_of=AS_OF + timedelta(days=1))
+    # October is still the reported month: measured again; its report went out already.
+    assert _values(data.engine, "2026-10")[rate] == Decimal("50")
+    assert not page.exists()
+
+    data.complaint(bo, _at(29, 9), number="CP-LATE-2", status="closed", closed_at=_at(29, 12))
+    run_night(settings, data.engine, as_of=datetime(2026, 12, 2, 18, 0, tzinfo=UTC))
+    # November is reported now; October keeps what was stored while it was recent.
+    assert _values(data.engine, "2026-10")[rate] == Decimal("50")
+    assert (settings.artifacts_dir / "reports" / "kpi_2026-11.html").exists()
