@@ -184,6 +184,7 @@ def test_run_artifact_has_the_documented_keys(service_data, settings_for):
         "occurrence": "2026-12-20",
         "state": "due",
         "new": True,
+        "history": False,  # the shipped policy names no go-live day
         "due_at": "2026-11-19T16:00:00+00:00",  # 2026-11-20 00:00 in Shanghai
         "amount": None,
         "currency": None,
