@@ -9,6 +9,7 @@ answers it had in runs/delivery-journal.jsonl and the next delivery records them
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -714,4 +715,14 @@ def _sums(sums: Any) -> tuple[str, str, str, str]:
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    # A cycle every 15 minutes is mostly start and exit. The imported modules' objects live
+    # as long as the process, so they are kept out of the collections, and on the way out so
+    # is everything else: the final collections then have nothing to scan (0.25 s a cycle).
+    gc.freeze()
+    try:
+        app()
+    finally:
+        session = sys.modules.get("engine.db.session")
+        if session is not None:  # a command opened the database: say goodbye to the server
+            session.close_all()
+        gc.freeze()
