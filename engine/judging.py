@@ -113,6 +113,12 @@ class RulePassing:
         self.queued.add(queued)
         self.bookings += bookings
 
+    def people(self) -> Directory:
+        """The run's branches and staff (and the customers read so far), read at first need."""
+        if self.directory is None:
+            self.directory = Directory(self.conn)
+        return self.directory
+
     def _close(self, rule_id: str, standing: set[str], scope: Scope | None) -> int:
         """Close the rule's states no longer found; returns how many."""
         as_of = self.result.as_of
@@ -157,14 +163,13 @@ class RulePassing:
         step = spent(timings, "record_s", step)
         fresh = [f for f in chunk if f.key in new_keys]
         reopen(self.conn, [f for f in chunk if f.key not in new_keys])
-        live = [f for f in fresh if not _history(f, live_from)]
+        past = [_history(f, live_from) for f in fresh]
+        live = [f for f, history in zip(fresh, past, strict=True) if not history]
         if live:
-            if self.directory is None:
-                self.directory = Directory(self.conn)
-            queued.add(queue_notices(self.conn, live, **self.outgoing, directory=self.directory))
+            queued.add(queue_notices(self.conn, live, **self.outgoing, directory=self.people()))
         self.spool.writelines(
-            json.dumps(f.artifact(True, _history(f, live_from)), ensure_ascii=False) + "\n"
-            for f in fresh
+            json.dumps(f.artifact(True, history), ensure_ascii=False) + "\n"
+            for f, history in zip(fresh, past, strict=True)
         )
         spent(timings, "notices_s", step)
         return fresh, live

@@ -147,17 +147,19 @@ def _evaluate_and_queue(
             step = time.perf_counter()
             # The ledger is written in the same transaction as the findings it books.
             settling = due.is_due("tallies") or due.is_due("month_close")
-            settled = settle(conn, bookings, **outgoing) if settling else Settlement()
+            settled = Settlement()
+            if settling:
+                settled = settle(conn, bookings, directory=night.people(), **outgoing)
             summary = OverdueSummary(as_of)
             reported = QueueReport()
             if due.is_due("overdue_summary"):
                 titles = {c.rule.id: c.rule.title for c in policy.rules()}
-                every = open_overdue(conn, as_of, Directory(conn).branches, titles)
+                every = open_overdue(conn, as_of, night.people().branches, titles)
                 summary = every.only(due.scopes("overdue_summary").branches)
-                reported = _report_overdue(conn, summary, **outgoing)
+                reported = _report_overdue(conn, summary, night.people(), **outgoing)
             kpis, measured, stored = None, QueueReport(), 0
             if due.is_due("kpi_report"):
-                kpis, measured, stored = _measure_kpis(conn, result, **outgoing)
+                kpis, measured, stored = _measure_kpis(conn, result, night.people(), **outgoing)
             outgoing.pop("policy")
             bundled = QueueReport()
             if due.is_due("digests"):
@@ -203,6 +205,7 @@ def _evaluate_and_queue(
 def _report_overdue(
     conn: Connection,
     summary: OverdueSummary,
+    directory: Directory,
     *,
     policy: Policy,
     templates: NoticeTemplates,
@@ -211,7 +214,6 @@ def _report_overdue(
     as_of: datetime,
 ) -> QueueReport:
     """Tonight's overdue summary, queued to each branch's managers (once per local day)."""
-    directory = Directory(conn)
     report = QueueReport()
     letters = overdue_letters(
         summary, policy.defaults.overdue_summary_to, directory, report.reasons
@@ -227,6 +229,7 @@ def _report_overdue(
 def _measure_kpis(
     conn: Connection,
     result: RunResult,
+    directory: Directory,
     *,
     policy: Policy,
     templates: NoticeTemplates,
@@ -276,7 +279,7 @@ def _measure_kpis(
     measured += (k for k in kept if k.metric_id in done)
     keys = [m.key for m in months]
     summary = read_report(conn, measured, [m.rule for m in policy.metrics], keys[:-1])
-    letters = kpi_letters(summary, policy.kpi_report, Directory(conn), report.reasons)
+    letters = kpi_letters(summary, policy.kpi_report, directory, report.reasons)
     queued = queue_letters(
         conn, letters, templates=templates, mail_from=mail_from, run_id=run_id, as_of=as_of
     )

@@ -79,8 +79,10 @@ def settle(
     mail_from: str,
     run_id: str,
     as_of: datetime,
+    directory: Directory | None = None,
 ) -> Settlement:
-    """Book new tally findings, close the periods due, and queue the close's notices."""
+    """Book new tally findings, close the periods due, and queue the close's notices;
+    `directory`, if given, is the run's (read once)."""
     result = Settlement()
     if not policy.tallies:
         return result
@@ -96,7 +98,7 @@ def settle(
     titles = {t.rule.id: t.rule.title for t in policy.tallies}
     summaries = {m.key: build_summary(conn, m, titles) for m in months}
     result.summaries = [s for s in summaries.values() if s.entries or s.period in result.closed]
-    directory = Directory(conn)
+    directory = directory or Directory(conn)
     lines = {f.key: _line(f, titles, run_id, as_of) for f in booked}
     letters = _person_letters(booked, lines, policy, directory, result.reasons)
     for month in closing_months(closed):
