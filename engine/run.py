@@ -29,6 +29,7 @@ from engine.incremental import FULL, plan_run
 from engine.judging import RulePassing, rules_due, time_families
 from engine.kpis import kept_values, record_kpis
 from engine.ledger.close import Settlement, settle
+from engine.ledger.periods import Period
 from engine.notices.digest import bundle_digests
 from engine.notices.outbox import QueueReport, queue_letters
 from engine.notices.recipients import Directory
@@ -159,7 +160,7 @@ def _evaluate_and_queue(
                 reported = _report_overdue(conn, summary, night.people(), **outgoing)
             kpis, measured, stored = None, QueueReport(), 0
             if due.is_due("kpi_report"):
-                kpis, measured, stored = _measure_kpis(conn, result, night.people(), **outgoing)
+                kpis, measured, stored = _kpi_report(conn, result, night.people(), **outgoing)
             outgoing.pop("policy")
             bundled = QueueReport()
             if due.is_due("digests"):
@@ -226,7 +227,7 @@ def _report_overdue(
     return report
 
 
-def _measure_kpis(
+def _kpi_report(
     conn: Connection,
     result: RunResult,
     directory: Directory,
@@ -237,10 +238,9 @@ def _measure_kpis(
     run_id: str,
     as_of: datetime,
 ) -> tuple[KpiSummary | None, QueueReport, int]:
-    """Measure every metric for this month and the reported one (and the months the report
-    compares, where nothing is stored yet), store the values, and queue the last complete
-    month's report to each branch (once per month). Returns the report when it went out this
-    run (else None), what queueing it did, and the number of values stored."""
+    """Measure and store the metrics, and queue the last complete month's report to each
+    branch (once per month). Returns the report when it went out this run (else None), what
+    queueing it did, and the number of values stored."""
     report = QueueReport()
     if not policy.metrics:
         return None, report, 0
@@ -248,8 +248,44 @@ def _measure_kpis(
     months = months_to_measure(
         as_of.astimezone(ZoneInfo(policy.ledger.timezone)), policy.kpi_report.history + 1
     )
-    # The reported month and the current one still change with late data; the months before
-    # keep what was stored while they were recent, and are measured once if nothing was.
+    # The report fell due on the first of this month; before the policy went live it is
+    # history, not sent, and the months only it compares need not be measured yet.
+    live = policy.defaults.effective_from
+    sending = live is None or months[-1].start >= live
+    measured, stored = _measure_kpis(
+        conn, result, policy, months if sending else months[-2:], run_id=run_id, as_of=as_of
+    )
+    summary = None
+    if sending:
+        keys = [m.key for m in months]
+        summary = read_report(conn, measured, [m.rule for m in policy.metrics], keys[:-1])
+        letters = kpi_letters(summary, policy.kpi_report, directory, report.reasons)
+        queued = queue_letters(
+            conn, letters, templates=templates, mail_from=mail_from, run_id=run_id, as_of=as_of
+        )
+        report.queued, report.set_aside = queued.queued, queued.set_aside
+        report.reasons.update(queued.reasons)
+        # The page is the report as it went out: written with the month's letters, not each
+        # night (`aftersales report kpi` writes it again from the data as it is now).
+        if not (queued.queued or queued.set_aside):
+            summary = None
+    result.timings["metrics_s"] = round(time.perf_counter() - step, 4)
+    return summary, report, stored
+
+
+def _measure_kpis(
+    conn: Connection,
+    result: RunResult,
+    policy: Policy,
+    months: list[Period],
+    *,
+    run_id: str,
+    as_of: datetime,
+) -> tuple[list[Measured], int]:
+    """Every metric's values for `months`, stored; returns them and the number stored. The
+    last two (the reported month and the current one) still change with late data and are
+    measured again; the months before keep what was stored while they were recent, and are
+    measured once if nothing was."""
     older = [m.key for m in months[:-2]]
     kept = kept_values(conn, [m.rule.id for m in policy.metrics], older)
     stored_already = {(k.metric_id, k.period) for k in kept}
@@ -277,19 +313,7 @@ def _measure_kpis(
         finally:
             outcome.seconds = round(time.perf_counter() - began, 4)
     measured += (k for k in kept if k.metric_id in done)
-    keys = [m.key for m in months]
-    summary = read_report(conn, measured, [m.rule for m in policy.metrics], keys[:-1])
-    letters = kpi_letters(summary, policy.kpi_report, directory, report.reasons)
-    queued = queue_letters(
-        conn, letters, templates=templates, mail_from=mail_from, run_id=run_id, as_of=as_of
-    )
-    report.queued, report.set_aside = queued.queued, queued.set_aside
-    report.reasons.update(queued.reasons)
-    result.timings["metrics_s"] = round(time.perf_counter() - step, 4)
-    # The page is the report as it went out: written with the month's letters, not each night
-    # (`aftersales report kpi` writes it again from the data as it is now).
-    sent = queued.queued or queued.set_aside
-    return (summary if sent else None), report, stored
+    return measured, stored
 
 
 def _write_reports(

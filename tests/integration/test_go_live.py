@@ -27,17 +27,17 @@ RENEWAL_LETTERS = {"maintenance_expiry", "renewal_task", "renewal_reminder"}
 
 @pytest.fixture
 def go_live_settings_for(settings_for, tmp_path):
-    """settings_for with the shipped policy and `defaults: effective_from: GO_LIVE`."""
-    rules = tmp_path / "go-live-rules"
-    shutil.copytree(ROOT / "rules", rules)
-    contracts = rules / "contracts.yaml"
-    text = contracts.read_text("utf-8")
-    assert text.count("\ndefaults:\n") == 1
-    contracts.write_text(
-        text.replace("\ndefaults:\n", f"\ndefaults:\n  effective_from: {GO_LIVE}\n"), "utf-8"
-    )
+    """settings_for with the shipped policy and `defaults: effective_from: GO_LIVE` (or `day`)."""
 
-    def make(url: str):
+    def make(url: str, day: date = GO_LIVE):
+        rules = tmp_path / f"go-live-rules-{day}"
+        if not rules.exists():
+            shutil.copytree(ROOT / "rules", rules)
+            contracts = rules / "contracts.yaml"
+            text = contracts.read_text("utf-8")
+            assert text.count("\ndefaults:\n") == 1
+            live = f"\ndefaults:\n  effective_from: {day}\n"
+            contracts.write_text(text.replace("\ndefaults:\n", live), "utf-8")
         return settings_for(url, rules=rules)
 
     return make
@@ -121,3 +121,27 @@ def test_a_call_late_before_go_live_stays_open_without_escalation_one_after_is_e
         ).all()
     states = {state for state, closed in late if closed is None}
     assert {"breach", "escalation:1"} <= states  # still open, still on the overdue summary
+
+
+@pytest.mark.parametrize(
+    ("go_live", "sent"), [(date(2026, 11, 1), True), (date(2026, 11, 2), False)]
+)
+def test_the_kpi_report_due_before_go_live_is_not_sent(
+    service_data, go_live_settings_for, go_live, sent
+):
+    # October's report falls due on November 1st (07:00 in Shanghai): sent when the policy
+    # went live that day, history when it went live the day after.
+    data = service_data
+    data.request(data.customer("Ada Wong"), datetime(2026, 10, 12, 2, 0, tzinfo=UTC))
+    settings = go_live_settings_for(str(data.engine.url), go_live)
+
+    result = run_night(settings, data.engine, as_of=datetime(2026, 11, 2, 2, 0, tzinfo=UTC))
+
+    with data.engine.connect() as conn:
+        reports = conn.scalars(
+            select(Notice.recipient_address).where(Notice.dedup_key.startswith("kpi-report|"))
+        ).all()
+    assert reports == (["service_manager@sh.example"] if sent else [])
+    page = settings.artifacts_dir / "reports" / "kpi_2026-10.html"
+    assert page.exists() == sent
+    assert result.counts["kpi_values"] > 0  # October and November are measured either way
