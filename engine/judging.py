@@ -114,7 +114,7 @@ class RulePassing:
         self.bookings += bookings
 
     def people(self) -> Directory:
-        """The run's branches and staff (and the customers read so far), read at first need."""
+        """The run's branches and staff, read at first need."""
         if self.directory is None:
             self.directory = Directory(self.conn)
         return self.directory

@@ -113,7 +113,7 @@ def queue_notices(
     customer_ids = [f.record["customer_id"] for f in findings if f.record.get("customer_id")]
     if directory is None:
         directory = Directory(conn)
-    directory.add_customers(conn, customer_ids)
+    directory.read_customers(conn, customer_ids)
     titles = {r.rule.id: r.rule for r in policy.rules()}
     rows: list[dict[str, Any]] = []
     for finding in findings:

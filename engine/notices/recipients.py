@@ -39,7 +39,7 @@ class Recipient:
 
 
 class Directory:
-    """Branches, staff and the customers of one batch, read once per run."""
+    """Branches and staff, read once per run, and the customers of the batch at hand."""
 
     def __init__(self, conn: Connection, customer_ids: Iterable[int] = ()):
         self.branches = {r.id: dict(r._mapping) for r in conn.execute(select(Branch.__table__))}
@@ -50,11 +50,14 @@ class Directory:
             if person["active"]:
                 self.by_role[(person["branch_id"], person["role"])].append(person)
         self.customers: dict[int, dict[str, Any]] = {}
-        self.add_customers(conn, customer_ids)
+        self.read_customers(conn, customer_ids)
 
-    def add_customers(self, conn: Connection, customer_ids: Iterable[int]) -> None:
-        """Read these customers too (those not read yet)."""
-        wanted = sorted(set(customer_ids) - self.customers.keys())
+    def read_customers(self, conn: Connection, customer_ids: Iterable[int]) -> None:
+        """Hold these customers, and only these: a go-live's batches reach most of the
+        customers, too many to keep for the whole run."""
+        ids = set(customer_ids)
+        self.customers = {i: c for i, c in self.customers.items() if i in ids}
+        wanted = sorted(ids - self.customers.keys())
         table = Customer.__table__
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
