@@ -63,6 +63,8 @@ def source_query(tally: CompiledTally, periods: Sequence[Period], as_of: datetim
     at = table.c[rule.at]
     stmt, local = _rows(tally, as_of)
     first, last = min(p.start for p in periods), max(p.end for p in periods)
+    if rule.effective_from is not None:  # no entity of a day before it counts (group)
+        first = max(first, rule.effective_from)
     if local is not None:
         stmt = stmt.where(
             at >= datetime.combine(first, time(0), UTC) - _TIME_ZONES,

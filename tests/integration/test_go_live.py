@@ -10,17 +10,20 @@ nothing. What falls due from then on is sent as usual.
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import ROOT
 from sqlalchemy import select
 
-from engine.db.models import Finding, Notice
+from engine.db.models import Finding, LedgerEntry, Notice
 from engine.policy import load_policy
 from engine.run import run_night
 
 GO_LIVE = date(2026, 12, 1)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 RENEWAL_LETTERS = {"maintenance_expiry", "renewal_task", "renewal_reminder"}
 """The renewal flow's letters: the one-month notice and task, the two-week reminder and task."""
 
@@ -145,3 +148,28 @@ def test_the_kpi_report_due_before_go_live_is_not_sent(
     page = settings.artifacts_dir / "reports" / "kpi_2026-10.html"
     assert page.exists() == sent
     assert result.counts["kpi_values"] > 0  # October and November are measured either way
+
+
+def test_a_tally_counts_from_the_local_go_live_day(service_data, go_live_settings_for):
+    # Going live on 14 October: a complaint closed at 23:30 on the 13th in Shanghai is before
+    # it; one closed at 00:30 on the 14th counts, though it is still the 13th in UTC.
+    data = service_data
+    technician = data.staff["technician"]
+    closed = {}
+    for name, day, hour, minute in (("before", 13, 23, 30), ("after", 14, 0, 30)):
+        at = datetime(2026, 10, day, hour, minute, tzinfo=SHANGHAI).astimezone(UTC)
+        closed[name] = data.complaint(
+            data.customer(f"Customer {name}"), at - timedelta(days=2), status="closed",
+            verified=True, closed_at=at, first_reply_at=at - timedelta(days=1),
+            responsible_staff_id=technician,
+        )  # fmt: skip
+    settings = go_live_settings_for(str(data.engine.url), date(2026, 10, 14))
+
+    run_night(settings, data.engine, as_of=datetime(2026, 11, 9, 18, 0, tzinfo=UTC))
+
+    with data.engine.connect() as conn:
+        (entry,) = conn.execute(
+            select(LedgerEntry).where(LedgerEntry.rule_id == "verified-complaint")
+        ).all()
+    assert (entry.party_id, entry.amount) == (technician, Decimal("-100.00"))
+    assert entry.entity_ids == [str(closed["after"])]
