@@ -45,6 +45,7 @@ FAMILY = "metric"
 BREACHES = ("breach", "late_stop")
 _ZONES = timedelta(days=1)
 _PLACES = Decimal("0.000001")
+_ZERO = Decimal(0)
 
 __all__ = ["FAMILY", "Measured", "is_effective", "measure", "months_ending", "months_to_measure"]
 
@@ -88,27 +89,28 @@ def measure(
             return out
     zones = sorted(conn.scalars(select(Branch.timezone).distinct())) or ["UTC"]
     others = _other_numerator(conn, metric, months, zones, as_of)
-    for field in rule.per:
+    # One scan for every `per`: the counts and sums are added up per branch and per person.
+    people = [field for field in rule.per if field != "branch"]
+    totals: dict[tuple[str, int, int, str], list[Decimal]] = {}
+    for row in conn.execute(_grouped(metric, months, zones, as_of, people)):
+        branch_id, period, numerator, denominator, *parties = row
+        parts = Decimal(numerator or 0), Decimal(denominator or 0)
+        for field in rule.per:
+            party = branch_id if field == "branch" else parties[people.index(field)]
+            if party is not None:
+                key = (field, int(party), int(branch_id), period)
+                sums = totals.setdefault(key, [_ZERO, _ZERO])
+                sums[0], sums[1] = sums[0] + parts[0], sums[1] + parts[1]
+    for (field, party, branch_id, period), (numerator, denominator) in totals.items():
+        if others is not None:
+            numerator = others.get((branch_id, period), _ZERO)
         scope = "branch" if field == "branch" else "staff"
-        stmt = _grouped(metric, months, zones, as_of, None if field == "branch" else field)
-        for row in conn.execute(stmt).mappings():
-            party = row["branch_id"] if scope == "branch" else row["party"]
-            numerator = Decimal(row["numerator"] or 0)
-            denominator = Decimal(row["denominator"] or 0)
-            if others is not None:
-                numerator = others.get((row["branch_id"], row["period"]), Decimal(0))
-            out.append(
-                Measured(
-                    rule.id,
-                    row["period"],
-                    scope,
-                    int(party),
-                    int(row["branch_id"]),
-                    numerator,
-                    denominator,
-                    _value(numerator, denominator, rule.scale),
-                )
+        out.append(
+            Measured(
+                rule.id, period, scope, party, branch_id, numerator, denominator,
+                _value(numerator, denominator, rule.scale),
             )
+        )  # fmt: skip
     return out
 
 
@@ -132,14 +134,13 @@ def _grouped(
     months: Sequence[Period],
     zones: Sequence[str],
     as_of: datetime,
-    party: str | None,
+    people: Sequence[str],
 ) -> Any:
-    """One statement: per branch (and `party`) and month, the numerator and denominator."""
+    """One statement: per branch, month and the people's fields, the numerator and
+    denominator (both sums, so they add up to any coarser grouping)."""
     rule, table = metric.rule, metric.table
     month = _month(table, rule.at, months, zones)
     keys = [table.c.branch_id, month.label("period")]
-    if party is not None:
-        keys.insert(1, table.c[party].label("party"))
     if rule.average:
         present = [case((table.c[f].is_not(None), 1), else_=0) for f in rule.average]
         numerator = func.sum(sum(func.coalesce(table.c[f], 0) for f in rule.average))
@@ -147,18 +148,17 @@ def _grouped(
     else:
         numerator = func.sum(case((_condition(metric, rule.numerator, as_of), 1), else_=0))
         denominator = func.count()
+    fields = [table.c[field] for field in people]
     stmt = (
-        select(*keys, numerator.label("numerator"), denominator.label("denominator"))
+        select(*keys, numerator.label("numerator"), denominator.label("denominator"), *fields)
         .select_from(table)
         .join(Branch.__table__, Branch.__table__.c.id == table.c.branch_id)
         .where(*_in_months(table, rule.at, months))
-        .group_by(*keys)
+        .group_by(*keys, *fields)
         .having(month.in_([m.key for m in months]))
     )
     if metric.condition is not None:
         stmt = stmt.where(to_sql(metric.condition, table, as_of))
-    if party is not None:
-        stmt = stmt.where(table.c[party].is_not(None))
     return stmt
 
 
