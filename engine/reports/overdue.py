@@ -82,6 +82,7 @@ class OverdueBranch:
     timezone: str
     items: list[OverdueItem] = field(default_factory=list)
     hidden: int = 0  # items left out of `items` (a letter shows the most overdue)
+    png: bytes | None = field(default=None, repr=False, compare=False)  # chart(), once drawn
 
     @property
     def count(self) -> int:
@@ -252,8 +253,11 @@ def render_csv(parts: Sequence[OverdueBranch]) -> str:
 
 
 def chart(part: OverdueBranch) -> bytes:
-    """Overdue items per rule in one branch, as a PNG bar chart."""
-    return bar_chart(f"Overdue now: {part.code}", part.by_rule(), unit="items")
+    """Overdue items per rule in one branch, as a PNG bar chart (drawn once: the branch's
+    letters and the page show the same)."""
+    if part.png is None:
+        part.png = bar_chart(f"Overdue now: {part.code}", part.by_rule(), unit="items")
+    return part.png
 
 
 def overdue_letters(
