@@ -86,6 +86,22 @@ class _Bundling:
     as_of: datetime
     report: QueueReport = field(default_factory=QueueReport)
     failed: list[str] = field(default_factory=list)  # lines for the alert to operations
+    # Items rendered here, written back with their new state a thousand at a time: a
+    # go-live's digests show tens of thousands, and each row is rewritten once, not twice.
+    rendered: list[dict[str, Any]] = field(default_factory=list)
+
+    def settle(self, rendered: list[dict[str, Any]], status: str, digest_id: int | None) -> None:
+        """Write back these rendered items (their text and `status`), in batches."""
+        self.rendered += ({**r, "status": status, "digest_id": digest_id} for r in rendered)
+        if len(self.rendered) >= _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write back the rendered items not written yet."""
+        if self.rendered:
+            stmt = update(Notice).where(Notice.id == bindparam("_id")).values(context=None)
+            self.conn.execute(stmt, self.rendered)
+        self.rendered = []
 
 
 def bundle_digests(
@@ -115,17 +131,21 @@ def bundle_digests(
     sent_alone = _urgent_unlisted(conn, set(held))
     release: list[int] = []
     for ref, items in held.items():
-        shown = _render_shown(work, items)
+        shown, rendered = _render_shown(work, items)
         listed = sent_alone.get(ref, [])
         if not shown:
             continue  # every item shown failed to render: any others wait for the next digest
+        done = {r["_id"] for r in rendered}
         if len(items.ids) == 1 and not listed:
-            release += items.ids
+            work.settle(rendered, "pending", None)
+            release += (i for i in items.ids if i not in done)
             continue
         digest_id = _queue_digest(work, ref, items, shown, listed)
         if digest_id is None:
+            work.settle(rendered, "held", None)
             continue  # the items wait for the next digest; operations know why
-        for chunk in chunks(items.ids, _CHUNK):
+        work.settle(rendered, "bundled", digest_id)
+        for chunk in chunks([i for i in items.ids if i not in done], _CHUNK):
             conn.execute(
                 update(Notice)
                 .where(Notice.id.in_(list(chunk)))
@@ -133,6 +153,7 @@ def bundle_digests(
             )
         for chunk in chunks([item.id for item in listed], _CHUNK):
             conn.execute(update(Notice).where(Notice.id.in_(chunk)).values(listed_in=digest_id))
+    work.flush()
     for chunk in chunks(release, _CHUNK):
         conn.execute(update(Notice).where(Notice.id.in_(chunk)).values(status="pending"))
     if work.failed:
@@ -169,12 +190,14 @@ def _urgent_unlisted(conn: Connection, refs: set[str]) -> dict[str, list[Any]]:
     return found
 
 
-def _render_shown(work: _Bundling, items: _Held) -> list[SimpleNamespace]:
-    """The items a digest shows, rendered now if they waited as data; failures are set
-    aside (`render_failed`) and taken out of `items`."""
+def _render_shown(
+    work: _Bundling, items: _Held
+) -> tuple[list[SimpleNamespace], list[dict[str, Any]]]:
+    """The items a digest shows, rendered now if they waited as data, and the texts of those
+    rendered here, to be written back (`_Bundling.settle`); failures are set aside
+    (`render_failed`) and taken out of `items`."""
     rows = work.conn.execute(select(Notice).where(Notice.id.in_(items.shown)).order_by(Notice.id))
     shown, failed = [], set()
-    # Written back in two statements, not one per item: a go-live's digests show thousands.
     rendered: list[dict[str, Any]] = []
     unrenderable: list[dict[str, Any]] = []
     for row in rows:
@@ -200,15 +223,13 @@ def _render_shown(work: _Bundling, items: _Held) -> list[SimpleNamespace]:
             vars(letter).update(values, context=None)  # the text is now the record
             rendered.append({"_id": letter.id, **values})
             shown.append(letter)
-    by_id = Notice.id == bindparam("_id")
-    if rendered:
-        work.conn.execute(update(Notice).where(by_id).values(context=None), rendered)
     if unrenderable:
+        by_id = Notice.id == bindparam("_id")
         work.conn.execute(update(Notice).where(by_id).values(status="render_failed"), unrenderable)
     if failed:
         items.ids = array("q", (i for i in items.ids if i not in failed))
         items.shown = [i for i in items.shown if i not in failed]
-    return shown
+    return shown, rendered
 
 
 def _person(ref: str, letter: Any) -> Recipient:
