@@ -1,6 +1,8 @@
 """Incremental runs: when a run may judge only what changed or came due, and what it judges.
 
-A run is incremental when the last successful run had the same policy, left a change marker,
+A run is incremental when the last successful run had the same policy and the same software
+(the engine's and the holidays data's versions: a new release moves public holidays without
+the policy changing), left a change marker,
 was less than a day before (otherwise the run catches up the missed days, engine.rules.
 catch_up) and at an earlier instant, no branch changed (calendars and time zones) and no rule
 came into effect since. Then each rule that judges entities one by one (deadlines, reminders,
@@ -23,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 from typing import Any
 
@@ -39,6 +43,20 @@ from engine.touched import TOO_MANY, Changes, read_changes, touched
 
 FULL, INCREMENTAL = "full", "incremental"
 _CHUNK = 500
+_SOFTWARE = ("aftersales", "holidays")
+"""The packages whose versions a run records: the engine, and the public holidays it uses."""
+
+
+@cache
+def software() -> dict[str, str]:
+    """The versions of the engine and of the holidays data, as a run records them."""
+    found = {}
+    for package in _SOFTWARE:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            found[package] = "unknown"
+    return found
 
 
 @dataclass(frozen=True)
@@ -74,7 +92,7 @@ def plan_run(conn: Connection, policy: Policy, as_of: datetime, *, full: str | N
     if conn.scalar(later) is not None:  # a run back in time: the markers went on without it
         return Plan(FULL, "a later run exists (a run back in time)")
     last = conn.execute(
-        select(Run.as_of, Run.policy_hash, Run.change_marker)
+        select(Run.as_of, Run.policy_hash, Run.change_marker, Run.software)
         .where(Run.outcome == "success", Run.as_of < as_of)
         .order_by(Run.as_of.desc())
         .limit(1)
@@ -86,6 +104,10 @@ def plan_run(conn: Connection, policy: Policy, as_of: datetime, *, full: str | N
         return Plan(FULL, full, since, marker=marker)
     if last.policy_hash != policy.hash:
         return Plan(FULL, "the policy changed since the last run", since, marker=marker)
+    if last.software != software():
+        was = ", ".join(f"{k} {v}" for k, v in sorted((last.software or {}).items())) or "unknown"
+        why = f"the software changed since the last run ({was} then)"
+        return Plan(FULL, why, since, marker=marker)
     if _comes_into_effect(policy, since, as_of):
         return Plan(FULL, "a rule came into effect since the last run", since, marker=marker)
     if marker is None:

@@ -25,7 +25,7 @@ from engine.db.models import Run
 from engine.db.schema import require_current
 from engine.due_parts import DueParts, branch_zones, due_parts, mark_done
 from engine.findings import close_rules_gone, open_counts
-from engine.incremental import FULL, plan_run
+from engine.incremental import FULL, plan_run, software
 from engine.judging import RulePassing, rules_due, time_families
 from engine.kpis import kept_values, record_kpis
 from engine.ledger.close import Settlement, settle
@@ -358,6 +358,7 @@ def _start_run(
             counts={},
             timings={},
             change_marker=marker,
+            software=software(),
         )
     )
 

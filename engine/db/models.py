@@ -466,6 +466,9 @@ class Run(Base):
         "Change marker taken before the run read the data: the next run reads rows changed after",
         type_=BigInteger(),
     )
+    software: Mapped[dict[str, Any] | None] = _col(
+        "Versions of the engine and of the holidays data it judged with"
+    )
 
 
 class Finding(Base):

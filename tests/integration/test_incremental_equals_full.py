@@ -22,9 +22,10 @@ from conftest import ServiceData
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from engine.db.demo import load_demo
-from engine.db.models import Complaint, Finding, Notice, ServiceRequest, StatusChange, Unit
+from engine.db.models import Complaint, Finding, Notice, Run, ServiceRequest, StatusChange, Unit
 from engine.db.schema import upgrade
 from engine.db.session import connect
+from engine.incremental import software
 from engine.run import run_night
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -267,3 +268,27 @@ def test_what_no_row_of_the_entity_shows_is_seen_by_incremental_runs(
         assert mine[1] ^ theirs[1] == set(), f"notices differ at {at:%H:%M} ({mode})"
     for engine in engines:
         engine.dispose()
+
+
+def test_a_cycle_after_an_upgrade_of_the_holidays_data_judges_everything(
+    service_data, settings_for
+):
+    # A holidays release moves public holidays without a byte of the policy changing: the
+    # watches the runs before kept were worked out on the old calendar.
+    settings = settings_for(str(service_data.engine.url))
+    first = datetime(2026, 11, 16, 1, 0, tzinfo=UTC)
+    run_night(settings, service_data.engine, as_of=first)
+    same = run_night(settings, service_data.engine, as_of=first + timedelta(minutes=15))
+    # (incremental, unless a writer elsewhere on the PostgreSQL server holds the marker back)
+    assert "software" not in same.mode["why"]
+    with service_data.engine.begin() as conn:
+        recorded = conn.scalar(select(Run.software).where(Run.as_of == same.as_of))
+        assert recorded == software() and recorded["holidays"] != "unknown"
+        older = {**recorded, "holidays": "0.1"}
+        conn.execute(update(Run).where(Run.as_of == same.as_of).values(software=older))
+
+    after = run_night(settings, service_data.engine, as_of=first + timedelta(minutes=30))
+
+    assert after.mode["mode"] == "full"
+    assert "the software changed since the last run" in after.mode["why"]
+    assert "holidays 0.1" in after.mode["why"]
