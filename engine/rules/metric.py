@@ -95,9 +95,9 @@ def measure(
     for row in conn.execute(_grouped(metric, months, zones, as_of, people)):
         branch_id, period, numerator, denominator, *parties = row
         parts = Decimal(numerator or 0), Decimal(denominator or 0)
+        who = {"branch": branch_id, **dict(zip(people, parties, strict=True))}
         for field in rule.per:
-            party = branch_id if field == "branch" else parties[people.index(field)]
-            if party is not None:
+            if (party := who[field]) is not None:
                 key = (field, int(party), int(branch_id), period)
                 sums = totals.setdefault(key, [_ZERO, _ZERO])
                 sums[0], sums[1] = sums[0] + parts[0], sums[1] + parts[1]
