@@ -48,6 +48,7 @@ from engine.expr import to_sql
 from engine.expr.sql import local_date, shift_date
 from engine.warranty import (
     BASIS_WORDS,
+    PROVEN_BASES,
     UNIT_PART,
     Length,
     Selector,
@@ -343,7 +344,7 @@ def _start_columns(book: WarrantyBook, rows: FromClause) -> list[ColumnElement[A
 
 def _present(basis: str, rows: FromClause) -> ColumnElement[bool]:
     has_date = rows.c[basis_field(basis)].is_not(None)
-    if basis == "purchase_with_proof":
+    if basis in PROVEN_BASES:
         return and_(rows.c.proof_of_purchase.is_(true()), has_date)
     return has_date
 

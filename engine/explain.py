@@ -39,6 +39,7 @@ from engine.run import load_checked_policy
 from engine.settings import Settings
 from engine.warranty import (
     BASIS_WORDS,
+    PROVEN_BASES,
     UNIT_PART,
     basis_field,
     basis_present,
@@ -131,7 +132,7 @@ def explain_warranty(settings: Settings, engine: Engine, unit_id: str, as_of: da
     for basis in term.basis:
         value = unit.get(basis_field(basis))
         used = " (used)" if basis == warranty.basis else ""
-        if basis == "purchase_with_proof" and value is not None and not basis_present(basis, unit):
+        if basis in PROVEN_BASES and value is not None and not basis_present(basis, unit):
             shown = f"{value}, no proof of purchase"
         else:
             shown = str(value) if value is not None else "-"

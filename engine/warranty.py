@@ -36,6 +36,7 @@ BASIS_WORDS = {
     "purchased_on": "purchase date",
     "installed_on": "installation date",
     "manufactured_on": "serial-number (production) date",
+    "manufactured_with_proof": "serial-number (production) date, with proof of purchase",
 }
 """Each start basis in words, for reasons and explain."""
 
@@ -44,7 +45,10 @@ _BASIS_FIELDS = {
     "purchased_on": "purchased_on",
     "installed_on": "installed_on",
     "manufactured_on": "manufactured_on",
+    "manufactured_with_proof": "manufactured_on",
 }
+PROVEN_BASES = frozenset({"purchase_with_proof", "manufactured_with_proof"})
+"""Bases that count only when the unit's proof of purchase was seen."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -214,7 +218,7 @@ def build_book(spec: WarrantySpec | None, void_when: Mapping[str, Expr | None]) 
 
 def basis_present(basis: str, unit: Mapping[str, Any]) -> bool:
     """True when the unit has the date this basis needs (and the proof, for purchases)."""
-    if basis == "purchase_with_proof" and not unit.get("proof_of_purchase"):
+    if basis in PROVEN_BASES and not unit.get("proof_of_purchase"):
         return False
     return unit.get(_BASIS_FIELDS[basis]) is not None
 

@@ -42,9 +42,17 @@ from pydantic import (
 from engine.db.models import Contract
 from engine.policy.durations import Duration, parse_duration
 
-BASES = ("purchase_with_proof", "purchased_on", "installed_on", "manufactured_on")
+BASES = (
+    "purchase_with_proof",
+    "purchased_on",
+    "installed_on",
+    "manufactured_on",
+    "manufactured_with_proof",
+)
 """Where a warranty may start: the purchase date with proof of purchase, the purchase date
-taken on trust, the installation date, the production date read from the serial number."""
+taken on trust, the installation date, the production date read from the serial number, and
+that date only when a proof of purchase was seen (003 1.1.1.1-1.1.1.3: no proof, no warranty;
+the instrument number dates it)."""
 
 DEFAULT_BASIS = ("purchase_with_proof", "installed_on", "manufactured_on")
 """The seeds' order (003, 004): proof of purchase, else installation, else the serial number."""

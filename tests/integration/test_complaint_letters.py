@@ -50,6 +50,9 @@ def test_complaint_letters_go_to_the_customer_once_in_their_language(service_dat
     assert received.subject == "您的客訴 CP-NEW 已收到"
     assert "於2026/11/23\u2009清晨7:00收到" in received.body_text  # 07:00 in Shanghai, CLDR zh-Hant
     assert "依申訴" in received.body_text and received.body_html
+    # 001 五.1: on accepting a complaint, apologise and promise to handle it quickly.
+    assert "造成您的不便，我們深感抱歉" in received.body_text
+    assert "我們將儘快處理" in received.body_text
 
     assert (resolution.recipient_address, resolution.locale) == ("ana.ruiz@example.com", "es")
     assert resolution.subject == "Su reclamación CP-CLAIM está resuelta"

@@ -1,7 +1,8 @@
 """Seed rows 1 and 9: warranty coverage decides every repair call's category (shipped policy).
 
 Air conditioners: whole unit 1 year, compressor 3 years; the warranty starts on the purchase
-date with proof of purchase, else the installation date, else the serial-number date; human
+date with proof of purchase, else the installation date, else the serial-number date with a
+proof of purchase (003 1.1.1.1-1.1.1.3: no proof, no warranty); human
 damage and unauthorised repairs are paid; units bought in December 2025 get six more months.
 """
 
@@ -71,11 +72,12 @@ def test_without_proof_of_purchase_the_warranty_starts_at_installation(service_d
     data = service_data
     ada = data.customer("Ada Wong")
     installed = data.unit(ada, purchased_on=date(2025, 11, 1), installed_on=date(2025, 11, 15))
-    serial_only = data.unit(ada, purchased_on=date(2025, 11, 1), manufactured_on=date(2025, 9, 1))
+    serial_only = data.unit(ada, purchased_on=date(2026, 1, 1), manufactured_on=date(2026, 1, 1))
+    serial_proven = data.unit(ada, manufactured_on=date(2026, 1, 1), proof_of_purchase=True)
     nothing = data.unit(ada, purchased_on=date(2025, 11, 1))
     calls = {
         unit: data.request(ada, RECEIVED, unit_id=unit, fault_part="fan")
-        for unit in (installed, serial_only, nothing)
+        for unit in (installed, serial_only, serial_proven, nothing)
     }
 
     decided = _decided(settings_for(str(data.engine.url)), data.engine, NIGHT)
@@ -84,15 +86,54 @@ def test_without_proof_of_purchase_the_warranty_starts_at_installation(service_d
     assert by_install["warranty_basis"] == "installed_on"
     assert by_install["warranty_ends_on"] == date(2026, 11, 14)
     assert by_install["_decision"] == "free"
-    by_serial = decided[calls[serial_only]]
-    assert (by_serial["warranty_basis"], by_serial["warranty_ends_on"]) == (
-        "manufactured_on",
-        date(2026, 8, 31),
+    # A serial number dates a unit but proves no purchase: without the proof, no warranty.
+    unproven = decided[calls[serial_only]]
+    assert (unproven["warranty_basis"], unproven["_decision"]) == (None, "paid")
+    proven = decided[calls[serial_proven]]
+    assert (proven["warranty_basis"], proven["warranty_ends_on"], proven["_decision"]) == (
+        "manufactured_with_proof",
+        date(2026, 12, 31),
+        "free",
     )
-    assert by_serial["_decision"] == "paid"
     uncovered = decided[calls[nothing]]
     assert uncovered["warranty_basis"] is None and uncovered["warranty_ends_on"] is None
     assert uncovered["_decision"] == "paid"
+
+
+def test_an_instrument_without_proof_of_purchase_is_repaired_as_out_of_warranty(
+    service_data, settings_for
+):
+    """003 1.1.1.2: 客户无法提供购买证明……按非保修期范围情况处理."""
+    data = service_data
+    ada = data.customer("Ada Wong")
+    no_proof = data.unit(ada, "IN-SP700", purchased_on=date(2026, 6, 1),
+                         installed_on=date(2026, 6, 2), manufactured_on=date(2026, 5, 1))  # fmt: skip
+    with_proof = data.unit(ada, "IN-SP700", manufactured_on=date(2026, 5, 1), proof_of_purchase=True)
+    unproven = data.request(ada, RECEIVED, unit_id=no_proof, fault_part="motor")
+    proven = data.request(ada, RECEIVED, unit_id=with_proof, fault_part="motor")
+
+    decided = _decided(settings_for(str(data.engine.url)), data.engine, NIGHT)
+
+    assert (decided[unproven]["warranty_basis"], decided[unproven]["_decision"]) == (None, "paid")
+    # With the proof, the instrument number's date starts the year (003 1.1.1.3).
+    assert decided[proven]["warranty_basis"] == "manufactured_with_proof"
+    assert decided[proven]["warranty_ends_on"] == date(2027, 4, 30)
+    assert decided[proven]["_decision"] == "free"
+
+
+def test_an_installation_job_is_free_only_inside_the_warranty(service_data, settings_for):
+    """No seed makes installations free: they follow warranty and contract like any call."""
+    data = service_data
+    ada = data.customer("Ada Wong")
+    new = data.unit(ada, purchased_on=date(2026, 11, 1), proof_of_purchase=True)
+    old = data.unit(ada, purchased_on=date(2020, 11, 1), proof_of_purchase=True)
+    fresh = data.request(ada, RECEIVED, unit_id=new, kind="installation")
+    moved = data.request(ada, RECEIVED, unit_id=old, kind="installation")
+
+    decided = _decided(settings_for(str(data.engine.url)), data.engine, NIGHT)
+
+    assert decided[fresh]["_decision"] == "free"
+    assert decided[moved]["_decision"] == "paid"
 
 
 def test_human_damage_and_unauthorised_repair_are_paid_inside_the_warranty(
@@ -204,7 +245,7 @@ def test_charged_for_a_part_still_under_warranty_is_one_mismatch(service_data, s
     (finding,) = [f for f in first.findings if f["rule"] == "service-category"]
     assert finding["family"] == "classification" and finding["new"] is True
     assert finding["reason"].startswith("service_requests SR-")
-    assert ": recorded paid, policy says free (row 3: in_warranty); " in finding["reason"]
+    assert ": recorded paid, policy says free (row 2: in_warranty); " in finding["reason"]
     assert "compressor term of air-conditioners: from 2025-11-01" in finding["reason"]
     assert "to 2028-10-31" in finding["reason"]
     (notice,) = _notices(data.engine, "category_mismatch")
@@ -218,6 +259,8 @@ def test_paid_call_gets_one_quote_before_work_starts(service_data, settings_for)
     li = data.customer("Li Wei", locale="zh-CN")
     unit = data.unit(li, purchased_on=date(2025, 11, 1), proof_of_purchase=True)
     waiting = data.request(li, RECEIVED, unit_id=unit, fault_part="fan", category="paid")
+    on_the_way = data.request(li, RECEIVED, unit_id=unit, fault_part="fan", category="paid",
+                              status="dispatched", dispatched_at=RECEIVED + timedelta(hours=1))  # fmt: skip
     started = data.request(li, RECEIVED, unit_id=unit, fault_part="fan", category="paid",
                            status="on_site", dispatched_at=RECEIVED + timedelta(hours=1),
                            arrived_at=RECEIVED + timedelta(hours=2))  # fmt: skip
@@ -226,8 +269,11 @@ def test_paid_call_gets_one_quote_before_work_starts(service_data, settings_for)
     for night in range(3):
         run_night(settings, data.engine, as_of=NIGHT + timedelta(days=night))
 
-    assert data.findings("service-category") == [(str(waiting), "paid", "outcome")]
-    (quote,) = _notices(data.engine, "quote")
+    # A technician already on the way still needs the customer's consent before the work.
+    assert sorted(data.findings("service-category")) == sorted(
+        [(str(waiting), "paid", "outcome"), (str(on_the_way), "paid", "outcome")]
+    )
+    quote, _ = _notices(data.engine, "quote")
     assert quote.recipient_address == "li.wei@example.com" and quote.locale == "zh-CN"
     assert quote.subject.startswith("维修单 SR-")
     assert quote.subject.endswith("：不在保修范围内，施工前将向您报价")
@@ -341,8 +387,8 @@ def test_explain_classification_shows_the_decision_row_by_row(service_data, sett
 
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
-    assert "row 3 NO in_warranty" in text
-    assert "row 5 yes otherwise" in text
-    assert "decision paid (row 5)" in text
+    assert "row 2 NO in_warranty" in text
+    assert "row 4 yes otherwise" in text
+    assert "decision paid (row 4)" in text
     assert "recorded free: mismatch" in text
     assert "fan falls under the unit term of air-conditioners" in text

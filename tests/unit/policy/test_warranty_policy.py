@@ -52,18 +52,17 @@ def test_shipped_warranty_policy_has_part_terms_promotion_and_the_category_table
     ac = book.term_for("air_conditioner", "AC-KFR35")
     assert ac is not None and ac.id == "air-conditioners"
     assert str(ac.parts["unit"]) == "1 year" and str(ac.parts["compressor"]) == "3 years"
-    assert ac.basis == ("purchase_with_proof", "installed_on", "manufactured_on")
+    assert ac.basis == ("purchase_with_proof", "installed_on", "manufactured_with_proof")
     assert ac.void_text == "human_damage or unauthorised_repair"
     assert book.term_for("air_conditioner", "AC-VRF160").id == "vrf-outdoor-units"
     assert book.term_for("instrument", "IN-PH200").basis == (
         "purchase_with_proof",
-        "manufactured_on",
+        "manufactured_with_proof",
     )
     assert [p.id for p in book.promotions] == ["winter-2025"]
     item = policy.rule("service-category")
     assert [row.outcome for row in item.rule.first_match] == [
         "admin",
-        "free",
         "free",
         "contract",
         "paid",
