@@ -106,9 +106,10 @@ def test_an_instrument_without_proof_of_purchase_is_repaired_as_out_of_warranty(
     """003 1.1.1.2: 客户无法提供购买证明……按非保修期范围情况处理."""
     data = service_data
     ada = data.customer("Ada Wong")
+    made = date(2026, 5, 1)
     no_proof = data.unit(ada, "IN-SP700", purchased_on=date(2026, 6, 1),
-                         installed_on=date(2026, 6, 2), manufactured_on=date(2026, 5, 1))  # fmt: skip
-    with_proof = data.unit(ada, "IN-SP700", manufactured_on=date(2026, 5, 1), proof_of_purchase=True)
+                         installed_on=date(2026, 6, 2), manufactured_on=made)  # fmt: skip
+    with_proof = data.unit(ada, "IN-SP700", manufactured_on=made, proof_of_purchase=True)
     unproven = data.request(ada, RECEIVED, unit_id=no_proof, fault_part="motor")
     proven = data.request(ada, RECEIVED, unit_id=with_proof, fault_part="motor")
 
@@ -260,7 +261,8 @@ def test_paid_call_gets_one_quote_before_work_starts(service_data, settings_for)
     unit = data.unit(li, purchased_on=date(2025, 11, 1), proof_of_purchase=True)
     waiting = data.request(li, RECEIVED, unit_id=unit, fault_part="fan", category="paid")
     on_the_way = data.request(li, RECEIVED, unit_id=unit, fault_part="fan", category="paid",
-                              status="dispatched", dispatched_at=RECEIVED + timedelta(hours=1))  # fmt: skip
+                              status="dispatched", dispatched_at=RECEIVED + timedelta(hours=1),
+                              )  # fmt: skip
     started = data.request(li, RECEIVED, unit_id=unit, fault_part="fan", category="paid",
                            status="on_site", dispatched_at=RECEIVED + timedelta(hours=1),
                            arrived_at=RECEIVED + timedelta(hours=2))  # fmt: skip
