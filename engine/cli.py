@@ -166,6 +166,8 @@ def validate(rules: RulesOpt = None, templates: TemplatesOpt = None) -> None:
         out.print(
             f"policy OK: {len(ids)} rules in {len(policy.files)} files, version {policy.hash}"
         )
+        for item in policy.disabled:
+            out.print(f"disabled: {item.rule.id}: {item.rule.disabled}")
 
 
 @app.command(name="preview")

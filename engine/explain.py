@@ -81,6 +81,8 @@ def explain_rule(
             ("entity", f"{table.name} {record.get('number') or record['id']} (time zone {tz})"),
             ("as of", as_of.astimezone(ZoneInfo(tz)).isoformat()),
         ]
+        if item.rule.disabled:
+            lines.append(("disabled", f"not judged: {item.rule.disabled}"))
         matched = _condition_lines(item, record, as_of, lines)
         if isinstance(item.rule, ReminderRule):
             lines += _reminder_lines(item, record, tz, matched, as_of)

@@ -235,7 +235,13 @@ class ServiceRequest(RowVersioned, Base):
     factory_return: Mapped[bool] = _col("Sent back to the factory", default=False)
     repeat_of_id: Mapped[int | None] = _fk("service_requests.id", "Earlier call for same fault")
     received_at: Mapped[datetime] = _col("Call received")
+    responded_at: Mapped[datetime | None] = _col(
+        "The desk answered the customer's report (001 四.1 response time)"
+    )
     dispatched_at: Mapped[datetime | None] = _col("Technician dispatched")
+    contacted_at: Mapped[datetime | None] = _col(
+        "The technician contacted the customer to agree the visit (001 四.1)"
+    )
     arrived_at: Mapped[datetime | None] = _col("Technician on site")
     promised_at: Mapped[datetime | None] = _col("Completion time promised to the customer")
     completed_at: Mapped[datetime | None] = _col("Repair finished")

@@ -108,6 +108,7 @@ class Policy:
     metrics: tuple[CompiledMetric, ...] = ()
     kpi_report: KpiReport = field(default_factory=KpiReport)
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    disabled: tuple[CompiledRule[Any], ...] = ()  # validated, explained, never judged
 
     @property
     def warranty(self) -> WarrantyBook:
@@ -141,8 +142,8 @@ class Policy:
         return [r.rule.id for r in self.rules()]
 
     def rule(self, rule_id: str) -> CompiledRule[Any] | None:
-        """The rule with this id, if any."""
-        return next((r for r in self.rules() if r.rule.id == rule_id), None)
+        """The rule with this id, if any, disabled ones included."""
+        return next((r for r in (*self.rules(), *self.disabled) if r.rule.id == rule_id), None)
 
 
 def policy_hash(files: list[Path]) -> str:
@@ -209,6 +210,7 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
         tuple(_metric(m) for m in metrics),
         kpi_report[1] if kpi_report else KpiReport(),
         schedule=schedule[1] if schedule else ScheduleSpec(),
+        disabled=tuple(checks.disabled),
     )
 
 
@@ -427,6 +429,7 @@ class _RuleChecks:
         self.seen: dict[str, Location] = {}
         self.deadline_entities: dict[str, str] = {}  # deadline rule id -> its entity
         self.checked: set[str] = set()  # templates whose syntax was already checked
+        self.disabled: list[CompiledRule[Any]] = []  # checked like the others, set aside
 
     def family(
         self,
@@ -448,7 +451,8 @@ class _RuleChecks:
                 condition = self.common(source, where, rule, table)
                 specific(source, where, rule, table)
                 views = self.views if table is not entity_table(rule.entity) else None
-                out.append(CompiledRule(rule, table, condition, source.location(where), views))
+                compiled = CompiledRule(rule, table, condition, source.location(where), views)
+                (self.disabled if rule.disabled else out).append(compiled)
         return tuple(out)
 
     def source(self, rule: Rule) -> FromClause:

@@ -102,6 +102,12 @@ class Rule(_Frozen):
         description="Not evaluated before this day; what fell due before it is recorded as "
         "history, without notices",
     )
+    disabled: str | None = Field(
+        None,
+        min_length=1,
+        description="Why the rule is not judged yet (a standard whose number the regulation "
+        "leaves blank, say): it is validated and explained, never evaluated",
+    )
 
 
 class Action(_Frozen):

@@ -1,0 +1,68 @@
+"""The service standards the seeds set: 003-9's 24-hour warranty resolution, judged; 001 四's,
+whose numbers the seed leaves blank, shipped disabled until a department writes its own."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from engine.explain import explain_rule
+from engine.run import run_night
+
+ROOT = Path(__file__).resolve().parents[2]
+# 10:00 in Shanghai on Monday 2026-11-23.
+CALLED = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+
+
+def test_a_warranty_problem_unresolved_after_24_hours_is_a_breach(service_data, settings_for):
+    """003-9 一: 三包服务……在接到用户电话后24小时内给予解决."""
+    data = service_data
+    ada = data.customer("Ada Wong")
+    covered = data.unit(ada, purchased_on=date(2026, 6, 1), proof_of_purchase=True)
+    expired = data.unit(ada, purchased_on=date(2020, 6, 1), proof_of_purchase=True)
+    late = data.request(ada, CALLED, unit_id=covered, fault_part="fan", status="on_site",
+                        arrived_at=CALLED + timedelta(hours=2))  # fmt: skip
+    in_time = data.request(ada, CALLED, unit_id=covered, fault_part="fan", status="completed",
+                           arrived_at=CALLED + timedelta(hours=2),
+                           completed_at=CALLED + timedelta(hours=20))  # fmt: skip
+    paid = data.request(ada, CALLED, unit_id=expired, fault_part="fan")
+    settings = settings_for(str(data.engine.url))
+
+    for hours in (12, 19, 25, 26):
+        run_night(settings, data.engine, as_of=CALLED + timedelta(hours=hours))
+
+    states = {(int(e), s) for e, _, s in data.findings("warranty-resolution-24h")}
+    assert states == {(late, "warning"), (late, "breach"), (in_time, "warning")}
+    assert paid not in {e for e, _ in states}
+
+
+def test_a_standard_the_seed_leaves_blank_is_not_judged_until_enabled(
+    service_data, settings_for, tmp_path
+):
+    """001 四.1: 应在[X]分钟内做出响应. Shipped disabled; deleting `disabled` turns it on."""
+    data = service_data
+    ada = data.customer("Ada Wong")
+    silent = data.request(ada, CALLED)
+    answered = data.request(ada, CALLED, responded_at=CALLED + timedelta(minutes=10))
+    shipped = settings_for(str(data.engine.url))
+
+    run_night(shipped, data.engine, as_of=CALLED + timedelta(hours=1))
+    assert data.findings("desk-response") == []
+    lines = dict(explain_rule(shipped, data.engine, "desk-response", str(silent), CALLED))
+    assert lines["disabled"].startswith("not judged: 001 四.1 leaves the response time blank")
+
+    rules = tmp_path / "enabled"
+    shutil.copytree(ROOT / "rules", rules)
+    sla = rules / "sla.yaml"
+    sla.write_text(
+        "\n".join(
+            line
+            for line in sla.read_text().splitlines()
+            if not line.startswith('    disabled: "001 四.1 leaves the response time')
+        )
+    )
+    enabled = settings_for(str(data.engine.url), rules=rules)
+    run_night(enabled, data.engine, as_of=CALLED + timedelta(hours=2))
+    assert [(int(e), s) for e, _, s in data.findings("desk-response")] == [(silent, "breach")]
+    assert answered not in {int(e) for e, _, _ in data.findings("desk-response")}
