@@ -915,7 +915,7 @@ class _Demo:
         )  # fmt: skip
         if status != "cancelled" and kind != "project":
             customer.covered.append((starts, ends))
-        if status == "active" and kind == "maintenance":
+        if status == "active" and kind in ("maintenance", "free_maintenance"):
             self._inspections(branch, contract_id, starts, ends)
         if kind == "project" and status != "cancelled" and acceptance is not None:
             branch.projects.append((contract_id, customer.id, acceptance))

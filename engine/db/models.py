@@ -49,6 +49,15 @@ STAFF_ROLES = (
     "operations",
 )
 REGIONS = ("urban", "suburban")
+COMPLAINT_CAUSES = (
+    "product",
+    "workmanship",
+    "inspection_not_done",
+    "backup_not_done",
+    "delivery",
+    "attitude",
+    "other",
+)
 LOCALES = ("zh-CN", "zh-TW", "en", "es")
 
 NAMING = {
@@ -283,6 +292,11 @@ class Complaint(RowVersioned, Base):
     closed_at: Mapped[datetime | None] = _col("Complaint closed")
     responsible_staff_id: Mapped[int | None] = _fk("staff.id", "Person found responsible")
     responsible_department: Mapped[str200 | None] = _col("Department found responsible")
+    cause: Mapped[str40 | None] = _col(
+        "Cause found when the case was traced back (000 part 2 §5: inspection or backup work "
+        "not done properly doubles the fine)",
+        info=choices(*COMPLAINT_CAUSES),
+    )
     verified: Mapped[bool] = _col("Complaint verified as justified", default=False)
     repeat_of_id: Mapped[int | None] = _fk("complaints.id", "Earlier complaint, same problem")
     customer_satisfied: Mapped[bool | None] = _col("Customer satisfied with the outcome")

@@ -1,9 +1,10 @@
 """Seed rows 19 and 000 part 2 §1-§2: work that must recur, or be done by a day, reported once.
 
 The shipped policy (rules/obligations.yaml) asks for one inspection report a month per
-maintenance contract, handed in by the 5th day after the month, partial months exempt; four
-customer visits and one optimisation report a month per team; and a project's handover in
-writing within two weeks after final acceptance. The branch is in Shanghai (UTC+8).
+system in its maintenance period (free maintenance included), handed in by the 5th day after
+the month, part months included; four customer visits and one optimisation report a month per
+team; and a project's handover in writing within two weeks after final acceptance. The branch
+is in Shanghai (UTC+8).
 """
 
 from __future__ import annotations
@@ -57,14 +58,24 @@ def test_a_missing_inspection_is_found_once_on_the_day_after_it_was_due(service_
     assert [(a, s.split("：")[0]) for a, s in letters] == [("team_lead@sh.example", "缺失")]
 
 
-def test_a_contract_that_started_mid_month_is_not_due_for_that_month(service_data, settings_for):
+def test_every_system_in_its_maintenance_period_is_due_every_month_it_is_in(
+    service_data, settings_for
+):
+    """000 part 2 §2(3): 每月对所有维护期内的系统巡检一次: free maintenance and part months too."""
     ada = service_data.customer("Ada Wong")
-    service_data.contract(ada, date(2027, 10, 19), starts_on=date(2026, 10, 20))
+    started = service_data.contract(ada, date(2027, 10, 19), starts_on=date(2026, 10, 20))
+    free = service_data.contract(ada, date(2027, 9, 30), starts_on=date(2026, 10, 1),
+                                 kind="free_maintenance", number="FM-1")  # fmt: skip
 
     _nights(service_data, settings_for, AFTER_DUE, datetime(2026, 12, 5, 18, 0, tzinfo=UTC))
 
-    # October is exempt (partial); November, a whole month, is due by 5 December.
-    assert [f[1:] for f in service_data.findings("monthly-inspection")] == [("2026-11", "missing")]
+    # The contract that started on 20 October owes October's report as well as November's.
+    assert sorted(f[:2] for f in service_data.findings("monthly-inspection")) == [
+        (str(started), "2026-10"),
+        (str(started), "2026-11"),
+        (str(free), "2026-10"),
+        (str(free), "2026-11"),
+    ]
 
 
 def test_a_report_handed_in_after_the_due_day_is_missing_first_then_late(

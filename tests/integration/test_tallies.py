@@ -110,6 +110,24 @@ def test_repeat_complaint_costs_double(service_data, settings_for):
     assert "× 2 (repeat_of_id is not null)" in entry.reason
 
 
+def test_a_complaint_traced_to_inspection_or_backup_not_done_costs_double(
+    service_data, settings_for
+):
+    """000 part 2 §5: 经倒查,属于巡检、备份等工作未做到位……加倍乐捐."""
+    product = _complaint(service_data, sh(2026, 10, 5, 11, 0), cause="product")
+    skipped = _complaint(service_data, sh(2026, 10, 6, 11, 0), cause="inspection_not_done")
+    no_backup = _complaint(service_data, sh(2026, 10, 7, 11, 0), cause="backup_not_done")
+
+    _run(service_data, settings_for)
+
+    (entry,) = _entries(service_data.engine, "verified-complaint")
+    assert entry.details["per_entity"] == {
+        str(product): "-100.00",
+        str(skipped): "-200.00",
+        str(no_backup): "-200.00",
+    }
+
+
 def test_complaint_without_a_responsible_person_is_charged_to_the_team_lead(
     service_data, settings_for
 ):

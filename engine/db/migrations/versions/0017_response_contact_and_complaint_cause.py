@@ -1,8 +1,10 @@
-"""when the desk answered a call and when the technician contacted the customer
+"""when the desk answered a call, when the technician contacted the customer, and the cause
+a complaint was traced back to
 
 001 四.1 sets three standards on a call: the desk responds within X minutes, the work order
 reaches a technician within X hours (dispatched_at), the technician contacts the customer within
-X hours. The first and the last need their instants.
+X hours. The first and the last need their instants. 000 part 2 §5 doubles the fine when a
+complaint is traced back to inspection or backup work not done properly.
 
 Revision ID: 0017
 Revises: 0012
@@ -25,6 +27,10 @@ COLUMNS = {
     "responded_at": "The desk answered the customer's report (001 四.1 response time)",
     "contacted_at": "The technician contacted the customer to agree the visit (001 四.1)",
 }
+CAUSE_COMMENT = (
+    "Cause found when the case was traced back (000 part 2 §5: inspection or backup work "
+    "not done properly doubles the fine)"
+)
 
 
 def upgrade() -> None:
@@ -39,8 +45,15 @@ def upgrade() -> None:
                 )
             )
 
+    with op.batch_alter_table("complaints", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("cause", sa.String(length=40), nullable=True, comment=CAUSE_COMMENT)
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("complaints", schema=None) as batch_op:
+        batch_op.drop_column("cause")
     with op.batch_alter_table("service_requests", schema=None) as batch_op:
         for name in COLUMNS:
             batch_op.drop_column(name)
