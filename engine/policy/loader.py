@@ -216,7 +216,7 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
 
 def _metric(compiled: CompiledRule[MetricRule]) -> CompiledMetric:
     numerator = compiled.rule.numerator
-    other = numerator and (numerator.entity or (numerator.has.entity if numerator.has else None))
+    other = numerator and (numerator.entity or (numerator.related and numerator.related.entity))
     return CompiledMetric(
         *_fields(compiled), compiled.views, entity_table(other) if other else None
     )
@@ -802,9 +802,10 @@ class _RuleChecks:
                         "write e.g. '30 days'",
                     )
                 )
-        if numerator.has is not None:
-            related = entity_table(numerator.has.entity)
-            self.field(source, (*where, "has", "link"), numerator.has.link, related, (Integer,))
+        if numerator.related is not None:
+            key = "has" if numerator.has is not None else "lacks"
+            related = entity_table(numerator.related.entity)
+            self.field(source, (*where, key, "link"), numerator.related.link, related, (Integer,))
 
     def kpi_report(self, parsed: list[_Parsed], given: tuple[SourceFile, KpiReport] | None) -> None:
         """The KPI report's template exists and goes to staff roles."""

@@ -51,6 +51,9 @@ class Numerator(_Frozen):
     )
     no_repeat: Repeat | None = Field(None, description="No repeat row within a span")
     has: Related | None = Field(None, description="At least one related row exists")
+    lacks: Related | None = Field(
+        None, description="No related row exists: no later call recorded as the same fault"
+    )
     entity: EntityName | None = Field(  # type: ignore[valid-type]
         None, description="Count rows of another table instead (with `at`)"
     )
@@ -60,9 +63,16 @@ class Numerator(_Frozen):
     def _one_source(self) -> Numerator:
         if (self.entity is None) != (self.at is None):
             raise ValueError("`entity` and `at` go together: the other table and its date")
-        if self.entity is not None and (self.on_time or self.no_repeat or self.has):
+        if self.entity is not None and (self.on_time or self.no_repeat or self.related):
             raise ValueError("rows of another table take only `when`")
+        if self.has is not None and self.lacks is not None:
+            raise ValueError("give `has` or `lacks`, not both")
         return self
+
+    @property
+    def related(self) -> Related | None:
+        """The other table's rows the numerator asks about (`has` or `lacks`)."""
+        return self.has or self.lacks
 
 
 class Target(_Frozen):

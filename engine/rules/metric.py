@@ -198,10 +198,12 @@ def _condition(metric: CompiledMetric, numerator: Numerator | None, as_of: datet
                 )
             )
         )
-    if numerator.has is not None:
-        related = metric.related
-        assert related is not None
-        parts.append(exists().where(related.c[numerator.has.link] == table.c.id))
+    if numerator.related is not None:
+        assert metric.related is not None
+        # An alias: the related table may be the metric's own (a call's repeat calls).
+        related = metric.related.alias("related")
+        pointing = exists().where(related.c[numerator.related.link] == table.c.id)
+        parts.append(pointing if numerator.has is not None else not_(pointing))
     return and_(*parts) if parts else literal(True)
 
 

@@ -12,12 +12,13 @@ the National Day holidays; T1 and T2 are the technicians):
     one complaint received on 27 Oct
 
 - on-time dispatch (6 working hours): B is late -> 3 of 4 = 75%; T1 1 of 2 = 50%; T2 100%.
-- first-time fix (no repeat on the unit within 30 days): C repeats A on U1 -> 3 of 4 = 75%;
-  T1 1 of 2 = 50% (A was not fixed), T2 2 of 2.
+- first-time fix (001 四.4: the same problem not reported again): C is recorded as a repeat of
+  A (same fault on U1) -> 3 of 4 = 75%; T1 1 of 2 = 50% (A was not fixed), T2 2 of 2. D, a
+  later call on U3 for another fault, repeats nothing.
 - complaint rate: 1 complaint per 4 calls received -> 25 per 100.
 - satisfaction: (4+4+3+3 + 2+3+3) / 7 values = 22/7 = 3.142857 (target 3.5: missed);
   T1 14/4 = 3.5, T2 8/3 = 2.666667.
-- survey coverage: 2 of 4 finished calls surveyed = 50%.
+- survey coverage: 2 of the 4 calls received surveyed = 50%.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def _october(data) -> dict[str, int]:
             ada, _at(day, 10), number=f"SR-{name}", unit_id=unit, technician_id=tech,
             status="completed", dispatched_at=_at(day, 10), arrived_at=_at(arrive_day, 11)
             if name != "B" else _at(arrive_day, 10), completed_at=_at(arrive_day, 15),
+            repeat_of_id=calls["A"] if name == "C" else None,
         )  # fmt: skip
     for call, tech, marks in ((calls["A"], t1, (4, 4, 3, 3)), (calls["C"], t2, (2, 3, None, 3))):
         data.add(
@@ -178,3 +180,26 @@ def test_a_month_keeps_its_values_once_it_is_older_than_the_reported_one(
     # November is reported now; October keeps what was stored while it was recent.
     assert _values(data.engine, "2026-10")[rate] == Decimal("50")
     assert (settings.artifacts_dir / "reports" / "kpi_2026-11.html").exists()
+
+
+def test_first_time_fix_counts_the_same_problem_coming_back_not_any_later_call(
+    service_data, settings_for
+):
+    """001 四.4: 质保期内不再出现相同问题. Another fault on the same unit is not a failed fix."""
+    data = service_data
+    ada = data.customer("Ada Wong")
+    u1, u2 = data.unit(ada), data.unit(ada)
+    done = {"status": "completed", "arrived_at": _at(1, 11)}
+    data.request(
+        ada, _at(5, 10), unit_id=u1, fault_part="fan", completed_at=_at(5, 15), **done
+    )
+    data.request(ada, _at(10, 10), unit_id=u1, fault_part="board", completed_at=_at(10, 15), **done)
+    first = data.request(ada, _at(2, 10), unit_id=u2, completed_at=_at(2, 15), **done)
+    data.request(ada, _at(30, 10), unit_id=u2, repeat_of_id=first, completed_at=_at(30, 15), **done)
+
+    run_night(settings_for(str(data.engine.url)), data.engine, as_of=AS_OF)
+
+    # The fan call stays fixed although the board failed five days later; `first` came back.
+    assert _values(data.engine, "2026-10")[("first-time-fix", "branch", data.branch)] == Decimal(
+        "0.75"
+    )
