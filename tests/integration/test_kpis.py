@@ -190,9 +190,7 @@ def test_first_time_fix_counts_the_same_problem_coming_back_not_any_later_call(
     ada = data.customer("Ada Wong")
     u1, u2 = data.unit(ada), data.unit(ada)
     done = {"status": "completed", "arrived_at": _at(1, 11)}
-    data.request(
-        ada, _at(5, 10), unit_id=u1, fault_part="fan", completed_at=_at(5, 15), **done
-    )
+    data.request(ada, _at(5, 10), unit_id=u1, fault_part="fan", completed_at=_at(5, 15), **done)
     data.request(ada, _at(10, 10), unit_id=u1, fault_part="board", completed_at=_at(10, 15), **done)
     first = data.request(ada, _at(2, 10), unit_id=u2, completed_at=_at(2, 15), **done)
     data.request(ada, _at(30, 10), unit_id=u2, repeat_of_id=first, completed_at=_at(30, 15), **done)
