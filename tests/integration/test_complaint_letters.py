@@ -59,3 +59,26 @@ def test_complaint_letters_go_to_the_customer_once_in_their_language(service_dat
     assert "se cerró el 23 de noviembre de 2026" in resolution.body_text
     assert "Resultado: Se sustituyó el compresor." in resolution.body_text
     assert "Indemnización acordada: 200,00\xa0€" in resolution.body_text
+
+
+def test_a_serious_complaint_reaches_the_vice_general_manager_marked_serious(
+    service_data, settings_for
+):
+    """000 art.20: 情节重大者,服务部应即提呈副总经理……提前加以处理,并将处理情况函告该客户."""
+    ada = service_data.customer("Ada Wong")
+    service_data.complaint(ada, AS_OF - timedelta(hours=1), number="CP-BIG", severity="serious")
+    service_data.complaint(ada, AS_OF - timedelta(hours=1), number="CP-SMALL")
+    run_night(settings_for(str(service_data.engine.url)), service_data.engine, as_of=AS_OF)
+
+    with Session(service_data.engine) as session:
+        letters = {
+            n.subject: n
+            for n in session.scalars(select(Notice).where(Notice.template == "escalation"))
+        }
+    serious = [n for s, n in letters.items() if "CP-BIG" in s]
+    (vgm,) = serious
+    assert vgm.recipient_address == "vice_general_manager@hq.example" and vgm.urgent
+    assert vgm.subject.startswith("[Serious complaint] [Action needed]")
+    assert "it goes to you at once, to be handled ahead of others" in vgm.body_text
+    general = [n for s, n in letters.items() if "CP-SMALL" in s]
+    assert general and all("重大" not in n.subject and "Serious" not in n.subject for n in general)
