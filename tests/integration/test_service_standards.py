@@ -7,6 +7,10 @@ import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.models import Notice
 from engine.explain import explain_rule
 from engine.run import run_night
 
@@ -66,3 +70,35 @@ def test_a_standard_the_seed_leaves_blank_is_not_judged_until_enabled(
     run_night(enabled, data.engine, as_of=CALLED + timedelta(hours=2))
     assert [(int(e), s) for e, _, s in data.findings("desk-response")] == [(silent, "breach")]
     assert answered not in {int(e) for e, _, _ in data.findings("desk-response")}
+
+
+def test_a_problem_not_resolved_the_same_day_gets_the_customer_a_definite_time(
+    service_data, settings_for
+):
+    """000 part 2 §2(1): 当日问题应在当日处理完毕……给予客户明确的解决时间。并以书面方式……报备."""
+    data = service_data
+    li = data.customer("Li Wei", locale="zh-CN")
+    ada = data.customer("Ada Wong")
+    promised = CALLED + timedelta(days=1, hours=6)  # 16:00 on Tuesday in Shanghai
+    data.request(li, CALLED, number="SR-PROMISED", promised_at=promised, status="on_site",
+                 arrived_at=CALLED + timedelta(hours=2))  # fmt: skip
+    data.request(ada, CALLED, number="SR-OPEN", status="on_site",
+                 arrived_at=CALLED + timedelta(hours=2))  # fmt: skip
+    settings = settings_for(str(data.engine.url))
+
+    for hours in (4, 23, 24):  # the afternoon, then 09:00 and 10:00 next morning
+        run_night(settings, data.engine, as_of=CALLED + timedelta(hours=hours))
+
+    with Session(data.engine) as session:
+        rows = session.scalars(
+            select(Notice).where(Notice.finding_key.like("same-day-resolution|%"))
+        )
+        sent = {(n.template, n.recipient_address): n for n in rows}
+    letters = {k: n for k, n in sent.items() if k[0] == "resolution_time"}
+    assert sorted(a for _, a in letters) == ["ada.wong@example.com", "li.wei@example.com"]
+    chinese = letters[("resolution_time", "li.wei@example.com")]
+    assert "我们将在2026/11/24 16:00前为您解决" in chinese.body_text.replace("\u2009", " ")
+    english = letters[("resolution_time", "ada.wong@example.com")]
+    assert "Your technician will call you to agree a definite time" in english.body_text
+    reports = {a for t, a in sent if t == "written_report"}
+    assert "sales_director@hq.example" in reports and "technician@sh.example" in reports
