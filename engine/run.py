@@ -329,7 +329,7 @@ def _write_reports(
     folder = settings.artifacts_dir / "reports"
     locale, zone = policy.defaults.locale, policy.ledger.timezone
     try:
-        paths = write_page(overdue, folder, templates, locale) if overdue.branches else []
+        paths = write_page(overdue, folder, templates, locale, zone) if overdue.branches else []
         if kpis is not None:
             paths += write_report(kpis, folder, templates, locale)
         paths += write_reports(settled.summaries, folder, templates, locale, zone)

@@ -4,7 +4,8 @@ Built from the night's deadline findings (new and already recorded alike: a `bre
 reached only while the clock still runs), so it shows what is late now, not what became late
 today. Each branch's managers (`defaults.overdue_summary_to`) get it once per local day as a
 letter with a bar chart inline and the items as CSV; the run also writes the whole summary as
-a standalone page, `runs/reports/overdue_<date>.html`, with its CSV.
+a standalone page, `runs/reports/overdue_<date>.html`, with its CSV, named by the local day of
+the policy's home zone (the ledger's time zone).
 """
 
 from __future__ import annotations
@@ -290,10 +291,11 @@ def overdue_letters(
 
 
 def write_page(
-    summary: OverdueSummary, folder: Path, templates: NoticeTemplates, locale: str
+    summary: OverdueSummary, folder: Path, templates: NoticeTemplates, locale: str, zone: str
 ) -> list[Path]:
-    """Write the whole summary as `overdue_<date>.html` (charts inline) and `.csv`."""
-    stamp = summary.as_of.strftime("%Y-%m-%d")
+    """Write the whole summary as `overdue_<date>.html` (charts inline) and `.csv`, named by
+    the local day in `zone` (the policy's home zone: the page covers every branch)."""
+    stamp = summary.as_of.astimezone(ZoneInfo(zone)).date().isoformat()
     charts = {
         part.code: "data:image/png;base64," + base64.b64encode(chart(part)).decode("ascii")
         for part in summary.branches

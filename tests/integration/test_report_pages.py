@@ -59,7 +59,8 @@ def test_overdue_page_shows_its_table_and_chart_in_chromium(
 
     result = run_night(settings, service_data.engine, as_of=AS_OF)
 
-    page = settings.artifacts_dir / "reports" / "overdue_2026-11-23.html"
+    # 02:00 on 24 November in Shanghai, the policy's home zone: the page is the 24th's.
+    page = settings.artifacts_dir / "reports" / "overdue_2026-11-24.html"
     assert str(page) in result.ledger["reports"]
     html = page.read_text(encoding="utf-8")
     assert html.count("SR-SH-00") == 3 * 3  # three calls, each late for three rules
