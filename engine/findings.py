@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from engine.policy.models import NoticePlan
 
 _CHUNK = 500
+
+
+def instant_text(value: datetime) -> str:
+    """An instant as every file the engine writes gives it: UTC, `2026-11-22T16:00:00+00:00`."""
+    return value.astimezone(UTC).isoformat()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,7 @@ class Finding:
             "state": self.state,
             "new": new,
             "history": history,
-            "due_at": self.due_at.isoformat() if self.due_at else None,
+            "due_at": instant_text(self.due_at) if self.due_at else None,
             "amount": str(self.amount) if self.amount is not None else None,
             "currency": self.currency,
             "recipients": list(self.recipients),

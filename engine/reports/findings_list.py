@@ -11,19 +11,19 @@ import difflib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TextIO
 
 from sqlalchemy import Connection, Row, Select, or_, select
 
 from engine.db.models import Finding
+from engine.findings import instant_text
 from engine.reports import spreadsheet
 from engine.reports.spreadsheet import Cell
 
 __all__ = [
     "COLUMNS",
     "FindingFilter",
-    "instant_text",
     "read_findings",
     "select_findings",
     "text_cells",
@@ -126,11 +126,6 @@ def unknown_rules(conn: Connection, rules: Sequence[str]) -> dict[str, list[str]
     # Only when a rule is missing: DISTINCT reads the whole rule index.
     recorded = list(conn.scalars(select(Finding.rule_id).distinct()))
     return {rule: difflib.get_close_matches(rule, recorded, n=3, cutoff=0.6) for rule in absent}
-
-
-def instant_text(value: datetime) -> str:
-    """An instant in UTC as the run artifact writes it: `2026-11-22T16:00:00+00:00`."""
-    return value.astimezone(UTC).isoformat()
 
 
 def _cell(value: Any) -> Cell:

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, or_, select
 from engine.db.catalogue import entity_table
 from engine.db.models import Finding as FindingRow
 from engine.db.session import chunks
-from engine.findings import Finding
+from engine.findings import Finding, instant_text
 from engine.notices.outbox import Attachment, Letter, branch_letters
 from engine.notices.recipients import Directory
 from engine.notices.templates import NoticeTemplates
@@ -242,7 +242,7 @@ def render_csv(parts: Sequence[OverdueBranch]) -> str:
                 item.entity,
                 item.entity_id,
                 item.number,
-                item.deadline.isoformat(),
+                instant_text(item.deadline),
                 item.overdue_hours,
                 item.level,
                 item.reason,

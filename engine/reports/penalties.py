@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from engine.db.models import Branch, LedgerClose, LedgerEntry, Staff
+from engine.findings import instant_text
 from engine.ledger.periods import Period, closing_with
 from engine.notices.outbox import Attachment
 from engine.notices.templates import NoticeTemplates
@@ -230,7 +231,7 @@ def render_csv(summary: Summary) -> str:
                 " ".join(line.entity_ids),
                 line.reason,
                 line.run_id,
-                line.booked_at.isoformat(),
+                instant_text(line.booked_at),
             )
             for part in summary.branches
             for person in part.people

@@ -92,6 +92,8 @@ def test_unanswered_calls_in_local_office_hours_cost_50_each_not_at_23h(service_
     assert len(entry.entity_ids) == 3
     (finding,) = [f for f in result.findings if f["rule"] == "unanswered-hotline"]
     assert finding["state"] == "charged" and finding["amount"] == "-150.00"
+    # Every instant in the artifact is UTC in one form, the close's included (issue 21 item 2).
+    assert finding["due_at"] == "2026-11-09T16:00:00+00:00"
     assert "3 hotline_calls" in finding["reason"] and "= 150.00 CNY" in finding["reason"]
 
 
