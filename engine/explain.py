@@ -35,6 +35,7 @@ from engine.policy import CompiledRule, CompiledTally, Policy, ReminderRule
 from engine.policy.loader import CompiledObligation
 from engine.policy.models import ClassificationRule
 from engine.rules import classification, deadline, obligation, reminder, tally, tally_amounts
+from engine.rules.repeats import repeats_of
 from engine.run import load_checked_policy
 from engine.settings import Settings
 from engine.warranty import (
@@ -351,7 +352,7 @@ def _timeline(
     lines.append(("deadline", at(clock.deadline)))
     for level, instant in enumerate(clock.escalations, start=1):
         lines.append((f"escalation {level}", at(instant)))
-    repeats = deadline.repeats_of(rule.repeats(), clock, calendar, as_of)
+    repeats = repeats_of(rule.repeats(), clock, calendar, as_of)
     for state, every in rule.repeats().items():
         if repeats is None or repeats.state != state:
             lines.append((f"{state} repeats", f"every {every}, none under way"))

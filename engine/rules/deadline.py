@@ -58,7 +58,7 @@ from engine.policy import CompiledRule, DeadlineRule
 from engine.policy.durations import Duration
 from engine.policy.models import END_OF_WORKING_DAY
 from engine.rules.catch_up import missed_instants, previous_as_of
-from engine.rules.repeats import REPEAT, Series, base_state, repeat_index, series
+from engine.rules.repeats import REPEAT, Series, base_state, repeat_index, repeat_points, repeats_of
 from engine.rules.scope import Scope
 from engine.rules.working_time import Pause
 from engine.rules.working_time import paused as _paused
@@ -420,30 +420,21 @@ def evaluate(
             now.append(repeats.latest)
         out.extend(found(row, clock, state, at) for state, at in now)
         seen = {state for state, _ in now}
-        for instant in passed_instants(clock, missed):
+        points = repeat_points(every, clock, calendar, as_of) if missed else []
+        for instant in passed_instants(clock, missed, points):
             known = known_pauses(pauses.get(row["id"], ()), instant)
             then = measure(deadline, row, calendar, known, instant)
-            for state, at in state_of(then, instant) if then is not None else ():
+            if then is None:
+                continue
+            reached = state_of(then, instant)
+            repeated = repeats_of(every, then, calendar, instant)
+            if repeated is not None and repeated.latest is not None:
+                reached.append(repeated.latest)
+            for state, at in reached:
                 if state not in seen:
                     seen.add(state)
                     out.append(found(row, then, state, at, instant))
     return out
-
-
-def repeats_of(
-    every: Mapping[str, Duration], clock: Clock, calendar: BusinessCalendar, as_of: datetime
-) -> Series | None:
-    """The repeats of the clock's warning or breach under way at `as_of`, if it has any."""
-    if not every:
-        return None
-    return series(
-        every,
-        warn_at=clock.warn_at,
-        deadline=clock.deadline,
-        running=clock.running,
-        calendar=calendar,
-        as_of=as_of,
-    )
 
 
 def next_instant(
@@ -491,14 +482,16 @@ def _watching_sifted_out(
         scope.watch(row["id"], min([t for t in (first, *stops) if t is not None], default=None))
 
 
-def passed_instants(clock: Clock, missed: Sequence[datetime]) -> list[datetime]:
+def passed_instants(
+    clock: Clock, missed: Sequence[datetime], repeats: Sequence[datetime] = ()
+) -> list[datetime]:
     """Of the `missed` instants (ascending), those at which the clock, still running, may
-    have reached a state: the first at or after its warning point, deadline and each
-    escalation. A state reached at one instant stays reached at the later ones while the
-    clock runs, so these are all the missed runs could have recorded."""
+    have reached a state: the first at or after its warning point, deadline, each escalation
+    and each of the `repeats`. A state reached at one instant stays reached at the later ones
+    while the clock runs, so these are all the missed runs could have recorded."""
     if not missed:
         return []
-    points = [clock.warn_at, clock.deadline, *clock.escalations]
+    points = [clock.warn_at, clock.deadline, *clock.escalations, *repeats]
     out: set[datetime] = set()
     for point in points:
         if point is None:
