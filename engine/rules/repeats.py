@@ -2,7 +2,7 @@
 
 A state with `repeat:` is sent again at each interval after it was reached, while the clock
 runs: a warning's repeats until the deadline (the breach takes over), a breach's until the
-stop event. Repeat N is its own finding, state `breach:repeat:N`, so each goes out once; it is
+stop event. Repeat N is its own finding, state `breach:repeat-N`, so each goes out once; it is
 an event, closed when recorded. A run records the latest repeat reached; a catch-up run after
 downtime stands in for each missed daily run (engine.rules.catch_up), so it also records the
 repeats those runs would have, as it does for the other states.
@@ -22,7 +22,7 @@ from engine.rules.working_time import reach
 if TYPE_CHECKING:
     from engine.rules.deadline import Clock
 
-REPEAT = ":repeat:"
+REPEAT = ":repeat-"
 _MAX_REPEATS = 10_000  # a runaway interval (every minute for years) stops counting here
 
 
@@ -52,17 +52,17 @@ class Series:
 
 
 def repeat_state(state: str, index: int) -> str:
-    """`breach:repeat:2`: the second repeat of the breach."""
+    """`breach:repeat-2`: the second repeat of the breach."""
     return f"{state}{REPEAT}{index}"
 
 
 def base_state(state: str) -> str:
-    """The state a repeat repeats (`breach` for `breach:repeat:2`); other states unchanged."""
+    """The state a repeat repeats (`breach` for `breach:repeat-2`); other states unchanged."""
     return state.partition(REPEAT)[0]
 
 
 def repeat_index(state: str) -> int | None:
-    """N of `...:repeat:N`; None for a state that is not a repeat."""
+    """N of `...:repeat-N`; None for a state that is not a repeat."""
     base, found, index = state.partition(REPEAT)
     return int(index) if found and base else None
 

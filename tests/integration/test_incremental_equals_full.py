@@ -288,7 +288,7 @@ def test_what_no_row_of_the_entity_shows_is_seen_by_incremental_runs(
                 .where(Finding.rule_id == "complaint-handling")
                 .order_by(Finding.id)
             )
-            assert list(urged) == ["breach", "breach:repeat:1", "breach:repeat:2"]
+            assert list(urged) == ["breach", "breach:repeat-1", "breach:repeat-2"]
     for engine in engines:
         engine.dispose()
 
