@@ -7,6 +7,7 @@ calendar), stops while the entity is in a paused status, and is judged at `as_of
     breach       the deadline has passed and the clock still runs
     escalation:N escalation level N's delay after the deadline has passed
     late_stop    the clock stopped after the deadline
+    breach:repeat-N  the Nth repeat of a state with `repeat:` (engine.rules.repeats)
 
 A night records every state reached that is not yet recorded, so a call that went from
 on time to two levels past its deadline between two nights tells the supervisor (breach)
