@@ -35,6 +35,7 @@ from engine.policy import CompiledRule, CompiledTally, Policy, ReminderRule
 from engine.policy.loader import CompiledObligation
 from engine.policy.models import ClassificationRule
 from engine.rules import classification, deadline, obligation, reminder, tally, tally_amounts
+from engine.rules.repeats import repeats_of
 from engine.run import load_checked_policy
 from engine.settings import Settings
 from engine.warranty import (
@@ -354,6 +355,14 @@ def _timeline(
     lines.append(("deadline", at(clock.deadline)))
     for level, instant in enumerate(clock.escalations, start=1):
         lines.append((f"escalation {level}", at(instant)))
+    repeats = repeats_of(rule.repeats(), clock, calendar, as_of)
+    for state, every in rule.repeats().items():
+        if repeats is None or repeats.state != state:
+            lines.append((f"{state} repeats", f"every {every}, none under way"))
+            continue
+        done = f"{repeats.done} done" + (f", the last {at(repeats.last)}" if repeats.last else "")
+        upcoming = at(repeats.next) if repeats.next else "none (the deadline comes first)"
+        lines.append((f"{state} repeats", f"every {every}: {done}; next {upcoming}"))
     stop = at(clock.stop) if clock.stop else "not yet"
     lines.append((f"stop ({', '.join(rule.stop)})", stop))
     used = f"{_hm(clock.used)} used"
@@ -370,6 +379,8 @@ def _timeline(
         state = "stopped too long ago to be judged again"
     else:
         reached = deadline.state_of(clock, as_of)
+        if repeats is not None and repeats.latest is not None:
+            reached.append(repeats.latest)
         state = ", ".join(s for s, _ in reached) or (
             "on time" if clock.running else "stopped in time"
         )

@@ -196,10 +196,10 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "service_requests": "id number branch_id customer_id unit_id technician_id kind "
         "category region status fault_part description human_damage unauthorised_repair "
         "needs_parts factory_return repeat_of_id received_at dispatched_at arrived_at "
-        "promised_at completed_at collected_at",
+        "promised_at completed_at collected_at expected_at",
         "status_changes": "id service_request_id status changed_at note",
         "complaints": "id number branch_id customer_id service_request_id kind severity status "
-        "received_at accepted_at first_reply_at closed_at responsible_staff_id "
+        "received_at accepted_at first_reply_at closed_at handling_due_at responsible_staff_id "
         "responsible_department verified repeat_of_id customer_satisfied outcome compensation "
         "currency",
         "surveys": "id branch_id service_request_id technician_id surveyed_at attitude skill "
@@ -1139,12 +1139,17 @@ class _Demo:
         texts = _DESCRIPTIONS[customer.locale]
         description = texts[int(rnd() * len(texts))] if rnd() < 0.8 else None
         get = first.get
+        # Half the repairs still waiting for parts or the factory have a new expected date,
+        # four days past the original one, which the customer's delay letter gives.
+        waiting = status in ("waiting_parts", "factory_return") and request_id % 2 == 0
+        expected = utc(promised) + 4 * DAY if waiting else None
         self.out.rows["service_requests"].append(
             (request_id, f"SR-{branch.code}-{request_id:08d}", branch.id, customer.id,
              unit_id, technician, kind, category if rnd() > 0.02 else None, customer.region,
              status, fault, description, human_damage, kind == "repair" and rnd() < 0.02,
              "parts" in flags, "factory" in flags, repeat_of, first["received"],
-             get("dispatched"), get("on_site"), utc(promised), get("completed"), get("collected")),
+             get("dispatched"), get("on_site"), utc(promised), get("completed"), get("collected"),
+             expected),
         )  # fmt: skip
         customer.requests.append(request_id)
         if done_local is not None and technician is not None and rnd() < 0.9:
@@ -1182,8 +1187,12 @@ class _Demo:
         verified: bool = False,
         repeat_of: int | None = None,
         satisfied: bool | None = True,
+        due_days: float | None = None,
     ) -> int:
-        """One complaint; times are UTC seconds and hours after receipt (None: not yet)."""
+        """One complaint; times are UTC seconds and hours after receipt (None: not yet). The
+        handling deadline is `due_days` after acceptance, by default 3 days for a claim (to be
+        handled fast, 002 四) and 7 for an appeal; one complaint in 20 was accepted without
+        one (the default clock of complaint-handling-default applies)."""
         rnd, as_of = self.rng.random, self.as_of
         complaint_id = self._next("complaints")
         accepted = received + int((0.1 + rnd()) * HOUR)
@@ -1194,6 +1203,9 @@ class _Demo:
         if closed is not None and closed > as_of:
             closed = None
         status = "closed" if closed else "replied" if replied else "open"
+        # No draw from the generator here: the rows after it stay as they were for a seed.
+        days = due_days if due_days is not None else 3 if kind == "claim" else 7
+        handling_due = None if complaint_id % 20 == 0 else accepted + int(days * DAY)
         locale = customer.locale
         compensation = None
         if kind == "claim" and closed is not None:
@@ -1206,7 +1218,7 @@ class _Demo:
             "complaints",
             (complaint_id, f"CP-{branch.code}-{complaint_id:07d}", branch.id, customer.id,
              self._pick(customer.requests) if customer.requests else None, kind, severity, status,
-             received, min(accepted, as_of), replied, closed, staff,
+             received, min(accepted, as_of), replied, closed, handling_due, staff,
              _DEPARTMENTS[locale] if closed else None, verified and closed is not None, repeat_of,
              satisfied if closed else None, outcome if closed else None, compensation,
              branch.spec.currency if compensation is not None else None),
@@ -1234,10 +1246,10 @@ class _Demo:
                 None,
                 None,
             )
-            # Replied late, not closed yet.
+            # Replied late, not closed yet, and past its 3-day handling deadline: urged.
             self._complaint(
                 branch, pick(customers), "appeal", "general",
-                as_of - int((5 + rnd() * 4) * DAY), 30 + rnd() * 30, None,
+                as_of - int((5 + rnd() * 4) * DAY), 30 + rnd() * 30, None, due_days=3,
             )  # fmt: skip
             # Closed on time this month, verified.
             self._complaint(

@@ -253,6 +253,10 @@ class ServiceRequest(RowVersioned, Base):
     )
     arrived_at: Mapped[datetime | None] = _col("Technician on site")
     promised_at: Mapped[datetime | None] = _col("Completion time promised to the customer")
+    expected_at: Mapped[datetime | None] = _col(
+        "Completion now expected, set when a repair waits for parts or the factory and will "
+        "overrun; the customer's delay letter gives it"
+    )
     completed_at: Mapped[datetime | None] = _col("Repair finished")
     collected_at: Mapped[datetime | None] = _col("Customer collected the unit or signed off")
 
@@ -290,6 +294,9 @@ class Complaint(RowVersioned, Base):
     accepted_at: Mapped[datetime | None] = _col("Complaint accepted for handling")
     first_reply_at: Mapped[datetime | None] = _col("First reply to the customer")
     closed_at: Mapped[datetime | None] = _col("Complaint closed")
+    handling_due_at: Mapped[datetime | None] = _col(
+        "Handling deadline set when the complaint is accepted, case by case (002 六)"
+    )
     responsible_staff_id: Mapped[int | None] = _fk("staff.id", "Person found responsible")
     responsible_department: Mapped[str200 | None] = _col("Department found responsible")
     cause: Mapped[str40 | None] = _col(

@@ -112,3 +112,28 @@ Offset = Annotated[
     _schema("A shift from a date, e.g. '1 month before', '3 days after', '-1 month'"),
 ]
 """A signed duration in a policy file."""
+
+
+def parse_every(text: Any) -> Duration:
+    """Read a repeat interval: `every 2 working days` (the `every` may be left out)."""
+    if isinstance(text, str) and text.strip().lower().startswith("every "):
+        text = text.strip()[len("every ") :]
+    span = parse_duration(text, signed=False)
+    if span.unit in ("month", "year"):
+        raise ValueError(f"'{span}': a repeat counts minutes, hours, days or weeks")
+    return span
+
+
+Every = Annotated[
+    Duration,
+    PlainValidator(lambda v: v if isinstance(v, Duration) else parse_every(v)),
+    PlainSerializer(lambda d: f"every {d}"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\s*(every\s+)?\d+\s+(working\s+)?[a-z]+\s*$",
+            "description": "A repeat interval, e.g. 'every 2 working days', 'every 4 hours'",
+        }
+    ),
+]
+"""How often a state is repeated while the clock runs."""

@@ -22,7 +22,7 @@ from pydantic import (
 
 from engine.db.models import LOCALES, SERVICE_TABLES
 from engine.policy.calendar_spec import CalendarSpec
-from engine.policy.durations import Duration, Offset, Span, parse_duration
+from engine.policy.durations import Duration, Every, Offset, Span, parse_duration
 from engine.policy.warranty_spec import WarrantySpec
 
 EntityName = Literal[tuple(t.__tablename__ for t in SERVICE_TABLES)]  # type: ignore[valid-type]
@@ -139,6 +139,18 @@ class ReminderRule(Rule, Action):
     )
 
 
+class RepeatingAction(Action):
+    """A warning or breach action that can be repeated while the clock runs."""
+
+    repeat: Every | None = Field(
+        None,
+        description=(
+            "Send it again every so often until the clock stops (a warning until the "
+            "deadline): 'every 2 working days'; each repeat is its own finding, sent once"
+        ),
+    )
+
+
 class Escalation(Action):
     """A further level after the breach: `after` the deadline, more people are told."""
 
@@ -195,8 +207,10 @@ class DeadlineRule(Rule):
         (), description="Statuses (from status_changes) during which the clock stops"
     )
     warn_at: WarnAt | None = Field(None, description="'80%' of the allowed time, or a span")
-    on_warning: Action | None = Field(None, description="Who is told at the warning")
-    on_breach: Action | None = Field(None, description="Who is told when the deadline passes")
+    on_warning: RepeatingAction | None = Field(None, description="Who is told at the warning")
+    on_breach: RepeatingAction | None = Field(
+        None, description="Who is told when the deadline passes"
+    )
     escalate: tuple[Escalation, ...] = Field((), description="Further levels after the breach")
     on_late_stop: Action | None = Field(
         None, description="Who is told when the stop came after the deadline"
@@ -217,6 +231,8 @@ class DeadlineRule(Rule):
             raise ValueError("give exactly one of `within` (a duration) or `by` (a field)")
         if self.by is not None and self.pause_while:
             raise ValueError("`pause_while` needs `within`: a fixed `by` deadline does not move")
+        if self.on_warning and self.on_warning.repeat and self.warn_at is None:
+            raise ValueError("`on_warning.repeat` needs `warn_at`: there is no warning to repeat")
         afters = [e.after for e in self.escalate]
         if any(a.working != afters[0].working for a in afters) or any(
             a.rough_days() > b.rough_days() for a, b in pairwise(afters)
@@ -237,6 +253,14 @@ class DeadlineRule(Rule):
         for level, escalation in enumerate(self.escalate, start=1):
             out[f"escalation:{level}"] = escalation
         return out
+
+    def repeats(self) -> dict[str, Duration]:
+        """The states repeated while the clock runs, each with its interval."""
+        return {
+            state: action.repeat
+            for state, action in (("warning", self.on_warning), ("breach", self.on_breach))
+            if action is not None and action.repeat is not None
+        }
 
 
 class DecisionRow(_Frozen):

@@ -7,6 +7,7 @@ calendar), stops while the entity is in a paused status, and is judged at `as_of
     breach       the deadline has passed and the clock still runs
     escalation:N escalation level N's delay after the deadline has passed
     late_stop    the clock stopped after the deadline
+    breach:repeat-N  the Nth repeat of a state with `repeat:` (engine.rules.repeats)
 
 A night records every state reached that is not yet recorded, so a call that went from
 on time to two levels past its deadline between two nights tells the supervisor (breach)
@@ -58,7 +59,13 @@ from engine.policy import CompiledRule, DeadlineRule
 from engine.policy.durations import Duration
 from engine.policy.models import END_OF_WORKING_DAY
 from engine.rules.catch_up import missed_instants, previous_as_of
+from engine.rules.repeats import REPEAT, Series, base_state, repeat_index, repeat_points, repeats_of
 from engine.rules.scope import Scope
+from engine.rules.working_time import Pause
+from engine.rules.working_time import paused as _paused
+from engine.rules.working_time import reach as _reach
+from engine.rules.working_time import solve as _solve
+from engine.rules.working_time import span as _span
 
 FAMILY = "deadline"
 JUDGED_AT = "judged_at"
@@ -69,9 +76,6 @@ TZ_LABEL = "_branch_timezone"
 CALENDAR_LABEL = "_branch_calendar"
 SIFTED_OUT = "_sifted_out"
 _LABELS = (TZ_LABEL, CALENDAR_LABEL, SIFTED_OUT)
-_MAX_SOLVER_STEPS = 50
-
-Pause = tuple[datetime, datetime | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +310,7 @@ def calendar_for(
     tz = row.get(TZ_LABEL) or "UTC"
     working = bool(rule.within and rule.within.working) or rule.by == END_OF_WORKING_DAY
     working = working or any(e.after.working for e in rule.escalate)
+    working = working or any(every.working for every in rule.repeats().values())
     if not working:
         return always_open(tz)
     name = rule.calendar or row.get(CALENDAR_LABEL)
@@ -402,20 +407,31 @@ def evaluate(
     (pure but for `scope`, which gets each entity's next instant of interest)."""
     out: list[Finding] = []
     found = partial(_finding, deadline, deadline.rule.actions())
+    every = deadline.rule.repeats()
     if scope is not None:
         rows = _watching_sifted_out(deadline, rows, calendars, as_of, scope)
     for row, calendar, clock in _clocks(
         deadline, rows, pauses, calendars, as_of, skipped or Skipped()
     ):
+        repeats = repeats_of(every, clock, calendar, as_of)
         if scope is not None:
-            scope.watch(row["id"], next_instant(deadline, row, clock, as_of))
+            scope.watch(row["id"], next_instant(deadline, row, clock, as_of, repeats))
         now = state_of(clock, as_of)
+        if repeats is not None and repeats.latest is not None:
+            now.append(repeats.latest)
         out.extend(found(row, clock, state, at) for state, at in now)
         seen = {state for state, _ in now}
-        for instant in passed_instants(clock, missed):
+        points = repeat_points(every, clock, calendar, as_of) if missed else []
+        for instant in passed_instants(clock, missed, points):
             known = known_pauses(pauses.get(row["id"], ()), instant)
             then = measure(deadline, row, calendar, known, instant)
-            for state, at in state_of(then, instant) if then is not None else ():
+            if then is None:
+                continue
+            reached = state_of(then, instant)
+            repeated = repeats_of(every, then, calendar, instant)
+            if repeated is not None and repeated.latest is not None:
+                reached.append(repeated.latest)
+            for state, at in reached:
                 if state not in seen:
                     seen.add(state)
                     out.append(found(row, then, state, at, instant))
@@ -423,15 +439,19 @@ def evaluate(
 
 
 def next_instant(
-    deadline: Deadline, row: Mapping[str, Any], clock: Clock, as_of: datetime
+    deadline: Deadline,
+    row: Mapping[str, Any],
+    clock: Clock,
+    as_of: datetime,
+    repeats: Series | None = None,
 ) -> datetime | None:
     """The first instant after `as_of` at which the clock's states can change with no change
-    to its data: its warning point, deadline or an escalation while it runs, or a stop
-    recorded ahead of `as_of`. An open pause only moves those later, so a run at this
-    instant may find nothing yet and name a later one."""
+    to its data: its warning point, deadline, an escalation or the next repeat while it runs,
+    or a stop recorded ahead of `as_of`. An open pause only moves those later, so a run at
+    this instant may find nothing yet and name a later one."""
     later = [t for t in (row[f] for f in deadline.rule.stop) if t is not None and t > as_of]
     if clock.running:
-        points = (clock.warn_at, clock.deadline, *clock.escalations)
+        points = (clock.warn_at, clock.deadline, *clock.escalations, repeats and repeats.next)
         later += (p for p in points if p is not None and p > as_of)
     return min(later, default=None)
 
@@ -463,14 +483,16 @@ def _watching_sifted_out(
         scope.watch(row["id"], min([t for t in (first, *stops) if t is not None], default=None))
 
 
-def passed_instants(clock: Clock, missed: Sequence[datetime]) -> list[datetime]:
+def passed_instants(
+    clock: Clock, missed: Sequence[datetime], repeats: Sequence[datetime] = ()
+) -> list[datetime]:
     """Of the `missed` instants (ascending), those at which the clock, still running, may
-    have reached a state: the first at or after its warning point, deadline and each
-    escalation. A state reached at one instant stays reached at the later ones while the
-    clock runs, so these are all the missed runs could have recorded."""
+    have reached a state: the first at or after its warning point, deadline, each escalation
+    and each of the `repeats`. A state reached at one instant stays reached at the later ones
+    while the clock runs, so these are all the missed runs could have recorded."""
     if not missed:
         return []
-    points = [clock.warn_at, clock.deadline, *clock.escalations]
+    points = [clock.warn_at, clock.deadline, *clock.escalations, *repeats]
     out: set[datetime] = set()
     for point in points:
         if point is None:
@@ -497,7 +519,7 @@ def _finding(
     judged_at: datetime | None = None,
 ) -> Finding:
     record = {k: v for k, v in row.items() if k not in _LABELS}
-    action = actions.get(state)
+    action = actions.get(base_state(state))  # a repeat sends what the state it repeats sends
     details: dict[str, Any] = {
         "start": clock.start,
         "deadline": clock.deadline,
@@ -507,6 +529,9 @@ def _finding(
     }
     if judged_at is not None:
         details[JUDGED_AT] = judged_at
+    repeat = repeat_index(state)
+    if repeat is not None:
+        details["repeat"] = repeat
     return Finding(
         rule_id=deadline.rule.id,
         family=FAMILY,
@@ -520,7 +545,8 @@ def _finding(
         notices=action.notices() if action else (),
         record=record,
         details=details,
-        standing=judged_at is None and state != "late_stop",
+        # A repeat is an event: done once sent, whereas the breach stands while it holds.
+        standing=judged_at is None and state != "late_stop" and REPEAT not in state,
     )
 
 
@@ -596,7 +622,7 @@ def describe(
         parts.append(f"stopped {at(clock.stop)}, late by {_hours(clock.stop - clock.deadline)}")
     elif clock.allowed is not None:
         parts.append(f"{_hours(clock.used)} used of {_hours(clock.allowed)}")
-    parts.append(state.replace("_", " "))
+    parts.append(state.replace(REPEAT, ", repeat ").replace("_", " "))
     return "; ".join(parts)
 
 
@@ -605,35 +631,6 @@ def _hours(span: timedelta) -> str:
     sign = "-" if minutes < 0 else ""
     hours, minutes = divmod(abs(minutes), 60)
     return f"{sign}{hours}h{minutes:02d}" if minutes else f"{sign}{hours}h"
-
-
-def _span(duration: Duration) -> timedelta:
-    """A duration as elapsed time on the clock's calendar (working or 24x7)."""
-    per = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
-    if duration.unit not in per:  # months and years are refused when the policy is loaded
-        raise ValueError(f"{duration}: deadlines are measured in minutes, hours, days or weeks")
-    return timedelta(seconds=duration.amount * per[duration.unit])
-
-
-def _reach(
-    calendar: BusinessCalendar, start: datetime, duration: Duration, pauses: Sequence[Pause]
-) -> datetime:
-    """When `duration` has run on the clock since `start`, pauses excluded.
-
-    Working days count whole days (Monday 10:00 + 2 working days is Wednesday 10:00, holidays
-    skipped); shorter spans count working time. Wall-clock durations run on the 24x7 calendar.
-    """
-    if duration.working and duration.unit in ("day", "week"):
-        days = duration.amount * (5 if duration.unit == "week" else 1)
-        base = calendar.add_working_days(start, days)
-        at = base
-        for _ in range(_MAX_SOLVER_STEPS):
-            following = calendar.add(base, _paused(calendar, start, at, pauses))
-            if following == at:
-                break
-            at = following
-        return at
-    return _solve(calendar, start, _span(duration), pauses)
 
 
 def _allowed(
@@ -663,27 +660,3 @@ def _warning(
         return _reach(calendar, start, warn.span, pauses)
     available = calendar.between(start, deadline_at) - _paused(calendar, start, deadline_at, pauses)
     return _solve(calendar, start, available * (warn.share or 0), pauses)
-
-
-def _paused(
-    calendar: BusinessCalendar, start: datetime, until: datetime, pauses: Sequence[Pause]
-) -> timedelta:
-    total = timedelta(0)
-    for begin, end in pauses:
-        lo, hi = max(begin, start), min(end or until, until)
-        if hi > lo:
-            total += calendar.between(lo, hi)
-    return total
-
-
-def _solve(
-    calendar: BusinessCalendar, start: datetime, target: timedelta, pauses: Sequence[Pause]
-) -> datetime:
-    """The instant at which `target` working time, pauses excluded, has run since `start`."""
-    at = calendar.add(start, target)
-    for _ in range(_MAX_SOLVER_STEPS):
-        following = calendar.add(start, target + _paused(calendar, start, at, pauses))
-        if following == at:
-            return at
-        at = following
-    return at

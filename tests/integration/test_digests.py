@@ -110,7 +110,7 @@ def test_one_item_goes_out_on_its_own_not_as_a_digest(db, db_url, settings_for, 
 
     department = f"staff:{service_data.staff['responsible_department']}"
     [letter] = [n for n in outbox(db) if n.recipient_ref == department]
-    assert (letter.template, letter.status, letter.digest_id) == ("urge_notice", "pending", None)
+    assert (letter.template, letter.status, letter.digest_id) == ("escalation", "pending", None)
 
 
 def test_a_long_night_shows_fifty_items_of_a_kind_and_counts_the_rest(

@@ -407,3 +407,29 @@ def test_a_key_column_that_may_be_empty_may_be_left_out(db: Engine, tmp_path: Pa
 
     # The 10:06 call had no number: found; the 10:05 one had a number: another call.
     assert str(counts["hotline_calls"]) == "1 inserted, 0 updated, 1 already present, 0 deleted"
+
+
+def test_a_feed_sets_a_complaints_handling_deadline_and_a_repairs_new_expected_date(
+    db: Engine, tmp_path: Path
+) -> None:
+    _fed(db, tmp_path)
+    delta = {
+        "complaints": """
+            number,accepted_at,handling_due_at
+            CP-1,2026-11-22T09:00:00Z,2026-11-27T18:00:00+08:00
+        """,
+        "service_requests": """
+            number,needs_parts,expected_at
+            SR-1,true,2026-12-04T18:00:00+08:00
+        """,
+    }
+    counts = upsert_dir(db, _folder(tmp_path / "delta", delta))
+
+    assert _said(counts)["complaints"] == "0 inserted, 1 updated, 0 unchanged, 0 deleted"
+    with db.connect() as conn:
+        due = conn.scalar(select(Complaint.handling_due_at).where(Complaint.number == "CP-1"))
+        expected = conn.scalar(
+            select(ServiceRequest.expected_at).where(ServiceRequest.number == "SR-1")
+        )
+    assert due == datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    assert expected == datetime(2026, 12, 4, 10, 0, tzinfo=UTC)

@@ -108,6 +108,9 @@ def _change(conn, rng: random.Random, at: datetime, step: int) -> None:
             accepted_at=at - timedelta(minutes=10),
             first_reply_at=None, closed_at=None, status="open", repeat_of_id=None,
             severity=rng.choice(["serious", "general"]), customer_satisfied=None,
+            # A deadline set days ago (a late acceptance) is overdue at once and urged again
+            # every 2 working days: repeats that fall between cycles.
+            handling_due_at=at - timedelta(days=rng.randint(0, 6), hours=rng.randint(0, 12)),
         )  # fmt: skip
         conn.execute(insert(complaints).values(row))
 
@@ -241,11 +244,21 @@ def _pause_moved(data: ServiceData) -> Callable[[Connection], None] | None:
     return move
 
 
+def _urged_again(data: ServiceData) -> Callable[[Connection], None] | None:
+    """A complaint past its handling deadline (Thursday 11:00): the 催办单 is repeated every 2
+    working days, the first repeat on Monday at 11:00 with nothing written in between."""
+    li = data.customer("Li Wei", locale="zh-CN")
+    accepted = datetime(2026, 11, 9, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    data.complaint(li, accepted, first_reply_at=accepted + timedelta(hours=2), status="replied",
+                   handling_due_at=accepted + timedelta(days=3, hours=1))  # fmt: skip
+    return None
+
+
 def _sh(hour: int, minute: int = 0) -> datetime:
     return datetime(2026, 11, 16, hour, minute, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
-@pytest.mark.parametrize("case", [_completion_booked_ahead, _pause_moved])
+@pytest.mark.parametrize("case", [_completion_booked_ahead, _pause_moved, _urged_again])
 def test_what_no_row_of_the_entity_shows_is_seen_by_incremental_runs(
     case, db_url, twin_url, focused_settings_for
 ):
@@ -255,6 +268,8 @@ def test_what_no_row_of_the_entity_shows_is_seen_by_incremental_runs(
         upgrade(engine)
         changes.append(case(ServiceData(engine)))
     cycles = [_sh(9, 30), _sh(11, 30), _sh(14), _sh(14, 15), _sh(15), _sh(16, 30)]
+    if case is _urged_again:  # the first repeat is found by the cycle after it, by its watch
+        cycles += [_sh(9, 30) + timedelta(days=2, hours=2)]
     for at in cycles:
         for engine, change in zip(engines, changes, strict=True):
             if change is not None and at == _sh(14, 15):
@@ -266,6 +281,14 @@ def test_what_no_row_of_the_entity_shows_is_seen_by_incremental_runs(
         mine, theirs = _state(engines[0]), _state(engines[1])
         assert mine[0] ^ theirs[0] == set(), f"findings differ at {at:%H:%M} ({mode})"
         assert mine[1] ^ theirs[1] == set(), f"notices differ at {at:%H:%M} ({mode})"
+    if case is _urged_again:
+        with engines[0].connect() as conn:
+            urged = conn.scalars(
+                select(Finding.state)
+                .where(Finding.rule_id == "complaint-handling")
+                .order_by(Finding.id)
+            )
+            assert list(urged) == ["breach", "breach:repeat-1", "breach:repeat-2"]
     for engine in engines:
         engine.dispose()
 

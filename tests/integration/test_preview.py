@@ -101,7 +101,12 @@ def test_a_template_that_breaks_the_sandbox_at_night_sets_only_that_letter_aside
     path = templates / "urge_notice" / "zh-CN.txt.j2"
     path.write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}\n", encoding="utf-8")
     customer = service_data.customer("Han Meimei", locale="zh-CN")
-    service_data.complaint(customer, AS_OF - timedelta(hours=30), number="CP-SH-001")
+    service_data.complaint(
+        customer,
+        AS_OF - timedelta(hours=30),
+        number="CP-SH-001",
+        handling_due_at=AS_OF - timedelta(hours=2),  # overdue: the urge notice goes out
+    )
     settings = settings_for(db_url, templates=templates)
 
     run_night(settings, db, as_of=AS_OF)

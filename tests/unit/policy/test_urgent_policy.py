@@ -39,10 +39,17 @@ def test_the_hour_level_clocks_and_the_at_once_rules_are_urgent():
             "escalation:1": True,
         }
     assert _urgency(policy, "repair-promised-time") == {"breach": True}
-    assert _urgency(policy, "complaint-first-reply") == {"breach": True, "late_stop": False}
+    assert _urgency(policy, "complaint-first-reply") == {"breach": True}
+    # The 催办单 goes at once, each repeat too; the 洽办单 about a closed case can wait.
+    assert _urgency(policy, "complaint-handling") == {
+        "warning": False,
+        "breach": True,
+        "late_stop": False,
+    }
     assert _urgency(policy, "serious-complaint") == {"due": True}
     # Day-level clocks and plain reminders still wait for the digest.
     assert _urgency(policy, "repair-with-parts") == {"warning": False, "breach": False}
+    assert _urgency(policy, "factory-return") == {"warning": False, "breach": False}
     assert _urgency(policy, "general-complaint") == {"due": False}
 
 

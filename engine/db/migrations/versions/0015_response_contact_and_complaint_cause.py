@@ -6,8 +6,8 @@ reaches a technician within X hours (dispatched_at), the technician contacts the
 X hours. The first and the last need their instants. 000 part 2 §5 doubles the fine when a
 complaint is traced back to inspection or backup work not done properly.
 
-Revision ID: 0017
-Revises: 0012
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-07 04:10:00
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 import engine.db.types
 
-revision: str = "0017"
-down_revision: str | None = "0012"
+revision: str = "0015"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
