@@ -32,6 +32,7 @@ from engine.expr import explain as explain_condition
 from engine.ledger.book import closed
 from engine.ledger.periods import Period
 from engine.policy import CompiledRule, CompiledTally, Policy, ReminderRule
+from engine.policy.branch_scope import branch_in_scope
 from engine.policy.loader import CompiledObligation
 from engine.policy.models import ClassificationRule
 from engine.rules import classification, deadline, obligation, reminder, tally, tally_amounts
@@ -80,7 +81,8 @@ def explain_rule(
             ("entity", f"{table.name} {record.get('number') or record['id']} (time zone {tz})"),
             ("as of", as_of.astimezone(ZoneInfo(tz)).isoformat()),
         ]
-        matched = _condition_lines(item, record, as_of, lines)
+        within = _scope_lines(item, branch or record, lines)
+        matched = _condition_lines(item, record, as_of, lines) and within
         if isinstance(item.rule, ReminderRule):
             lines += _reminder_lines(item, record, tz, matched, as_of)
         elif isinstance(item, CompiledTally):
@@ -250,6 +252,17 @@ def _branch(conn: Connection, record: dict[str, Any]) -> dict[str, Any]:
     return dict(row) if row else {}
 
 
+def _scope_lines(item: CompiledRule[Any], branch: dict[str, Any], lines: Lines) -> bool:
+    """The rule's branch scope and whether this entity's branch lies in it."""
+    scope = item.rule.branches
+    if scope is None:
+        return True
+    within = branch_in_scope(scope, branch)
+    here = f"{branch.get('code') or '-'} ({branch.get('country') or '-'})"
+    lines.append(("branches", f"{scope}: {here} is {'in' if within else 'NOT in'} scope"))
+    return within
+
+
 def _condition_lines(
     item: CompiledRule[Any], record: dict[str, Any], as_of: datetime, lines: Lines
 ) -> bool:
@@ -404,11 +417,13 @@ def _tally_lines(
         lines.append(
             ("charge", f"{role}: {names.get(who, who)} (staff {who})" if who else f"{role}: nobody")
         )
-    base = tally_amounts.base_amount(item, row, Counter())
+    branch = {part: row.get(tally_amounts.BRANCH.format(part)) for part in ("code", "country")}
+    currency = item.currency(branch) or "(no currency for the branch)"
+    base = tally_amounts.base_amount(item, row, currency, Counter())
     what = "penalty" if rule.sign < 0 else "reward"
     if base is not None:
         times, why = tally_amounts.factor(rule, row)
-        shown = f"{tally_amounts.money(base)} {item.currency}"
+        shown = f"{tally_amounts.money(base)} {currency}"
         lines.append(("amount", f"{what} {shown}" + (f" × {times} ({why})" if why else "")))
     else:
         measured = rule.measure or "score"
@@ -418,15 +433,16 @@ def _tally_lines(
             LedgerEntry.period,
             LedgerEntry.kind,
             LedgerEntry.amount,
+            LedgerEntry.currency,
             LedgerEntry.party_id,
             LedgerEntry.entity_ids,
         )
         .where(LedgerEntry.rule_id == rule.id, LedgerEntry.period == period.key)
         .order_by(LedgerEntry.id)
     ).all()
-    for when, kind, amount, party, ids in entries:
+    for when, kind, amount, booked_in, party, ids in entries:
         if str(key) in map(str, ids):
-            lines.append(("ledger", f"{when} {kind} {amount} {item.currency} to staff {party}"))
+            lines.append(("ledger", f"{when} {kind} {amount} {booked_in} to staff {party}"))
     if not tally.is_effective(item, as_of):
         verdict = f"rule not effective before {rule.effective_from}"
     elif not matched or not inside or not any(who for _, who in candidates):

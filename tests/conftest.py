@@ -184,6 +184,10 @@ PRODUCTS = {
 """Products ServiceData.unit() knows: model -> (name, category)."""
 
 
+_COUNTRIES = {"Asia/Shanghai": "CN", "Asia/Taipei": "TW", "Europe/Madrid": "ES"}
+"""A test branch's country, from its time zone: rules may be limited to countries."""
+
+
 class ServiceData:
     """Builds small, hand-made service data: one branch in Shanghai with its staff."""
 
@@ -202,7 +206,8 @@ class ServiceData:
     def add_branch(self, code: str, name: str, tz: str, calendar: str | None, mail: str) -> int:
         """A branch with one person in each branch role, mailed at <role>@<mail>.example."""
         branch = self.add(
-            Branch, code=code, name=name, timezone=tz, country=code[:2], calendar=calendar,
+            Branch, code=code, name=name, timezone=tz, country=_COUNTRIES.get(tz, code[:2]),
+            calendar=calendar,
             locale="zh-CN", email=f"desk@{mail}.example",
         )  # fmt: skip
         roles = ("sales_rep", "team_lead", "service_supervisor", "service_manager", "technician")

@@ -36,6 +36,7 @@ from engine.db.local_time import shifted
 from engine.db.models import Branch, Finding, Run
 from engine.expr import parse, to_sql
 from engine.ledger.periods import Period
+from engine.policy.branch_scope import applies
 from engine.policy.loader import CompiledMetric
 from engine.policy.metric_spec import Numerator
 from engine.rules.deadline import LATE_STOP_LOOKBACK
@@ -157,8 +158,7 @@ def _grouped(
         .group_by(*keys, *fields)
         .having(month.in_([m.key for m in months]))
     )
-    if metric.condition is not None:
-        stmt = stmt.where(to_sql(metric.condition, table, as_of))
+    stmt = stmt.where(*applies(metric, table, as_of))
     return stmt
 
 
