@@ -854,6 +854,10 @@ class _RuleChecks:
             for index, role in enumerate(getattr(settings, key)):
                 at = (*where, key, index) if given else where
                 self.charge(source, at, (role,), staff, "send the close's notices to")
+        if settings.approval is not None:
+            at = (*where, "approval")
+            self.notice(source, (*at, "notice"), settings.approval.notice)
+            self.charge(source, (*at, "by"), (settings.approval.by,), staff, "ask for approval")
 
 
 _KIND_NAMES = {(DateTime,): "timestamp", (Integer, Numeric): "number", (Integer,): "whole-number"}
