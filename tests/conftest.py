@@ -174,6 +174,17 @@ def focused_settings_for(settings_for, tmp_path) -> Callable[..., Settings]:
     return make
 
 
+@pytest.fixture
+def unapproved_settings_for(focused_settings_for, tmp_path) -> Callable[..., Settings]:
+    """focused_settings_for without `ledger.approval`: the close's notices go out at once, for
+    tests of the close itself (the approval is tested in test_ledger_approval.py)."""
+    rules = focused_settings_for("sqlite://").rules
+    penalties = rules / "penalties.yaml"
+    text = penalties.read_text("utf-8")
+    penalties.write_text(re.sub(r"\n  approval:.*\n    by: .*", "", text), "utf-8")
+    return focused_settings_for
+
+
 PRODUCTS = {
     "AC-KFR35": ("Split air conditioner 3.5 kW", "air_conditioner"),
     "AC-VRF160": ("VRF outdoor unit 16 kW", "air_conditioner"),
