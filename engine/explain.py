@@ -20,6 +20,7 @@ from engine.db.models import (
     Contract,
     Customer,
     Finding,
+    LedgerApproval,
     LedgerEntry,
     Notice,
     Staff,
@@ -29,9 +30,10 @@ from engine.db.schema import require_current
 from engine.errors import UsageError
 from engine.expr import evaluate, parse
 from engine.expr import explain as explain_condition
+from engine.ledger.approval import needs_approval
 from engine.ledger.book import closed
 from engine.ledger.periods import Period
-from engine.policy import CompiledRule, CompiledTally, Policy, ReminderRule
+from engine.policy import CompiledRule, CompiledTally, LedgerSettings, Policy, ReminderRule
 from engine.policy.branch_scope import branch_in_scope
 from engine.policy.loader import CompiledObligation
 from engine.policy.models import ClassificationRule
@@ -252,6 +254,30 @@ def _branch(conn: Connection, record: dict[str, Any]) -> dict[str, Any]:
     return dict(row) if row else {}
 
 
+def _approval_line(
+    conn: Connection, ledger: LedgerSettings, period: Period, branch_id: int | None
+) -> tuple[str, str]:
+    """Whether the notices of the period's entries at this branch wait for approval."""
+    assert ledger.approval is not None
+    month = period.closing_month.key
+    table = LedgerApproval.__table__
+    last = conn.execute(
+        select(table.c.approved_by, table.c.approved_at, table.c.released_run_id)
+        .where(table.c.period == month, table.c.branch_id == branch_id)
+        .order_by(table.c.id.desc())
+    ).first()
+    rule = f"notices wait for {ledger.approval.by} (aftersales approve {month} --by NAME)"
+    if last is None:
+        return ("approval", f"{rule}; nothing held yet")
+    if last.approved_by is None:
+        return ("approval", f"{rule}; waiting")
+    sent = "sent" if last.released_run_id else "sent by the next run"
+    return (
+        "approval",
+        f"approved by {last.approved_by} at {last.approved_at:%Y-%m-%d %H:%M}; {sent}",
+    )
+
+
 def _scope_lines(item: CompiledRule[Any], branch: dict[str, Any], lines: Lines) -> bool:
     """The rule's branch scope and whether this entity's branch lies in it."""
     scope = item.rule.branches
@@ -443,6 +469,8 @@ def _tally_lines(
     for when, kind, amount, booked_in, party, ids in entries:
         if str(key) in map(str, ids):
             lines.append(("ledger", f"{when} {kind} {amount} {booked_in} to staff {party}"))
+    if needs_approval(ledger, branch):
+        lines.append(_approval_line(conn, ledger, period, row.get("branch_id")))
     if not tally.is_effective(item, as_of):
         verdict = f"rule not effective before {rule.effective_from}"
     elif not matched or not inside or not any(who for _, who in candidates):

@@ -70,7 +70,7 @@ def test_the_notice_and_its_copies_wait_for_the_general_managers_approval(
     service_data, focused_settings_for
 ):
     _offices(service_data)
-    _complaint(service_data, datetime(2026, 10, 5, 11, 0, tzinfo=SHANGHAI))
+    complaint = _complaint(service_data, datetime(2026, 10, 5, 11, 0, tzinfo=SHANGHAI))
 
     closing = _run(service_data, focused_settings_for, AFTER_CLOSE)
 
@@ -84,6 +84,13 @@ def test_the_notice_and_its_copies_wait_for_the_general_managers_approval(
     assert (waits["period"], waits["branch"], waits["entries"]) == ("2026-10", "SH-01", 1)
     status = runner.invoke(app, ["status", "--db", str(service_data.engine.url)])
     assert "awaiting approval: 2026-10 SH-01, 1 entries" in status.stdout
+    rules = str(focused_settings_for("sqlite://").rules)
+    explained = runner.invoke(
+        app,
+        ["explain", "verified-complaint", str(complaint), "--db", str(service_data.engine.url),
+         "--rules", rules, "--as-of", "2026-11-10T03:00:00+08:00"],
+    )  # fmt: skip
+    assert "notices wait for vice_general_manager (aftersales approve 2026-10" in explained.stdout
 
     # Not closed, malformed, approved: clear errors with design.md's exit codes.
     assert _approve(service_data, "2026-11", "--by", "王总").exit_code == 1
