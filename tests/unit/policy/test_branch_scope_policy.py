@@ -8,6 +8,7 @@ from policyfiles import TEMPLATES, problems_of, write_policy
 
 from engine.policy import load_policy
 from engine.policy.branch_scope import branch_in_scope
+from engine.policy.jsonschema import policy_json_schema
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -63,3 +64,13 @@ def test_the_shipped_fines_apply_to_china_only_and_each_country_has_its_currency
     assert all(t.rule.branches is None for t in policy.tallies if t.rule.sign > 0)
     assert policy.ledger.currency_for({"code": "MAD-01", "country": "ES"}) == "EUR"
     assert policy.ledger.approval is not None
+
+
+def test_the_schema_offers_branches_on_every_rule_and_approval_on_the_ledger():
+    defs = policy_json_schema()["$defs"]
+    for model in ("ReminderRule", "DeadlineRule", "ClassificationRule", "TallyRule",
+                  "ObligationRule", "MetricRule"):  # fmt: skip
+        assert "branches" in defs[model]["properties"], model
+    assert "except" in defs["BranchScope"]["properties"]
+    assert defs["Approval"]["required"] == ["by"]
+    assert "approval" in defs["LedgerSettings"]["properties"]
