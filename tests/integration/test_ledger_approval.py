@@ -67,7 +67,7 @@ def _complaint(data, closed_at: datetime, **values):
 
 
 def test_the_notice_and_its_copies_wait_for_the_general_managers_approval(
-    service_data, focused_settings_for
+    service_data, focused_settings_for, tmp_path
 ):
     _offices(service_data)
     complaint = _complaint(service_data, datetime(2026, 10, 5, 11, 0, tzinfo=SHANGHAI))
@@ -91,6 +91,12 @@ def test_the_notice_and_its_copies_wait_for_the_general_managers_approval(
          "--rules", rules, "--as-of", "2026-11-10T03:00:00+08:00"],
     )  # fmt: skip
     assert "notices wait for vice_general_manager (aftersales approve 2026-10" in explained.stdout
+    report = runner.invoke(
+        app,
+        ["report", "penalties", "--period", "2026-10", "--db", str(service_data.engine.url),
+         "--rules", rules, "--out", str(tmp_path / "reports")],
+    )  # fmt: skip
+    assert "awaiting approval: 2026-10 SH-01" in report.stdout
 
     # Not closed, malformed, approved: clear errors with design.md's exit codes.
     assert _approve(service_data, "2026-11", "--by", "王总").exit_code == 1
