@@ -28,7 +28,7 @@ from engine.findings import close_rules_gone, open_counts
 from engine.incremental import FULL, plan_run, software
 from engine.judging import RulePassing, rules_due, time_families
 from engine.kpis import kept_values, record_kpis
-from engine.ledger.approval import releasable
+from engine.ledger.approval import releasable, waiting
 from engine.ledger.close import Settlement, settle, settle_approved
 from engine.ledger.periods import Period
 from engine.notices.digest import bundle_digests
@@ -154,6 +154,8 @@ def _evaluate_and_queue(
                 settled = settle(conn, bookings, directory=night.people(), **outgoing)
             elif releasable(conn):
                 settled = settle_approved(conn, directory=night.people(), **outgoing)
+            elif policy.ledger.approval is not None:  # every artifact says what still waits
+                settled.waiting = waiting(conn)
             summary = OverdueSummary(as_of)
             reported = QueueReport()
             if due.is_due("overdue_summary"):

@@ -82,6 +82,9 @@ def test_the_notice_and_its_copies_wait_for_the_general_managers_approval(
     assert "aftersales approve 2026-10 --branch SH-01" in ask.body_text
     (waits,) = closing.ledger["awaiting_approval"]
     assert (waits["period"], waits["branch"], waits["entries"]) == ("2026-10", "SH-01", 1)
+    meanwhile = _run(service_data, focused_settings_for, AFTER_CLOSE + timedelta(minutes=30))
+    assert meanwhile.ledger["awaiting_approval"] == closing.ledger["awaiting_approval"]
+    assert _letters(service_data, "reward_penalty_notice") == []
     status = runner.invoke(app, ["status", "--db", str(service_data.engine.url)])
     assert "awaiting approval: 2026-10 SH-01, 1 entries" in status.stdout
     rules = str(focused_settings_for("sqlite://").rules)
