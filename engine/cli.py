@@ -373,7 +373,42 @@ def status(
         _wide().print(table)
         outbox = ", ".join(f"{n} {state}" for state, n in report["outbox"].items()) or "empty"
         out.print(f"outbox: {outbox}")
+        for item in report["awaiting_approval"]:
+            out.print(_waits(item))
         out.print(f"next scheduled run: {report['next_run']}")
+
+
+def _waits(item: dict[str, Any]) -> str:
+    return (
+        f"awaiting approval: {item['period']} {item['branch']}, {item['entries']} entries held "
+        f"since {item['held_since'][:16]} (aftersales approve {item['period']} --by NAME)"
+    )
+
+
+@app.command()
+def approve(
+    period: Annotated[
+        str, typer.Argument(help="The closed month, 2026-10 (a quarter: the month it closes with)")
+    ],
+    by: Annotated[str, typer.Option("--by", help="Who approves, e.g. the general manager's name")],
+    branch: Annotated[
+        str | None, typer.Option("--branch", help="Only this branch code; default: every branch")
+    ] = None,
+    db: DbOpt = None,
+) -> None:
+    """Approve a closed month's rewards and penalties: the next run sends the held notices."""
+    from engine.db.schema import require_current
+    from engine.ledger.approval import approve as record_approval
+
+    with _handled():
+        settings = _settings(db=db)
+        engine = _connect(settings)
+        require_current(engine)
+        with engine.begin() as conn:
+            done = record_approval(conn, period, by=by, branch=branch, at=datetime.now(UTC))
+        for item in done:
+            out.print(f"approved {item.period} {item.branch}: {item.entries} entries, by {by}")
+        out.print("the next run sends the reward/penalty notices and their copies")
 
 
 def _wide() -> Console:
@@ -587,6 +622,7 @@ def report_penalties(
     """Penalties and rewards per branch and person from the ledger, as HTML and CSV."""
     from jinja2 import TemplateError
 
+    from engine.ledger.approval import waiting
     from engine.ledger.periods import Period, last_closed_month
     from engine.reports.penalties import build_summary, write_reports
 
@@ -597,6 +633,7 @@ def report_penalties(
         titles = {t.rule.id: t.rule.title for t in policy.tallies}
         with engine.connect() as conn:
             summary = build_summary(conn, chosen, titles)
+            held = [w for w in waiting(conn) if w.period == chosen.closing_month.key]
         folder = output or settings.artifacts_dir / "reports"
         language = locale or policy.defaults.locale
         try:
@@ -604,6 +641,8 @@ def report_penalties(
         except TemplateError as exc:
             raise UsageError(f"the report template failed: {exc}") from exc
         _print_summary(summary)
+        for item in held:
+            out.print(_waits(item.artifact()))
         for path in paths:
             out.print(f"wrote {path}")
 

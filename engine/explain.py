@@ -20,6 +20,7 @@ from engine.db.models import (
     Contract,
     Customer,
     Finding,
+    LedgerApproval,
     LedgerEntry,
     Notice,
     Staff,
@@ -29,9 +30,11 @@ from engine.db.schema import require_current
 from engine.errors import UsageError
 from engine.expr import evaluate, parse
 from engine.expr import explain as explain_condition
+from engine.ledger.approval import needs_approval
 from engine.ledger.book import closed
 from engine.ledger.periods import Period
-from engine.policy import CompiledRule, CompiledTally, Policy, ReminderRule
+from engine.policy import CompiledRule, CompiledTally, LedgerSettings, Policy, ReminderRule
+from engine.policy.branch_scope import branch_in_scope
 from engine.policy.loader import CompiledObligation
 from engine.policy.models import ClassificationRule
 from engine.rules import classification, deadline, obligation, reminder, tally, tally_amounts
@@ -84,7 +87,8 @@ def explain_rule(
         ]
         if item.rule.disabled:
             lines.append(("disabled", f"not judged: {item.rule.disabled}"))
-        matched = _condition_lines(item, record, as_of, lines)
+        within = _scope_lines(item, branch or record, lines)
+        matched = _condition_lines(item, record, as_of, lines) and within
         if isinstance(item.rule, ReminderRule):
             lines += _reminder_lines(item, record, tz, matched, as_of)
         elif isinstance(item, CompiledTally):
@@ -254,6 +258,41 @@ def _branch(conn: Connection, record: dict[str, Any]) -> dict[str, Any]:
     return dict(row) if row else {}
 
 
+def _approval_line(
+    conn: Connection, ledger: LedgerSettings, period: Period, branch_id: int | None
+) -> tuple[str, str]:
+    """Whether the notices of the period's entries at this branch wait for approval."""
+    assert ledger.approval is not None
+    month = period.closing_month.key
+    table = LedgerApproval.__table__
+    last = conn.execute(
+        select(table.c.approved_by, table.c.approved_at, table.c.released_run_id)
+        .where(table.c.period == month, table.c.branch_id == branch_id)
+        .order_by(table.c.id.desc())
+    ).first()
+    rule = f"notices wait for {ledger.approval.by} (aftersales approve {month} --by NAME)"
+    if last is None:
+        return ("approval", f"{rule}; nothing held yet")
+    if last.approved_by is None:
+        return ("approval", f"{rule}; waiting")
+    sent = "sent" if last.released_run_id else "sent by the next run"
+    return (
+        "approval",
+        f"approved by {last.approved_by} at {last.approved_at:%Y-%m-%d %H:%M}; {sent}",
+    )
+
+
+def _scope_lines(item: CompiledRule[Any], branch: dict[str, Any], lines: Lines) -> bool:
+    """The rule's branch scope and whether this entity's branch lies in it."""
+    scope = item.rule.branches
+    if scope is None:
+        return True
+    within = branch_in_scope(scope, branch)
+    here = f"{branch.get('code') or '-'} ({branch.get('country') or '-'})"
+    lines.append(("branches", f"{scope}: {here} is {'in' if within else 'NOT in'} scope"))
+    return within
+
+
 def _condition_lines(
     item: CompiledRule[Any], record: dict[str, Any], as_of: datetime, lines: Lines
 ) -> bool:
@@ -418,11 +457,13 @@ def _tally_lines(
         lines.append(
             ("charge", f"{role}: {names.get(who, who)} (staff {who})" if who else f"{role}: nobody")
         )
-    base = tally_amounts.base_amount(item, row, Counter())
+    branch = {part: row.get(tally_amounts.BRANCH.format(part)) for part in ("code", "country")}
+    currency = item.currency(branch) or "(no currency for the branch)"
+    base = tally_amounts.base_amount(item, row, currency, Counter())
     what = "penalty" if rule.sign < 0 else "reward"
     if base is not None:
         times, why = tally_amounts.factor(rule, row)
-        shown = f"{tally_amounts.money(base)} {item.currency}"
+        shown = f"{tally_amounts.money(base)} {currency}"
         lines.append(("amount", f"{what} {shown}" + (f" × {times} ({why})" if why else "")))
     else:
         measured = rule.measure or "score"
@@ -432,15 +473,18 @@ def _tally_lines(
             LedgerEntry.period,
             LedgerEntry.kind,
             LedgerEntry.amount,
+            LedgerEntry.currency,
             LedgerEntry.party_id,
             LedgerEntry.entity_ids,
         )
         .where(LedgerEntry.rule_id == rule.id, LedgerEntry.period == period.key)
         .order_by(LedgerEntry.id)
     ).all()
-    for when, kind, amount, party, ids in entries:
+    for when, kind, amount, booked_in, party, ids in entries:
         if str(key) in map(str, ids):
-            lines.append(("ledger", f"{when} {kind} {amount} {item.currency} to staff {party}"))
+            lines.append(("ledger", f"{when} {kind} {amount} {booked_in} to staff {party}"))
+    if needs_approval(ledger, branch):
+        lines.append(_approval_line(conn, ledger, period, row.get("branch_id")))
     if not tally.is_effective(item, as_of):
         verdict = f"rule not effective before {rule.effective_from}"
     elif not matched or not inside or not any(who for _, who in candidates):

@@ -28,7 +28,8 @@ from engine.findings import close_rules_gone, open_counts
 from engine.incremental import FULL, plan_run, software
 from engine.judging import RulePassing, rules_due, time_families
 from engine.kpis import kept_values, record_kpis
-from engine.ledger.close import Settlement, settle
+from engine.ledger.approval import releasable, waiting
+from engine.ledger.close import Settlement, settle, settle_approved
 from engine.ledger.periods import Period
 from engine.notices.digest import bundle_digests
 from engine.notices.outbox import QueueReport, queue_letters
@@ -151,6 +152,10 @@ def _evaluate_and_queue(
             settled = Settlement()
             if settling:
                 settled = settle(conn, bookings, directory=night.people(), **outgoing)
+            elif releasable(conn):
+                settled = settle_approved(conn, directory=night.people(), **outgoing)
+            elif policy.ledger.approval is not None:  # every artifact says what still waits
+                settled.waiting = waiting(conn)
             summary = OverdueSummary(as_of)
             reported = QueueReport()
             if due.is_due("overdue_summary"):

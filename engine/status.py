@@ -9,21 +9,25 @@ from sqlalchemy import Engine, func, select
 
 from engine.db.models import OUTBOX_STATES, Notice, Run
 from engine.db.schema import require_current
+from engine.ledger.approval import waiting
 from engine.settings import Settings
 
 
 def read_status(settings: Settings, engine: Engine, *, limit: int, now: datetime) -> dict[str, Any]:
-    """The newest `limit` runs, outbox counts by state, and the next scheduled run."""
+    """The newest `limit` runs, outbox counts by state, the ledger's months waiting for
+    approval, and the next scheduled run."""
     require_current(engine)
     with engine.connect() as conn:
         runs = conn.execute(select(Run).order_by(Run.started_at.desc()).limit(limit)).all()
         counted = conn.execute(select(Notice.status, func.count()).group_by(Notice.status))
         by_state = {state: n for state, n in counted}
+        held = [w.artifact() for w in waiting(conn)]
     # The loop counts its cadence from each cycle's start (engine.scheduler.CycleLoop).
     upcoming = max(runs[0].started_at + settings.schedule_every, now) if runs else now
     return {
         "runs": [_run(row) for row in runs],
         "outbox": {state: by_state[state] for state in OUTBOX_STATES if by_state.get(state)},
+        "awaiting_approval": held,
         "next_run": f"{upcoming:%Y-%m-%d %H:%M} UTC, if `aftersales schedule` is running "
         f"(a cycle every {_minutes(settings.schedule_every)})",
     }

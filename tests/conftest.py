@@ -174,6 +174,17 @@ def focused_settings_for(settings_for, tmp_path) -> Callable[..., Settings]:
     return make
 
 
+@pytest.fixture
+def unapproved_settings_for(focused_settings_for, tmp_path) -> Callable[..., Settings]:
+    """focused_settings_for without `ledger.approval`: the close's notices go out at once, for
+    tests of the close itself (the approval is tested in test_ledger_approval.py)."""
+    rules = focused_settings_for("sqlite://").rules
+    penalties = rules / "penalties.yaml"
+    text = penalties.read_text("utf-8")
+    penalties.write_text(re.sub(r"\n  approval:.*\n    by: .*", "", text), "utf-8")
+    return focused_settings_for
+
+
 PRODUCTS = {
     "AC-KFR35": ("Split air conditioner 3.5 kW", "air_conditioner"),
     "AC-VRF160": ("VRF outdoor unit 16 kW", "air_conditioner"),
@@ -182,6 +193,10 @@ PRODUCTS = {
     "XX-GARDEN": ("Garden bench", "garden"),
 }
 """Products ServiceData.unit() knows: model -> (name, category)."""
+
+
+_COUNTRIES = {"Asia/Shanghai": "CN", "Asia/Taipei": "TW", "Europe/Madrid": "ES"}
+"""A test branch's country, from its time zone: rules may be limited to countries."""
 
 
 class ServiceData:
@@ -202,7 +217,8 @@ class ServiceData:
     def add_branch(self, code: str, name: str, tz: str, calendar: str | None, mail: str) -> int:
         """A branch with one person in each branch role, mailed at <role>@<mail>.example."""
         branch = self.add(
-            Branch, code=code, name=name, timezone=tz, country=code[:2], calendar=calendar,
+            Branch, code=code, name=name, timezone=tz, country=_COUNTRIES.get(tz, code[:2]),
+            calendar=calendar,
             locale="zh-CN", email=f"desk@{mail}.example",
         )  # fmt: skip
         roles = ("sales_rep", "team_lead", "service_supervisor", "service_manager", "technician")

@@ -657,6 +657,27 @@ class LedgerClose(Base):
     created_at: Mapped[datetime] = _col("as_of of that run")
 
 
+class LedgerApproval(Base):
+    """Entries a run booked for one branch and closing month, held until someone approves
+    them: their reward/penalty notices and copies go out only after (002 (七)2)."""
+
+    __tablename__ = "ledger_approvals"
+    __table_args__ = (Index("ix_ledger_approvals_period", "period", "branch_id"),)
+    id: Mapped[intpk]
+    period: Mapped[str20] = _col("Closing month of the entries: 2026-10 (with a quarter it ends)")
+    branch_id: Mapped[int | None] = _fk("branches.id", "Branch of the entries; empty: head office")
+    first_entry_id: Mapped[int] = _col("First ledger entry held (ledger_entries.id)")
+    last_entry_id: Mapped[int] = _col("Last ledger entry held; the branch's entries between")
+    entries: Mapped[int] = _col("How many entries are held")
+    run_id: Mapped[str40] = _fk("runs.id", "Run that booked and held them")
+    held_at: Mapped[datetime] = _col("as_of of that run")
+    approved_by: Mapped[str200 | None] = _col("Who approved them (aftersales approve --by)")
+    approved_at: Mapped[datetime | None] = _col("When they were approved")
+    released_run_id: Mapped[str40 | None] = _fk(
+        "runs.id", "Run that queued their notices after the approval"
+    )
+
+
 KPI_SCOPES = ("branch", "staff")
 
 

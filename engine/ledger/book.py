@@ -32,6 +32,7 @@ class Booked:
     """What one rule has booked to one person for one period so far."""
 
     total: Decimal = Decimal(0)
+    currency: str | None = None
     corrections: int = 0
     per_entity: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
 
@@ -40,14 +41,22 @@ def booked(conn: Connection, rule_id: str, periods: Sequence[str]) -> dict[tuple
     """Per (period, person): the rule's booked total, corrections and amount per entity."""
     table = LedgerEntry.__table__
     rows = conn.execute(
-        select(table.c.period, table.c.party_id, table.c.amount, table.c.kind, table.c.details)
+        select(
+            table.c.period,
+            table.c.party_id,
+            table.c.amount,
+            table.c.currency,
+            table.c.kind,
+            table.c.details,
+        )
         .where(table.c.rule_id == rule_id, table.c.period.in_(list(periods)))
         .order_by(table.c.id)
     )
     out: dict[tuple[str, int], Booked] = defaultdict(Booked)
-    for period, party, amount, kind, details in rows:
+    for period, party, amount, currency, kind, details in rows:
         entry = out[(period, party)]
         entry.total += amount
+        entry.currency = currency
         entry.corrections += kind == "correction"
         for entity_id, value in (details or {}).get("per_entity", {}).items():
             entry.per_entity[entity_id] += Decimal(value)

@@ -30,6 +30,7 @@ from sqlalchemy import Connection
 
 from engine.db.catalogue import entity_table
 from engine.findings import Finding
+from engine.ledger.approval import Release, Waiting, hold, needs_approval, release, waiting
 from engine.ledger.book import LEDGER_DETAILS, book, close, to_settle
 from engine.ledger.periods import Period, in_closing_order
 from engine.notices.outbox import Letter, branch_letters, queue_letters
@@ -43,6 +44,7 @@ from engine.reports.penalties import (
     attachments,
     build_summary,
     closing_months,
+    entry_line,
     total,
 )
 
@@ -57,6 +59,8 @@ class Settlement:
     closed: list[str] = field(default_factory=list)
     queued: int = 0
     set_aside: int = 0
+    released: int = 0
+    waiting: list[Waiting] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     summaries: list[Summary] = field(default_factory=list)
 
@@ -67,6 +71,8 @@ class Settlement:
             "periods_closed": self.closed,
             "notices_queued": self.queued,
             "months_reported": [s.period for s in self.summaries],
+            "entries_released": self.released,
+            "awaiting_approval": [w.artifact() for w in self.waiting],
         }
 
 
@@ -81,8 +87,9 @@ def settle(
     as_of: datetime,
     directory: Directory | None = None,
 ) -> Settlement:
-    """Book new tally findings, close the periods due, and queue the close's notices;
-    `directory`, if given, is the run's (read once)."""
+    """Book new tally findings, close the periods due, and queue the close's notices (those
+    of held entries once approved: engine.ledger.approval); `directory`, if given, is the
+    run's (read once)."""
     result = Settlement()
     if not policy.tallies:
         return result
@@ -91,16 +98,26 @@ def settle(
     due = in_closing_order(p for k in kinds for p in to_settle(conn, k, as_of, policy.ledger))
     closed = close(conn, due, policy.ledger, run_id=run_id, as_of=as_of, policy_hash=policy.hash)
     result.entries, result.closed = len(booked), [p.key for p in closed]
-    touched = [Period.parse(f.occurrence) for f in booked]
-    months = closing_months([*closed, *touched])
-    if not months:
-        return result
+    directory = directory or Directory(conn)
     titles = {t.rule.id: t.rule.title for t in policy.tallies}
+    lines = {f.key: _line(f, titles, run_id, as_of) for f in booked}
+    held = [
+        f
+        for f in booked
+        if needs_approval(
+            policy.ledger, directory.branches.get(f.details[LEDGER_DETAILS]["branch_id"])
+        )
+    ]
+    waits = {f.key for f in held}
+    announced = [_Entry.of(f, lines[f.key]) for f in booked if f.key not in waits]
+    announced += _approved(conn, titles, directory, run_id, result)
+    letters = _person_letters(announced, policy, directory, result.reasons)
+    for waits in hold(conn, held, run_id=run_id, as_of=as_of):
+        mine = [lines[f.key] for f in held if _held_in(f, waits)]
+        letters += _approval_letters(waits, mine, held, policy, directory, result.reasons)
+    months = closing_months([*closed, *(Period.parse(f.occurrence) for f in booked)])
     summaries = {m.key: build_summary(conn, m, titles) for m in months}
     result.summaries = [s for s in summaries.values() if s.entries or s.period in result.closed]
-    directory = directory or Directory(conn)
-    lines = {f.key: _line(f, titles, run_id, as_of) for f in booked}
-    letters = _person_letters(booked, lines, policy, directory, result.reasons)
     for month in closing_months(closed):
         letters += _summary_letters(summaries[month.key], policy, directory, result.reasons)
     queued = queue_letters(
@@ -108,28 +125,101 @@ def settle(
     )
     result.queued, result.set_aside = queued.queued, queued.set_aside + sum(result.reasons.values())
     result.reasons.update(queued.reasons)
+    result.waiting = waiting(conn) if policy.ledger.approval is not None else []
     return result
 
 
-def _person_letters(
-    booked: Sequence[Finding],
-    lines: dict[str, Line],
+def settle_approved(
+    conn: Connection,
+    *,
     policy: Policy,
+    templates: NoticeTemplates,
+    mail_from: str,
+    run_id: str,
+    as_of: datetime,
     directory: Directory,
-    reasons: Counter[str],
-) -> list[Letter]:
-    """One notice per person and closing month for this night's entries, with its copies."""
-    ledger, staff = policy.ledger, entity_table("staff")
-    by_person: dict[tuple[str, int], list[Finding]] = defaultdict(list)
-    for finding in booked:
+) -> Settlement:
+    """Only queue the notices of entries approved since the last run: for a run that does
+    not settle the ledger, so an approval goes out within a cycle, not at the next close."""
+    result = Settlement()
+    titles = {t.rule.id: t.rule.title for t in policy.tallies}
+    entries = _approved(conn, titles, directory, run_id, result)
+    letters = _person_letters(entries, policy, directory, result.reasons)
+    queued = queue_letters(
+        conn, letters, templates=templates, mail_from=mail_from, run_id=run_id, as_of=as_of
+    )
+    result.queued, result.set_aside = queued.queued, queued.set_aside + sum(result.reasons.values())
+    result.reasons.update(queued.reasons)
+    result.waiting = waiting(conn)
+    return result
+
+
+def _approved(
+    conn: Connection, titles: dict[str, str], directory: Directory, run_id: str, result: Settlement
+) -> list[_Entry]:
+    """The entries approved since their hold, now released by this run."""
+    out: list[_Entry] = []
+    for released in release(conn, run_id=run_id):
+        out += [_Entry.released(row, released, titles, directory) for row in released.rows]
+        result.released += len(released.rows)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A ledger entry a person is told about: from this run's booking, or released."""
+
+    key: str
+    month: str  # the closing month its notice is for
+    party: int
+    line: Line
+    correction: bool
+    record: dict[str, Any]
+    approval: dict[str, Any] | None = None  # who approved it and when, if it waited
+
+    @classmethod
+    def of(cls, finding: Finding, line: Line) -> _Entry:
+        """An entry booked now and told at once."""
         month = Period.parse(finding.occurrence).closing_month.key
-        by_person[(month, int(finding.entity_id))].append(finding)
+        party, correction = int(finding.entity_id), finding.state != "charged"
+        return cls(finding.key, month, party, line, correction, dict(finding.record))
+
+    @classmethod
+    def released(
+        cls, row: Any, done: Release, titles: dict[str, str], directory: Directory
+    ) -> _Entry:
+        """An entry booked by an earlier run, told now that it is approved."""
+        party = int(row["party_id"])
+        person = dict(directory.staff.get(party) or {"id": party, "name": str(party)})
+        approval = {"by": done.approved_by, "at": done.approved_at}
+        line = entry_line(row, titles)
+        return cls(
+            row["key"], done.period, party, line, row["kind"] == "correction", person, approval
+        )
+
+
+def _held_in(finding: Finding, waits: dict[str, Any]) -> bool:
+    month = Period.parse(finding.occurrence).closing_month.key
+    return (month, finding.details[LEDGER_DETAILS]["branch_id"]) == (
+        waits["period"],
+        waits["branch_id"],
+    )
+
+
+def _person_letters(
+    entries: Sequence[_Entry], policy: Policy, directory: Directory, reasons: Counter[str]
+) -> list[Letter]:
+    """One notice per person and closing month for these entries, with its copies."""
+    ledger, staff = policy.ledger, entity_table("staff")
+    by_person: dict[tuple[str, int], list[_Entry]] = defaultdict(list)
+    for entry in entries:
+        by_person[(entry.month, entry.party)].append(entry)
     letters: list[Letter] = []
     for (month, party), found in sorted(by_person.items()):
+        found.sort(key=lambda e: e.key)
         person = directory.staff.get(party) or found[0].record
-        keys = sorted(f.key for f in found)
-        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
-        mine = [lines[key] for key in keys]
+        digest = hashlib.sha256("\n".join(e.key for e in found).encode()).hexdigest()[:16]
+        mine = [e.line for e in found]
         context = {
             "party": person,
             "branch": _branch(directory, person.get("branch_id")),
@@ -137,7 +227,8 @@ def _person_letters(
             "periods": sorted({line.period for line in mine}),
             "lines": mine,
             "totals": total(mine),
-            "correction": all(f.state != "charged" for f in found),
+            "correction": all(e.correction for e in found),
+            "approval": found[0].approval,
         }
         context["timezone"] = context["branch"]["timezone"]
         readers = [_self(person)]
@@ -156,6 +247,45 @@ def _person_letters(
                 )
             )
     return letters
+
+
+def _approval_letters(
+    waits: dict[str, Any],
+    mine: list[Line],
+    held: Sequence[Finding],
+    policy: Policy,
+    directory: Directory,
+    reasons: Counter[str],
+) -> list[Letter]:
+    """The approver is told that a branch's month waits, with what it would announce."""
+    approval = policy.ledger.approval
+    assert approval is not None
+    branch = _branch(directory, waits["branch_id"])
+    people: dict[int, dict[str, Any]] = {}
+    for finding in held:
+        if _held_in(finding, waits):
+            party = int(finding.entity_id)
+            person = directory.staff.get(party) or finding.record
+            people.setdefault(party, {"name": person.get("name"), "role": person.get("role")})
+    context = {
+        "month": waits["period"],
+        "branch": branch,
+        "timezone": branch["timezone"],
+        "entries": waits["entries"],
+        "people": list(people.values()),
+        "lines": mine,
+        "totals": total(mine),
+        "correction": all(line.kind == "correction" for line in mine),
+        "command": f"aftersales approve {waits['period']}"
+        + (f" --branch {branch['code']}" if waits["branch_id"] else "")
+        + ' --by "NAME"',
+    }
+    return branch_letters(
+        directory, (approval.by,), waits["branch_id"], reasons,
+        key=f"ledger-approval|{waits['period']}|branch:{waits['branch_id'] or 'head-office'}"
+        f"|{waits['first_entry_id']}",
+        template=approval.notice, context=context,
+    )  # fmt: skip
 
 
 def _summary_letters(

@@ -26,6 +26,7 @@ from engine.errors import Location, PolicyError, Problem
 from engine.expr import Expr, ExprSyntaxError, check, fields, parse
 from engine.expr.nodes import AsOf, walk
 from engine.notices.templates import NoticeTemplates
+from engine.policy.branch_scope import branch_column
 from engine.policy.models import (
     END_OF_WORKING_DAY,
     OVERDUE_NOTICE,
@@ -68,10 +69,10 @@ class CompiledTally(CompiledRule[TallyRule]):
 
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
 
-    @property
-    def currency(self) -> str:
-        """The rule's currency, else the ledger's (the loader makes sure one is given)."""
-        return self.rule.currency or self.ledger.currency or ""
+    def currency(self, branch: Mapping[str, Any] | None = None) -> str:
+        """The currency of a branch's amounts (a row with `code` and `country`): the rule's,
+        else the ledger's for the branch; "" when the ledger names none for it."""
+        return self.rule.currency or self.ledger.currency_for(branch) or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,6 +490,14 @@ class _RuleChecks:
                 )
             )
         self.seen.setdefault(rule.id, source.location(where))
+        if rule.branches is not None and branch_column(table) is None:
+            self.problems.append(
+                Problem(
+                    f"{rule.entity} rows belong to no branch: `branches` cannot limit this rule",
+                    source.location((*where, "branches"), key=True),
+                    "remove `branches`, or write the rule on a table with a branch_id",
+                )
+            )
         return _condition(source, (*where, "when"), rule.when, table, self.problems)
 
     def reminder(
@@ -850,6 +859,10 @@ class _RuleChecks:
             for index, role in enumerate(getattr(settings, key)):
                 at = (*where, key, index) if given else where
                 self.charge(source, at, (role,), staff, "send the close's notices to")
+        if settings.approval is not None:
+            at = (*where, "approval")
+            self.notice(source, (*at, "notice"), settings.approval.notice)
+            self.charge(source, (*at, "by"), (settings.approval.by,), staff, "ask for approval")
 
 
 _KIND_NAMES = {(DateTime,): "timestamp", (Integer, Numeric): "number", (Integer,): "whole-number"}

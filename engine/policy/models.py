@@ -89,6 +89,45 @@ class Recipient(_Frozen):
         return {"role": value} if isinstance(value, str) else value
 
 
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+BranchCode = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+
+
+class Branches(_Frozen):
+    """Branches named by country (ISO 3166 code, as in branches.country) or by branch code."""
+
+    country: tuple[CountryCode, ...] = Field((), description="e.g. [CN]")
+    code: tuple[BranchCode, ...] = Field((), description="e.g. [SH-01, BJ-01]")
+
+    @model_validator(mode="after")
+    def _some(self) -> Branches:
+        if not self.country and not self.code:
+            raise ValueError("name branches by `country`, `code`, or both")
+        return self
+
+
+class BranchScope(Branches):
+    """Where a rule applies: `{country: [CN]}`, `{code: [SH-01]}`, `except` some of them."""
+
+    except_: Branches | None = Field(
+        None, alias="except", description="Branches left out, e.g. {code: [SH-02]}"
+    )
+
+    def __str__(self) -> str:
+        def named(part: Branches) -> str:
+            return " or ".join(
+                text
+                for text in (
+                    f"country {', '.join(part.country)}" if part.country else "",
+                    f"code {', '.join(part.code)}" if part.code else "",
+                )
+                if text
+            )
+
+        out = f"branches of {named(self)}"
+        return f"{out}, except {named(self.except_)}" if self.except_ else out
+
+
 class Rule(_Frozen):
     """What every rule has: identity, the table it looks at, and an optional condition."""
 
@@ -97,6 +136,9 @@ class Rule(_Frozen):
     source: str | None = Field(None, description="The clause this rule implements")
     entity: EntityName = Field(description="Table the rule looks at")  # type: ignore[valid-type]
     when: str | None = Field(None, description="Condition on the entity's fields")
+    branches: BranchScope | None = Field(
+        None, description="Only entities of these branches are judged; default: every branch"
+    )
     effective_from: dt.date | None = Field(
         None,
         description="Not evaluated before this day; what fell due before it is recorded as "

@@ -22,17 +22,24 @@ back through their shortest text, so `3.5` is exactly 3.5.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.numbers import list_currencies
-from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
+from pydantic import (
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 from engine.policy.durations import Span
-from engine.policy.models import Rule, Word, _Frozen
+from engine.policy.models import BranchScope, Rule, Word, _Frozen
 
 ONE_HUNDRED_PERCENT = Decimal(1)
 
@@ -455,10 +462,34 @@ class TallyRule(Rule):
         return -1 if self.penalty is not None else 1
 
 
+CurrencyKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+
+
+class Approval(_Frozen):
+    """Who must approve a closed month before its reward/penalty notices go out (002 (七)2)."""
+
+    by: Word = Field(description="Staff role told that a month waits, e.g. general_manager")
+    notice: Word = Field(
+        "approval_request", description="Notice telling `by` that a month waits for approval"
+    )
+    branches: BranchScope | None = Field(
+        None, description="Only these branches' notices wait; default: every branch"
+    )
+
+
 class LedgerSettings(_Frozen):
     """The ledger and the monthly close, once per policy."""
 
-    currency: Currency | None = Field(None, description="Currency of the tallies' amounts")
+    currency: Currency | dict[CurrencyKey, Currency] | None = Field(
+        None,
+        description="Currency of the tallies' amounts: one code, or one per country or branch "
+        "code ({CN: CNY, ES: EUR}; a branch's code wins over its country)",
+    )
+    approval: Approval | None = Field(
+        None,
+        description="Hold each person's notice and its copies until `aftersales approve` "
+        "records the approval; default: they go out at the close",
+    )
     timezone: TimeZone = Field("UTC", description="Time zone the close day is counted in")
     close_on_day: int = Field(
         10,
@@ -480,6 +511,15 @@ class LedgerSettings(_Frozen):
     summary_to: tuple[Word, ...] = Field(
         ("service_manager",), description="Who receives the branch summary"
     )
+
+    def currency_for(self, branch: Mapping[str, Any] | None) -> str | None:
+        """The currency of a branch's amounts (a row with `code` and `country`), if any."""
+        if not isinstance(self.currency, dict):
+            return self.currency
+        branch = branch or {}
+        return self.currency.get(branch.get("code") or "") or self.currency.get(
+            branch.get("country") or ""
+        )
 
     @model_validator(mode="after")
     def _calendar_time(self) -> LedgerSettings:

@@ -184,11 +184,12 @@ def build_summary(conn: Connection, period: Period, titles: Mapping[str, str]) -
             person = Person(row["party_id"], row["staff_name"], row["staff_role"])
             people[row["party_id"]] = person
             parts[branch_id].people.append(person)
-        person.lines.append(_line(row, titles))
+        person.lines.append(entry_line(row, titles))
     return summary
 
 
-def _line(row: Mapping[str, Any], titles: Mapping[str, str]) -> Line:
+def entry_line(row: Mapping[str, Any], titles: Mapping[str, str]) -> Line:
+    """A ledger_entries row as a summary or a notice shows it."""
     details = row["details"] or {}
     amount: Decimal = row["amount"]
     direction = details.get("direction") or ("penalty" if amount < 0 else "reward")

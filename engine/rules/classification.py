@@ -44,6 +44,7 @@ from engine.expr import Expr, fields, parse, to_sql
 from engine.expr.nodes import And
 from engine.findings import Finding
 from engine.policy import CompiledRule
+from engine.policy.branch_scope import applies
 from engine.policy.models import ClassificationRule
 from engine.rules.scope import Scope
 from engine.warranty import coverage_text
@@ -109,8 +110,7 @@ def decisions(item: Classification, as_of: datetime, only: Narrowing | None = No
     fallback = last if rule.first_match[last].otherwise is not None else None
     row = type_coerce(case(*whens, else_=fallback), Integer()) if whens else literal(fallback)
     ranked = select(view, row.label(ROW))
-    if item.condition is not None:
-        ranked = ranked.where(to_sql(item.condition, view, as_of))
+    ranked = ranked.where(*applies(item, view, as_of))
     # The table's conditions run once per row in their own layer; the outcome is read off
     # the row number.
     ranked_rows = layer(ranked)

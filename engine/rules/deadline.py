@@ -52,10 +52,10 @@ from sqlalchemy import (
 from engine.calendar import BusinessCalendar, always_open
 from engine.db.models import Branch, StatusChange
 from engine.db.types import UtcDateTime
-from engine.expr import to_sql
 from engine.expr.sql import shift_instant
 from engine.findings import Finding
 from engine.policy import CompiledRule, DeadlineRule
+from engine.policy.branch_scope import applies
 from engine.policy.durations import Duration
 from engine.policy.models import END_OF_WORKING_DAY
 from engine.rules.catch_up import missed_instants, previous_as_of
@@ -192,8 +192,7 @@ def candidates(
         stmt = stmt.add_columns(
             branches.c.timezone.label(TZ_LABEL), branches.c.calendar.label(CALENDAR_LABEL)
         ).join(branches, branches.c.id == table.c.branch_id)
-    if deadline.condition is not None:
-        stmt = stmt.where(to_sql(deadline.condition, table, as_of))
+    stmt = stmt.where(*applies(deadline, table, as_of))
     return stmt.order_by(table.c.id)
 
 

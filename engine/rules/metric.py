@@ -36,6 +36,7 @@ from engine.db.local_time import shifted
 from engine.db.models import Branch, Finding, Run
 from engine.expr import parse, to_sql
 from engine.ledger.periods import Period
+from engine.policy.branch_scope import applies, in_branches
 from engine.policy.loader import CompiledMetric
 from engine.policy.metric_spec import Numerator
 from engine.rules.deadline import LATE_STOP_LOOKBACK
@@ -157,8 +158,7 @@ def _grouped(
         .group_by(*keys, *fields)
         .having(month.in_([m.key for m in months]))
     )
-    if metric.condition is not None:
-        stmt = stmt.where(to_sql(metric.condition, table, as_of))
+    stmt = stmt.where(*applies(metric, table, as_of))
     return stmt
 
 
@@ -223,7 +223,7 @@ def _other_numerator(
     stmt = (
         select(table.c.branch_id, month.label("period"), func.count().label("n"))
         .join(Branch.__table__, Branch.__table__.c.id == table.c.branch_id)
-        .where(*_in_months(table, at, months))
+        .where(*_in_months(table, at, months), *in_branches(metric.rule.branches, table))
         .group_by(table.c.branch_id, month)
         .having(month.in_([m.key for m in months]))
     )

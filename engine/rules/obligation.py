@@ -32,6 +32,7 @@ from engine.db.models import Branch
 from engine.expr import to_sql
 from engine.findings import Finding
 from engine.ledger.periods import Period
+from engine.policy.branch_scope import applies
 from engine.policy.loader import CompiledObligation
 from engine.rules.catch_up import missed_instants, previous_as_of
 from engine.rules.reminder import is_effective
@@ -133,8 +134,7 @@ def query(
     if "branch_id" in table.c:
         branches = Branch.__table__
         stmt = stmt.join(branches, branches.c.id == table.c.branch_id)
-    if rule.condition is not None:
-        stmt = stmt.where(to_sql(rule.condition, table, as_of))
+    stmt = stmt.where(*applies(rule, table, as_of))
     mine, theirs = spec.record.link
     linked = [records.c[mine] == table.c[theirs]]
     if rule.record_condition is not None:

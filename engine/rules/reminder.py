@@ -20,9 +20,9 @@ from sqlalchemy import Connection, DateTime, FromClause, Select, select
 
 from engine.db.catalogue import entity_table
 from engine.db.models import Branch
-from engine.expr import to_sql
 from engine.findings import Finding
 from engine.policy import CompiledRule, ReminderRule
+from engine.policy.branch_scope import applies
 from engine.policy.durations import Duration
 from engine.rules.catch_up import previous_as_of
 from engine.rules.scope import Scope
@@ -75,8 +75,7 @@ def candidates(
         stmt = stmt.add_columns(branches.c.timezone.label(TZ_LABEL)).join(
             branches, branches.c.id == table.c.branch_id
         )
-    if reminder.condition is not None:
-        stmt = stmt.where(to_sql(reminder.condition, table, as_of))
+    stmt = stmt.where(*applies(reminder, table, as_of))
     return stmt.order_by(table.c.id)
 
 

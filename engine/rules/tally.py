@@ -31,7 +31,9 @@ from engine.findings import Finding
 from engine.ledger.book import LEDGER_DETAILS, Booked, booked, closed, to_settle
 from engine.ledger.periods import Period
 from engine.policy import CompiledTally
+from engine.policy.branch_scope import applies
 from engine.rules.tally_amounts import (
+    BRANCH,
     FACTOR,
     LOCAL,
     PART,
@@ -74,8 +76,7 @@ def source_query(tally: CompiledTally, periods: Sequence[Period], as_of: datetim
             stmt = stmt.where(in_local_hours(local_clock(local), *rule.local_hours))
     else:
         stmt = stmt.where(at >= first, at < last)
-    if tally.condition is not None:
-        stmt = stmt.where(to_sql(tally.condition, table, as_of))
+    stmt = stmt.where(*applies(tally, table, as_of))
     return stmt.where(at.is_not(None)).order_by(at, table.c.id)
 
 
@@ -94,7 +95,10 @@ def _rows(tally: CompiledTally, as_of: datetime) -> tuple[Select[Any], Any]:
     zone: Any = literal("UTC")
     if "branch_id" in table.c:
         branches = Branch.__table__
-        stmt = stmt.join(branches, branches.c.id == table.c.branch_id)
+        stmt = stmt.join(branches, branches.c.id == table.c.branch_id).add_columns(
+            branches.c.code.label(BRANCH.format("code")),
+            branches.c.country.label(BRANCH.format("country")),
+        )
         zone = branches.c.timezone
     local = local_wall_clock(table.c[rule.at], zone) if is_instant(tally) else None
     if local is not None:
@@ -174,7 +178,7 @@ def differences(
                 due_at=by_key[period_key].closes_at(ledger),
                 recipients=(via, *ledger.copy_to),
                 amount=change,
-                currency=tally.currency,
+                currency=new.currency if new else old.currency,
                 record=person,
                 details={
                     LEDGER_DETAILS: {

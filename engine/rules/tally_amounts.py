@@ -21,6 +21,7 @@ from engine.policy import CompiledTally
 from engine.policy.tally_spec import Measure, MoneyBand, PointsBand, TallyRule
 
 LOCAL = "_local"
+BRANCH = "_branch_{}"  # the entity's branch code and country, which decide the currency
 PARTY = "_party_{}"
 FACTOR = "_factor_{}"
 PART = "_part_{}"
@@ -35,6 +36,7 @@ class Group:
     period: Period
     party: int
     via: str
+    currency: str
     rows: list[Mapping[str, Any]] = field(default_factory=list)
 
 
@@ -45,6 +47,7 @@ class Tallied:
     period: Period
     party: int
     via: str
+    currency: str
     amount: Decimal
     entity_ids: tuple[str, ...]
     per_entity: dict[str, Decimal]
@@ -95,8 +98,15 @@ def group(
         if found is None:
             skipped[f"nobody to charge ({', else '.join(rule.charge)})"] += 1
             continue
+        currency = tally.currency(
+            {"code": row.get(BRANCH.format("code")), "country": row.get(BRANCH.format("country"))}
+        )
+        if not currency:
+            skipped["no currency for the branch (ledger.currency)"] += 1
+            continue
         party, via = found
-        groups.setdefault((period.key, party), Group(period, party, via)).rows.append(row)
+        mine = groups.setdefault((period.key, party), Group(period, party, via, currency))
+        mine.rows.append(row)
     return list(groups.values())
 
 
@@ -114,12 +124,12 @@ def tally_group(tally: CompiledTally, group: Group, skipped: Counter[str]) -> Ta
 
 
 def _per_entity(tally: CompiledTally, group: Group, skipped: Counter[str]) -> Tallied | None:
-    rule, currency = tally.rule, tally.currency
+    rule, currency = tally.rule, group.currency
     amounts: dict[str, Decimal] = {}
     parts: list[str] = []
     factors: dict[str, str] = {}
     for row in group.rows:
-        base = base_amount(tally, row, skipped)
+        base = base_amount(tally, row, currency, skipped)
         if base is None:
             continue
         entity_id = str(row["id"])
@@ -144,9 +154,10 @@ def _per_entity(tally: CompiledTally, group: Group, skipped: Counter[str]) -> Ta
 
 
 def base_amount(
-    tally: CompiledTally, row: Mapping[str, Any], skipped: Counter[str]
+    tally: CompiledTally, row: Mapping[str, Any], currency: str, skipped: Counter[str]
 ) -> Decimal | None:
-    """One entity's amount before factors (`each`, or the share of its field), if it has one."""
+    """One entity's amount before factors (`each`, or the share of its field, which must be
+    in `currency`), if it has one."""
     amount = tally.rule.amount
     if amount.each is not None:
         return amount.each
@@ -157,8 +168,8 @@ def base_amount(
         skipped[f"{amount.of} is empty"] += 1
         return None
     row_currency = row.get("currency")
-    if row_currency not in (None, tally.currency):
-        skipped[f"{amount.of} in {row_currency}, not {tally.currency}"] += 1
+    if row_currency not in (None, currency):
+        skipped[f"{amount.of} in {row_currency}, not {currency}"] += 1
         return None
     return (amount.share or Decimal(0)) * Decimal(value)
 
@@ -217,7 +228,7 @@ def _banded(tally: CompiledTally, group: Group) -> Tallied | None:
     shown = _shown(rule.measure, value)
     reason = (
         f"{rule.measure} {shown} over {count} {tally.table.name}: "
-        f"band from {_shown(rule.measure, hit.at_least)} = {money(hit.amount)} {tally.currency}"
+        f"band from {_shown(rule.measure, hit.at_least)} = {money(hit.amount)} {group.currency}"
     )
     details = {"measure": str(value), "count": count, "band": str(hit.at_least)}
     return _tallied(tally, group, total, {}, details, reason)
@@ -254,7 +265,7 @@ def _scored(tally: CompiledTally, group: Group) -> Tallied | None:
     total = money(points * per_point) * rule.sign
     reason = (
         f"{'; '.join(words)} = {points.normalize():f} points × {money(per_point)} "
-        f"= {abs(total)} {tally.currency}"
+        f"= {abs(total)} {group.currency}"
     )
     details = {"points": str(points), "parts": parts}
     return _tallied(tally, group, total, {}, details, reason)
@@ -277,7 +288,17 @@ def _tallied(
     if group.via != tally.rule.charge[0]:
         reason += f" (no {tally.rule.charge[0]}: charged to {group.via})"
     ids = tuple(per_entity) if per_entity else tuple(str(r["id"]) for r in group.rows)
-    return Tallied(group.period, group.party, group.via, total, ids, per_entity, details, reason)
+    return Tallied(
+        group.period,
+        group.party,
+        group.via,
+        group.currency,
+        total,
+        ids,
+        per_entity,
+        details,
+        reason,
+    )
 
 
 def _label(row: Mapping[str, Any]) -> str:

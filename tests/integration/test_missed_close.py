@@ -69,15 +69,15 @@ def _office_staff(data) -> None:
 
 
 def test_september_is_booked_when_its_closing_night_was_missed_by_a_month(
-    service_data, focused_settings_for
+    service_data, unapproved_settings_for
 ):
     _unanswered_call(service_data, sh(2026, 9, 15, 10, 0))
 
-    _night(service_data, focused_settings_for, sh(2026, 10, 9, 10, 0))  # before September closes
+    _night(service_data, unapproved_settings_for, sh(2026, 10, 9, 10, 0))  # before September closes
     assert _ledger(service_data.engine) == ([], ["2026-Q2", "2026-08"])
     # Down from 9 October to 11 November: September's close (10 October) has no run, and by
     # now its month of corrections is over too.
-    late = _night(service_data, focused_settings_for, sh(2026, 11, 11, 10, 0))
+    late = _night(service_data, unapproved_settings_for, sh(2026, 11, 11, 10, 0))
 
     booked, closed = _ledger(service_data.engine)
     assert booked == [("2026-09", "original", Decimal("-50.00"))]
@@ -89,7 +89,7 @@ def test_september_is_booked_when_its_closing_night_was_missed_by_a_month(
 
 
 def test_five_months_down_closes_each_month_once_in_order_and_a_rerun_adds_nothing(
-    service_data, focused_settings_for
+    service_data, unapproved_settings_for
 ):
     _office_staff(service_data)
     for month in (7, 8, 9, 10, 11):
@@ -97,9 +97,9 @@ def test_five_months_down_closes_each_month_once_in_order_and_a_rerun_adds_nothi
     _unanswered_call(service_data, sh(2026, 11, 20, 15, 0))
     _unanswered_call(service_data, sh(2026, 12, 1, 11, 0))  # December: not closed yet
 
-    _night(service_data, focused_settings_for, sh(2026, 8, 5, 10, 0))
+    _night(service_data, unapproved_settings_for, sh(2026, 8, 5, 10, 0))
     assert _ledger(service_data.engine) == ([], ["2026-06", "2026-Q2"])
-    caught_up = _night(service_data, focused_settings_for, sh(2026, 12, 12, 10, 0))
+    caught_up = _night(service_data, unapproved_settings_for, sh(2026, 12, 12, 10, 0))
 
     booked, closed = _ledger(service_data.engine)
     months = ["2026-07", "2026-08", "2026-09", "2026-10", "2026-11"]
@@ -120,23 +120,23 @@ def test_five_months_down_closes_each_month_once_in_order_and_a_rerun_adds_nothi
         summary = [t for key, t in notices if key.startswith(f"ledger-summary|{month}|")]
         assert summary == ["penalty_summary"], month
 
-    again = _night(service_data, focused_settings_for, sh(2026, 12, 12, 10, 0))
+    again = _night(service_data, unapproved_settings_for, sh(2026, 12, 12, 10, 0))
     assert again.ledger["entries_booked"] == 0 and again.ledger["periods_closed"] == []
     assert again.counts["notices_queued"] == 0
     assert _ledger(service_data.engine) == (booked, closed)
     assert _ledger_notices(service_data.engine) == notices
 
 
-def test_a_call_found_after_the_late_close_is_a_correction(service_data, focused_settings_for):
+def test_a_call_found_after_the_late_close_is_a_correction(service_data, unapproved_settings_for):
     _unanswered_call(service_data, sh(2026, 9, 15, 10, 0))
-    _night(service_data, focused_settings_for, sh(2026, 10, 9, 10, 0))
-    _night(service_data, focused_settings_for, sh(2026, 11, 11, 10, 0))
+    _night(service_data, unapproved_settings_for, sh(2026, 10, 9, 10, 0))
+    _night(service_data, unapproved_settings_for, sh(2026, 11, 11, 10, 0))
     # A September call imported the next night: September is closed, its correction window
     # (until 10 November) is over, so it stays as closed; October's is open and corrected.
     _unanswered_call(service_data, sh(2026, 9, 20, 10, 0))
     _unanswered_call(service_data, sh(2026, 10, 20, 10, 0))
 
-    _night(service_data, focused_settings_for, sh(2026, 11, 12, 10, 0))
+    _night(service_data, unapproved_settings_for, sh(2026, 11, 12, 10, 0))
 
     booked, _ = _ledger(service_data.engine)
     assert booked == [

@@ -281,7 +281,7 @@ def test_survey_average_and_effective_improvement_are_rewarded(service_data, set
 
 
 def test_the_close_sends_each_person_a_notice_and_the_manager_a_summary(
-    service_data, focused_settings_for, tmp_path
+    service_data, unapproved_settings_for, tmp_path
 ):
     for role in ("accounting", "payroll"):
         service_data.add(
@@ -291,7 +291,7 @@ def test_the_close_sends_each_person_a_notice_and_the_manager_a_summary(
     _complaint(service_data, sh(2026, 10, 5, 11, 0))
     _complaint(service_data, sh(2026, 10, 8, 16, 0), responsible_staff_id=None)
 
-    result = _run(service_data, focused_settings_for)
+    result = _run(service_data, unapproved_settings_for)
 
     with service_data.engine.connect() as conn:
         notices = list(conn.execute(select(Notice).order_by(Notice.id)))

@@ -69,10 +69,11 @@ def test_shipped_penalties_cover_seed_rows_14_to_17_and_20():
         "survey-excellence",
         "quarterly-target-bonus",
     }
-    assert (policy.ledger.currency, policy.ledger.close_on_day) == ("CNY", 10)
+    assert policy.ledger.currency == {"CN": "CNY", "TW": "TWD", "ES": "EUR"}
+    assert policy.ledger.close_on_day == 10
     hotline = next(t for t in policy.tallies if t.rule.id == "unanswered-hotline")
     assert hotline.rule.local_hours == ("09:00", "22:00")
-    assert hotline.rule.amount.each == Decimal(50) and hotline.currency == "CNY"
+    assert hotline.rule.amount.each == Decimal(50) and hotline.currency({"country": "CN"}) == "CNY"
     bonus = next(t.rule for t in policy.tallies if t.rule.id == "quarterly-target-bonus")
     assert [item.weight for item in bonus.score] == [Decimal("0.4"), Decimal("0.3"), Decimal("0.3")]
     assert [b.at_least for b in bonus.score[0].bands] == [1, Decimal("0.95"), Decimal("0.9")]

@@ -35,7 +35,11 @@ def _tally(entity: str, **rule: Any) -> CompiledTally:
 
 def _group(rows: list[dict[str, Any]]) -> Group:
     return Group(
-        OCTOBER, 7, "staff", [{"id": i, PARTY.format(0): 7, **r} for i, r in enumerate(rows, 1)]
+        OCTOBER,
+        7,
+        "staff",
+        "CNY",
+        [{"id": i, PARTY.format(0): 7, **r} for i, r in enumerate(rows, 1)],
     )
 
 

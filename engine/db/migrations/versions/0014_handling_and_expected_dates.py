@@ -7,7 +7,7 @@ column the import fills, `complaints.handling_due_at`. 003-6 1.3.3 has the custo
 `service_requests.expected_at`, which the delay letter gives instead of the original deadline.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-07 04:30:00
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 import engine.db.types
 
 revision: str = "0014"
-down_revision: str | None = "0012"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
