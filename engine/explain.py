@@ -448,18 +448,22 @@ def _tally_lines(
     candidates = [
         (role, row.get(tally_amounts.PARTY.format(i))) for i, role in enumerate(rule.charge)
     ]
-    names = dict(
-        conn.execute(
-            select(Staff.id, Staff.name).where(Staff.id.in_([w for _, w in candidates if w]))
-        ).all()
-    )
-    for role, who in candidates:
-        lines.append(
-            ("charge", f"{role}: {names.get(who, who)} (staff {who})" if who else f"{role}: nobody")
+    people = {
+        person.id: person
+        for person in conn.execute(
+            select(Staff.id, Staff.name, Staff.role).where(
+                Staff.id.in_([w for _, w in candidates if w])
+            )
         )
+    }
+    for role, who in candidates:
+        name = people[who].name if who in people else who
+        lines.append(("charge", f"{role}: {name} (staff {who})" if who else f"{role}: nobody"))
+    charged = next((people[w] for _, w in candidates if w in people), None)
+    amount = rule.amount_for(charged.role if charged else None)
     branch = {part: row.get(tally_amounts.BRANCH.format(part)) for part in ("code", "country")}
     currency = item.currency(branch) or "(no currency for the branch)"
-    base = tally_amounts.base_amount(item, row, currency, Counter())
+    base = tally_amounts.base_amount(item, amount, row, currency, Counter())
     what = "penalty" if rule.sign < 0 else "reward"
     if base is not None:
         times, why = tally_amounts.factor(rule, row)
@@ -467,7 +471,7 @@ def _tally_lines(
         lines.append(("amount", f"{what} {shown}" + (f" × {times} ({why})" if why else "")))
     else:
         measured = rule.measure or "score"
-        lines.append(("amount", f"{what} {rule.amount}, on the {measured} per person and period"))
+        lines.append(("amount", f"{what} {amount}, on the {measured} per person and period"))
     entries = conn.execute(
         select(
             LedgerEntry.period,

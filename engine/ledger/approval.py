@@ -82,7 +82,7 @@ def hold(
     entries = LedgerEntry.__table__
     keys = [f.key for f in held]
     found = conn.execute(select(entries.c.key, entries.c.id).where(entries.c.key.in_(keys)))
-    ids = dict(found.tuples().all())
+    ids = dict(found.all())
     groups: dict[tuple[str, int], tuple[int | None, list[int]]] = {}
     for finding in held:
         month = Period.parse(finding.occurrence).closing_month.key

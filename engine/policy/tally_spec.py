@@ -293,6 +293,13 @@ def _or_phrase(pattern: str, example: str) -> Callable[[dict[str, Any]], None]:
 _MEASURE_PHRASE = _or_phrase(_ecma(*_MEASURES.values()), "'average of attitude, skill'")
 _AMOUNT_PHRASE = _or_phrase(_ecma(_EACH, _SHARE, _PER_POINT), "'50 each' or '8 per point'")
 
+
+def _amounts_phrase(schema: dict[str, Any]) -> None:
+    """JSON Schema hook: a mapping whose values are amounts or their phrases."""
+    for value in schema["patternProperties"].values():  # keys are role words
+        _AMOUNT_PHRASE(value)
+
+
 # ---------------------------------------------------------------- rule parts
 
 
@@ -378,23 +385,39 @@ class Multiplier(_Frozen):
     by: Factor = Field(description="Factor, e.g. 2 for double")
 
 
+class Gate(_Frozen):
+    """The least a measure must reach: `{at_least: 94}`, or `{at_least: 94%}` for a ratio."""
+
+    at_least: Threshold = Field(description="Lower edge, included")
+
+
 class ScoreItem(_Frozen):
-    """One weighted part of a score: a measure over some entities, turned into points."""
+    """One weighted part of a score: a measure over some entities, turned into points; or a
+    gate (`gate: {at_least: 94}`) the measure must reach for any amount, worth no points."""
 
     name: str = Field(min_length=1, description="What the part is, for reasons and notices")
-    weight: Share = Field(description="Share of the score, e.g. 40%")
+    weight: Share | None = Field(None, description="Share of the score, e.g. 40%")
     when: str | None = Field(None, description="Which entities this part measures")
     measure: Measure = Field(
         description="'ratio of actual to target', 'average of actual', ...",
         json_schema_extra=_MEASURE_PHRASE,
     )
-    bands: tuple[PointsBand, ...] = Field(min_length=1, description="Points, highest band first")
+    bands: tuple[PointsBand, ...] = Field((), description="Points, highest band first")
     required: bool = Field(
         False, description="Below the lowest band (or nothing measured): no amount at all"
+    )
+    gate: Gate | None = Field(
+        None, description="Instead of weight and bands: below this (or nothing measured), no amount"
     )
 
     @model_validator(mode="after")
     def _ordered(self) -> ScoreItem:
+        if self.gate is not None:
+            if self.weight is not None or self.bands or self.required:
+                raise ValueError("a `gate` part has no `weight`, `bands` or `required`")
+            return self
+        if self.weight is None or not self.bands:
+            raise ValueError("a score part needs a `weight` and `bands` (or is a `gate`)")
         _check_bands(self.bands)
         return self
 
@@ -432,6 +455,12 @@ class TallyRule(Rule):
     )
     cap: Money | None = Field(None, description="At most this much per person and period")
     score: tuple[ScoreItem, ...] = Field((), description="Weighted parts, for 'N per point'")
+    by_role: dict[Word, Amount] = Field(
+        {},
+        description="The amount for people of these roles, in the same form as the rule's: "
+        "{service_manager: 25 per point}",
+        json_schema_extra=_amounts_phrase,
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TallyRule:
@@ -446,10 +475,19 @@ class TallyRule(Rule):
             raise ValueError("`multiply` works on amounts per entity ('50 each', '10% of F')")
         if self.min_count is not None and form in ("each", "share"):
             raise ValueError("`min_count` works with a `measure` or a `score`")
-        if self.score and sum(item.weight for item in self.score) != ONE_HUNDRED_PERCENT:
-            total = _percent_text(sum(item.weight for item in self.score))
-            raise ValueError(f"the score's weights add up to {total}, not 100%")
+        weights = sum(item.weight for item in self.score if item.weight is not None)
+        if self.score and weights != ONE_HUNDRED_PERCENT:
+            raise ValueError(f"the score's weights add up to {_percent_text(weights)}, not 100%")
+        for role, amount in self.by_role.items():
+            if amount.form != form:
+                raise ValueError(
+                    f"by_role: {role}'s amount '{amount}' is not in the form of '{self.amount}'"
+                )
         return self
+
+    def amount_for(self, role: str | None) -> Amount:
+        """The amount for a person of `role`: their role's, else the rule's."""
+        return self.by_role.get(role or "", self.amount)
 
     @property
     def amount(self) -> Amount:

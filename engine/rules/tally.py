@@ -123,12 +123,13 @@ def judge(
         return [], {}
     skipped: Counter[str] = Counter()
     rows = conn.execute(source_query(tally, periods, as_of)).mappings()
-    current = [
-        t for g in group(tally, rows, periods, skipped) if (t := tally_group(tally, g, skipped))
-    ]
+    groups = group(tally, rows, periods, skipped)
     keys = [p.key for p in periods]
     was = booked(conn, tally.rule.id, keys)
-    staff = _staff(conn, {t.party for t in current} | {party for _, party in was})
+    staff = _staff(conn, {g.party for g in groups} | {party for _, party in was})
+    for one in groups:  # a role may have an amount of its own (by_role)
+        one.role = staff.get(one.party, {}).get("role")
+    current = [t for g in groups if (t := tally_group(tally, g, skipped))]
     found = differences(tally, periods, current, was, closed(conn, keys), staff)
     return found, dict(skipped)
 

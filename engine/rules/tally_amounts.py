@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.ledger.periods import Period
 from engine.policy import CompiledTally
-from engine.policy.tally_spec import Measure, MoneyBand, PointsBand, TallyRule
+from engine.policy.tally_spec import Amount, Measure, MoneyBand, PointsBand, TallyRule
 
 LOCAL = "_local"
 BRANCH = "_branch_{}"  # the entity's branch code and country, which decide the currency
@@ -38,6 +38,11 @@ class Group:
     via: str
     currency: str
     rows: list[Mapping[str, Any]] = field(default_factory=list)
+    role: str | None = None  # the person's role, which may have an amount of its own
+
+    def amount(self, rule: TallyRule) -> Amount:
+        """The amount this person is tallied by: their role's (`by_role`), else the rule's."""
+        return rule.amount_for(self.role)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +117,7 @@ def group(
 
 def tally_group(tally: CompiledTally, group: Group, skipped: Counter[str]) -> Tallied | None:
     """The signed amount of one group, or None when nothing is owed."""
-    form = tally.rule.amount.form
+    form = group.amount(tally.rule).form
     if form in ("each", "share"):
         return _per_entity(tally, group, skipped)
     if form == "bands":
@@ -129,7 +134,7 @@ def _per_entity(tally: CompiledTally, group: Group, skipped: Counter[str]) -> Ta
     parts: list[str] = []
     factors: dict[str, str] = {}
     for row in group.rows:
-        base = base_amount(tally, row, currency, skipped)
+        base = base_amount(tally, group.amount(rule), row, currency, skipped)
         if base is None:
             continue
         entity_id = str(row["id"])
@@ -154,11 +159,14 @@ def _per_entity(tally: CompiledTally, group: Group, skipped: Counter[str]) -> Ta
 
 
 def base_amount(
-    tally: CompiledTally, row: Mapping[str, Any], currency: str, skipped: Counter[str]
+    tally: CompiledTally,
+    amount: Amount,
+    row: Mapping[str, Any],
+    currency: str,
+    skipped: Counter[str],
 ) -> Decimal | None:
-    """One entity's amount before factors (`each`, or the share of its field, which must be
+    """One entity's `amount` before factors (`each`, or the share of its field, which must be
     in `currency`), if it has one."""
-    amount = tally.rule.amount
     if amount.each is not None:
         return amount.each
     if amount.of is None:
@@ -221,7 +229,7 @@ def _banded(tally: CompiledTally, group: Group) -> Tallied | None:
     if rule.min_count and count < rule.min_count:
         return None
     value = measure(rule.measure, group.rows)
-    hit: MoneyBand | None = band(rule.amount.bands, value)
+    hit: MoneyBand | None = band(group.amount(rule).bands, value)
     if hit is None:
         return None
     total = hit.amount * rule.sign
@@ -244,6 +252,12 @@ def _scored(tally: CompiledTally, group: Group) -> Tallied | None:
     for index, item in enumerate(rule.score):
         rows = [r for r in group.rows if item.when is None or r.get(PART.format(index))]
         value = measure(item.measure, rows) if rows else None
+        if item.gate is not None:
+            if value is None or value < item.gate.at_least:
+                return None  # a gate not reached: no amount at all
+            words.append(f"{item.name} {_shown(item.measure, value)} reaches {item.gate.at_least}")
+            continue
+        assert item.weight is not None  # a part without a gate has one (the loader checks)
         hit: PointsBand | None = band(item.bands, value)
         if hit is None and item.required:
             return None  # below the required part's lowest band: no amount at all
@@ -261,7 +275,7 @@ def _scored(tally: CompiledTally, group: Group) -> Tallied | None:
         )
     if not points:
         return None
-    per_point = rule.amount.per_point or Decimal(0)
+    per_point = group.amount(rule).per_point or Decimal(0)
     total = money(points * per_point) * rule.sign
     reason = (
         f"{'; '.join(words)} = {points.normalize():f} points × {money(per_point)} "

@@ -236,6 +236,7 @@ def test_quarterly_target_bands_at_their_edges(service_data, settings_for, actua
         ("task", "100.00", actual),
         ("service_review", None, "95"),
         ("training", None, "90"),
+        ("attendance", None, "97.5"),
     ):
         service_data.add(
             Target, branch_id=service_data.branch, staff_id=technician,
@@ -254,6 +255,32 @@ def test_quarterly_target_bands_at_their_edges(service_data, settings_for, actua
     (finding,) = [f for f in result.findings if f["rule"] == "quarterly-target-bonus"]
     assert finding["occurrence"] == "2026-Q3"
     assert f"→ {points} points × 40%" in finding["reason"]
+
+
+def test_the_quarterly_bonus_is_the_roles_own_and_needs_the_attendance(service_data, settings_for):
+    """003-14: 完成季度任务后按岗位不同分别奖励 (服务经理 2500 …); 出勤率 (94% for everyone)."""
+    manager, technician = service_data.staff["service_manager"], service_data.staff["technician"]
+    absent = service_data.staff["team_lead"]
+    for person, attendance in ((manager, "96"), (technician, "94"), (absent, "93.9")):
+        for item, target, value in (
+            ("task", "100.00", "100.00"),
+            ("service_review", None, "95"),
+            ("training", None, "90"),
+            ("attendance", None, attendance),
+        ):
+            service_data.add(
+                Target, branch_id=service_data.branch, staff_id=person,
+                period_start=date(2026, 7, 1), item=item,
+                target=Decimal(target) if target else None, actual=Decimal(value),
+            )  # fmt: skip
+
+    _run(service_data, settings_for, as_of=datetime(2026, 10, 10, 9, 0, tzinfo=SHANGHAI))
+
+    # 100 points: the service manager's 2,500, a technician the default 800; 93.9% is short.
+    assert _booked(service_data.engine, "quarterly-target-bonus") == {
+        manager: Decimal("2500.00"),
+        technician: Decimal("800.00"),
+    }
 
 
 def test_survey_average_and_effective_improvement_are_rewarded(service_data, settings_for):

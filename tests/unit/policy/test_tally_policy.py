@@ -75,8 +75,15 @@ def test_shipped_penalties_cover_seed_rows_14_to_17_and_20():
     assert hotline.rule.local_hours == ("09:00", "22:00")
     assert hotline.rule.amount.each == Decimal(50) and hotline.currency({"country": "CN"}) == "CNY"
     bonus = next(t.rule for t in policy.tallies if t.rule.id == "quarterly-target-bonus")
-    assert [item.weight for item in bonus.score] == [Decimal("0.4"), Decimal("0.3"), Decimal("0.3")]
-    assert [b.at_least for b in bonus.score[0].bands] == [1, Decimal("0.95"), Decimal("0.9")]
+    assert [item.weight for item in bonus.score] == [
+        None,
+        Decimal("0.4"),
+        Decimal("0.3"),
+        Decimal("0.3"),
+    ]
+    assert bonus.score[0].gate is not None and bonus.score[0].gate.at_least == Decimal(94)
+    assert bonus.amount_for("service_manager").per_point == Decimal(25)
+    assert [b.at_least for b in bonus.score[1].bands] == [1, Decimal("0.95"), Decimal("0.9")]
 
 
 def test_phrases_read_like_speech():
@@ -131,6 +138,37 @@ def test_money_is_decimal_never_float():
             "add up to 40%",
         ),
         ({"reward": "5 each", "multiply": [{"by": 0}]}, "above 0"),
+        (
+            {
+                "reward": "5 each",
+                "by_role": {"service_manager": {"bands": [{"at_least": 1, "amount": 9}]}},
+            },
+            "service_manager's amount .* is not in the form of '5 each'",
+        ),
+        (
+            {
+                "reward": "8 per point",
+                "score": [
+                    {
+                        "name": "a",
+                        "weight": "100%",
+                        "measure": "count",
+                        "bands": [{"at_least": 1, "points": 1}],
+                    },
+                    {"name": "gate", "weight": "10%", "measure": "count", "gate": {"at_least": 94}},
+                ],
+            },
+            "a `gate` part has no `weight`",
+        ),
+        (
+            {
+                "reward": "8 per point",
+                "score": [
+                    {"name": "a", "measure": "count", "bands": [{"at_least": 1, "points": 1}]}
+                ],
+            },
+            "needs a `weight` and `bands`",
+        ),
     ],
 )
 def test_inconsistent_tallies_are_refused(extra, message):
