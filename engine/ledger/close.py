@@ -98,7 +98,7 @@ def settle(
     titles = {t.rule.id: t.rule.title for t in policy.tallies}
     summaries = {m.key: build_summary(conn, m, titles) for m in months}
     result.summaries = [s for s in summaries.values() if s.entries or s.period in result.closed]
-    directory = directory or Directory(conn)
+    directory = directory or Directory(conn, roles=policy.roles)
     lines = {f.key: _line(f, titles, run_id, as_of) for f in booked}
     letters = _person_letters(booked, lines, policy, directory, result.reasons)
     for month in closing_months(closed):
