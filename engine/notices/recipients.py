@@ -124,3 +124,17 @@ class Directory:
         """The declared role a department field holds ('' when empty or not declared)."""
         role = value.strip() if isinstance(value, str) else ""
         return role if self.roles is None or role in self.roles else ""
+
+    def _person(self, role: str, kind: str, row: Mapping[str, Any]) -> Recipient:
+        locale = row.get("locale") or "en"
+        spec = self.roles.get(role) if self.roles and kind == "staff" else None
+        return Recipient(
+            role=role,
+            kind=kind,
+            id=row["id"],
+            name=row["name"],
+            address=row.get("email"),
+            locale=locale,
+            phone=row.get("phone"),
+            role_title=spec.title_in(locale) if spec else None,
+        )
