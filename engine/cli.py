@@ -154,18 +154,38 @@ def import_(
 
 
 @app.command()
-def validate(rules: RulesOpt = None, templates: TemplatesOpt = None) -> None:
-    """Check the policy files and the templates they name; exit 2 on any problem."""
+def validate(rules: RulesOpt = None, templates: TemplatesOpt = None, db: DbOpt = None) -> None:
+    """Check the policy files and the templates they name; exit 2 on any problem. With a
+    database at hand, warn of staff holding a role the policy does not declare."""
     from engine.run import load_checked_policy
 
     with _handled():
-        settings = _settings(rules=rules, templates=templates)
+        settings = _settings(rules=rules, templates=templates, db=db)
         policy, templates_found = load_checked_policy(settings)
         templates_found.check_costs()  # runaway whatever the data (engine/notices/templates.py)
         ids = policy.rule_ids()
         out.print(
             f"policy OK: {len(ids)} rules in {len(policy.files)} files, version {policy.hash}"
         )
+        for warning in _staff_warnings(settings, policy.roles):
+            err.print(f"warning: {warning}", highlight=False)
+
+
+def _staff_warnings(settings: Settings, roles: Any) -> list[str]:
+    """Staff roles the policy does not declare; none when there is no database to read."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from engine.notices.recipients import undeclared_roles
+
+    url = make_url(settings.db)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        return []  # validating a policy needs no database: do not create one
+    try:
+        with _connect(settings).connect() as conn:
+            return undeclared_roles(conn, roles)
+    except SQLAlchemyError as exc:
+        return [f"staff roles not checked, the database could not be read: {exc}"]
 
 
 @app.command(name="preview")

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import difflib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, func, inspect, select
 
 from engine.db.catalogue import role_routes
 from engine.db.models import Branch, Customer, Staff
@@ -120,6 +121,32 @@ class Directory:
             people = self.resolve(table, role, record)
         return role or plan.role, people
 
+    def describe(self, table: Table, plan: NoticePlan, record: Mapping[str, Any]) -> str:
+        """Who a notice plan reaches for `record`, and why, for `aftersales explain`."""
+        role, people = self.reach(table, plan, record)
+        first = plan.role
+        if plan.department:
+            named = record.get(plan.role)
+            first = self.named_role(named)
+            shown = repr(named) if named else "empty"
+            why = f"{plan.role} = {shown}" + ("" if first or not named else " (not declared)")
+        else:
+            why = plan.role + (" at head office" if plan.head_office else "")
+        if plan.otherwise and role == plan.otherwise != first:
+            why += f", nobody there: otherwise {role}"
+        elif plan.department and people:
+            why += f": role {role}"
+        who = ", ".join(
+            f"{p.name} <{p.address or 'no address'}> ({self._where(p)})" for p in people
+        )
+        return f"{why} -> {who or f'nobody in role {role}'}"
+
+    def _where(self, person: Recipient) -> str:
+        if person.kind != "staff":
+            return person.kind
+        branch_id = self.staff.get(person.id, {}).get("branch_id")
+        return self.branches[branch_id]["code"] if branch_id in self.branches else "head office"
+
     def named_role(self, value: Any) -> str:
         """The declared role a department field holds ('' when empty or not declared)."""
         role = value.strip() if isinstance(value, str) else ""
@@ -138,3 +165,25 @@ class Directory:
             phone=row.get("phone"),
             role_title=spec.title_in(locale) if spec else None,
         )
+
+
+def undeclared_roles(conn: Connection, roles: Mapping[str, RoleSpec]) -> list[str]:
+    """A warning per role held by staff rows that the policy does not declare: no rule
+    reaches them through it (a typo in the staff data, or a role missing from roles.yaml)."""
+    if not inspect(conn).has_table(Staff.__tablename__):
+        return []
+    held = conn.execute(
+        select(Staff.role, func.count())
+        .where(Staff.role.not_in(list(roles)))
+        .group_by(Staff.role)
+        .order_by(Staff.role)
+    )
+    warnings = []
+    for role, count in held:
+        close = difflib.get_close_matches(role, list(roles), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "declare it under `roles:`"
+        warnings.append(
+            f"{count} staff row(s) hold role {role!r}, which the policy does not declare: "
+            f"no rule reaches them through it ({hint})"
+        )
+    return warnings
