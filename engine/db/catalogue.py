@@ -46,8 +46,8 @@ def _routes(table: Table, roles: tuple[str, ...]) -> tuple[tuple[str, RoleRoute]
     if "customer_id" in table.c:
         routes["customer"] = RoleRoute("customer", column="customer_id")
     if "branch_id" in table.c:
-        for role in roles:
-            routes[role] = RoleRoute("branch_role", role=role)
+        for role in roles:  # `customer` stays the customer's
+            routes.setdefault(role, RoleRoute("branch_role", role=role))
     for column in table.c:
         targets = {fk.column.table.name for fk in column.foreign_keys}
         if "staff" in targets and column.name.endswith("_id"):

@@ -270,10 +270,10 @@ def test_wall_clock_deadline_stays_wall_clock_with_a_working_time_escalation(
     sla = rules / "sla.yaml"
     sla.write_text(
         sla.read_text().replace(
-            "    on_late_stop: {notice: inquiry_notice, notify: [responsible_department]}",
-            "    on_late_stop: {notice: inquiry_notice, notify: [responsible_department]}\n"
+            "    on_late_stop:\n      notice: inquiry_notice\n",
             "    escalate:\n"
-            "      - {after: 2 working hours, notice: escalation, notify: [service_manager]}",
+            "      - {after: 2 working hours, notice: escalation, notify: [service_manager]}\n"
+            "    on_late_stop:\n      notice: inquiry_notice\n",
         )
     )
     li = service_data.customer("Li Wei", locale="zh-CN")
