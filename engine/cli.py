@@ -156,7 +156,7 @@ def import_(
 @app.command()
 def validate(rules: RulesOpt = None, templates: TemplatesOpt = None, db: DbOpt = None) -> None:
     """Check the policy files and the templates they name; exit 2 on any problem. With a
-    database at hand, warn of staff holding a role the policy does not declare."""
+    database at hand, warn of roles held by staff or named on rows that it does not declare."""
     from engine.run import load_checked_policy
 
     with _handled():
@@ -167,23 +167,25 @@ def validate(rules: RulesOpt = None, templates: TemplatesOpt = None, db: DbOpt =
         out.print(
             f"policy OK: {len(ids)} rules in {len(policy.files)} files, version {policy.hash}"
         )
-        for warning in _staff_warnings(settings, policy.roles):
+        for warning in _role_warnings(settings, policy):
             err.print(f"warning: {warning}", highlight=False)
 
 
-def _staff_warnings(settings: Settings, roles: Any) -> list[str]:
-    """Staff roles the policy does not declare; none when there is no database to read."""
+def _role_warnings(settings: Settings, policy: Any) -> list[str]:
+    """Roles held by staff, or named on rows notices read, that the policy does not declare;
+    none when there is no database to read."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from engine.notices.recipients import undeclared_roles
+    from engine.notices.recipients import role_fields, undeclared_roles
 
     url = make_url(settings.db)
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         return []  # validating a policy needs no database: do not create one
     try:
         with _connect(settings).connect() as conn:
-            return undeclared_roles(conn, roles)
+            fields = role_fields(r.rule for r in policy.rules())
+            return undeclared_roles(conn, policy.roles, fields)
     except SQLAlchemyError as exc:
         return [f"staff roles not checked, the database could not be read: {exc}"]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import difflib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Table, func, inspect, select
 
-from engine.db.catalogue import role_routes
+from engine.db.catalogue import entity_table, role_routes
 from engine.db.models import Branch, Customer, Staff
 from engine.policy.models import NoticePlan
 from engine.policy.roles_spec import RoleSpec
@@ -167,23 +167,48 @@ class Directory:
         )
 
 
-def undeclared_roles(conn: Connection, roles: Mapping[str, RoleSpec]) -> list[str]:
-    """A warning per role held by staff rows that the policy does not declare: no rule
-    reaches them through it (a typo in the staff data, or a role missing from roles.yaml)."""
-    if not inspect(conn).has_table(Staff.__tablename__):
-        return []
-    held = conn.execute(
-        select(Staff.role, func.count())
-        .where(Staff.role.not_in(list(roles)))
-        .group_by(Staff.role)
-        .order_by(Staff.role)
-    )
+def undeclared_roles(
+    conn: Connection, roles: Mapping[str, RoleSpec], fields: Iterable[tuple[Table, str]]
+) -> list[str]:
+    """A warning per value of a field holding role ids (`staff.role`, a `department` field
+    that notices read) that the policy does not declare: nobody is reached through it."""
     warnings = []
-    for role, count in held:
-        close = difflib.get_close_matches(role, list(roles), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "declare it under `roles:`"
-        warnings.append(
-            f"{count} staff row(s) hold role {role!r}, which the policy does not declare: "
-            f"no rule reaches them through it ({hint})"
+    for table, name in fields:
+        if not inspect(conn).has_table(table.name):
+            continue
+        column = table.c[name]
+        held = conn.execute(
+            select(column, func.count())
+            .where(column.is_not(None), column != "", column.not_in(list(roles)))
+            .group_by(column)
+            .order_by(column)
         )
+        for value, count in held:
+            close = difflib.get_close_matches(value, list(roles), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "declare it under `roles:`"
+            warnings.append(
+                f"{count} {table.name} row(s) hold {name} {value!r}, which the policy does not "
+                f"declare as a role: nobody is reached through it ({hint})"
+            )
     return warnings
+
+
+def role_fields(rules: Iterable[Any]) -> list[tuple[Table, str]]:
+    """The fields holding role ids: staff.role, and each `department` field notices read."""
+    found: dict[tuple[str, str], None] = {("staff", "role"): None}
+    for rule in rules:
+        for name in _departments(rule.model_dump()):
+            found[(rule.entity, name)] = None
+    return [(entity_table(table), name) for table, name in found]
+
+
+def _departments(value: Any) -> Iterator[str]:
+    """Every `department: FIELD` in a rule, however deeply nested (actions, escalations)."""
+    if isinstance(value, Mapping):
+        if isinstance(value.get("department"), str):
+            yield value["department"]
+        for item in value.values():
+            yield from _departments(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _departments(item)

@@ -70,6 +70,11 @@ def test_the_urge_notice_goes_to_the_department_named_on_the_complaint(service_d
     assert sent[ids[None]] == ["responsible_department@sh.example"]
     assert sent[ids["售后服务部"]] == ["responsible_department@sh.example"]
 
+    checked = CliRunner().invoke(
+        app, ["validate", *POLICY, "--db", str(data.engine.url)], catch_exceptions=False
+    )
+    assert "1 complaints row(s) hold responsible_department '售后服务部'" in checked.stderr
+
     settings = settings_for(str(data.engine.url))
     lines = dict(
         explain_rule(settings, data.engine, "complaint-first-reply", ids["warehouse"], NIGHT)
