@@ -154,12 +154,13 @@ def import_(
 
 
 @app.command()
-def validate(rules: RulesOpt = None, templates: TemplatesOpt = None) -> None:
-    """Check the policy files and the templates they name; exit 2 on any problem."""
+def validate(rules: RulesOpt = None, templates: TemplatesOpt = None, db: DbOpt = None) -> None:
+    """Check the policy files and the templates they name; exit 2 on any problem. With a
+    database at hand, warn of roles held by staff or named on rows that it does not declare."""
     from engine.run import load_checked_policy
 
     with _handled():
-        settings = _settings(rules=rules, templates=templates)
+        settings = _settings(rules=rules, templates=templates, db=db)
         policy, templates_found = load_checked_policy(settings)
         templates_found.check_costs()  # runaway whatever the data (engine/notices/templates.py)
         ids = policy.rule_ids()
@@ -168,6 +169,27 @@ def validate(rules: RulesOpt = None, templates: TemplatesOpt = None) -> None:
         )
         for item in policy.disabled:
             out.print(f"disabled: {item.rule.id}: {item.rule.disabled}")
+        for warning in _role_warnings(settings, policy):
+            err.print(f"warning: {warning}", highlight=False)
+
+
+def _role_warnings(settings: Settings, policy: Any) -> list[str]:
+    """Roles held by staff, or named on rows notices read, that the policy does not declare;
+    none when there is no database to read."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from engine.notices.recipients import role_fields, undeclared_roles
+
+    url = make_url(settings.db)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        return []  # validating a policy needs no database: do not create one
+    try:
+        with _connect(settings).connect() as conn:
+            fields = role_fields(r.rule for r in policy.rules())
+            return undeclared_roles(conn, policy.roles, fields)
+    except SQLAlchemyError as exc:
+        return [f"staff roles not checked, the database could not be read: {exc}"]
 
 
 @app.command(name="preview")

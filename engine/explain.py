@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import aliased
 
 from engine.calendar import BusinessCalendar
+from engine.db.catalogue import entity_table
 from engine.db.models import (
     Branch,
     Contract,
@@ -33,10 +34,11 @@ from engine.expr import explain as explain_condition
 from engine.ledger.approval import needs_approval
 from engine.ledger.book import closed
 from engine.ledger.periods import Period
+from engine.notices.recipients import Directory
 from engine.policy import CompiledRule, CompiledTally, LedgerSettings, Policy, ReminderRule
 from engine.policy.branch_scope import branch_in_scope
 from engine.policy.loader import CompiledObligation
-from engine.policy.models import ClassificationRule
+from engine.policy.models import Action, ClassificationRule, DeadlineRule
 from engine.rules import classification, deadline, obligation, reminder, tally, tally_amounts
 from engine.rules.repeats import repeats_of
 from engine.run import load_checked_policy
@@ -99,8 +101,31 @@ def explain_rule(
             lines += _obligation_lines(conn, item, key, matched, as_of)
         else:
             lines += _deadline_lines(conn, policy, item, record, branch, matched, as_of)
+        lines += _reach_lines(conn, policy, item, record)
         lines += _recorded(conn, item, record)
     return lines
+
+
+def _reach_lines(
+    conn: Connection, policy: Policy, item: CompiledRule[Any], record: dict[str, Any]
+) -> Lines:
+    """Who each of the rule's notices reaches for this row, as the night would queue it."""
+    rule = item.rule
+    if isinstance(rule, DeadlineRule):
+        actions: dict[str, Action] = rule.actions()
+    elif isinstance(rule, ClassificationRule):
+        actions = {f"outcome {o}": a for o, a in rule.on_outcome.items()}
+        actions.update({"mismatch": rule.on_mismatch} if rule.on_mismatch else {})
+    else:
+        actions = {"notice": rule} if isinstance(rule, Action) else {}
+    customers = [record["customer_id"]] if record.get("customer_id") else []
+    directory = Directory(conn, customers, policy.roles)
+    table = entity_table(rule.entity)
+    return [
+        (f"reaches ({state}, {plan.template})", directory.describe(table, plan, record))
+        for state, action in actions.items()
+        for plan in action.notices()
+    ]
 
 
 def explain_warranty(settings: Settings, engine: Engine, unit_id: str, as_of: datetime) -> Lines:

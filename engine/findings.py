@@ -43,7 +43,7 @@ class Finding:
     recipients: tuple[str, ...] = ()
     amount: Decimal | None = None
     currency: str | None = None
-    # (role, template, stand-in role, urgent) for each notice this finding sends.
+    # Whom each notice this finding sends goes to, with which template (NoticePlan).
     notices: tuple[NoticePlan, ...] = field(default=(), compare=False)
     record: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
     details: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)

@@ -116,7 +116,7 @@ class RulePassing:
     def people(self) -> Directory:
         """The run's branches and staff, read at first need."""
         if self.directory is None:
-            self.directory = Directory(self.conn)
+            self.directory = Directory(self.conn, roles=self.policy.roles)
         return self.directory
 
     def _close(self, rule_id: str, standing: set[str], scope: Scope | None) -> int:

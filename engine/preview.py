@@ -181,7 +181,8 @@ def _rule_samples(
             if row is None:
                 continue
             record = dict(row)
-            directory = Directory(conn, [record["customer_id"]] if "customer_id" in record else [])
+            customers = [record["customer_id"]] if "customer_id" in record else []
+            directory = Directory(conn, customers, policy.roles)
             finding = Finding(
                 rule_id=compiled.rule.id,
                 family="preview",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from sqlalchemy import Table
 
-from engine.db.models import SERVICE_TABLES, STAFF_ROLES
+from engine.db.models import SERVICE_TABLES
 
 TABLES: dict[str, Table] = {m.__tablename__: m.__table__ for m in SERVICE_TABLES}  # type: ignore[misc]
 
@@ -31,16 +33,23 @@ def entity_table(name: str) -> Table:
     return TABLES[name]
 
 
-def role_routes(table: Table) -> dict[str, RoleRoute]:
-    """Every role a rule on `table` may notify, and how each is reached."""
+def role_routes(table: Table, roles: Iterable[str]) -> dict[str, RoleRoute]:
+    """Every role a rule on `table` may notify, given the staff `roles` the policy declares,
+    and how each is reached."""
+    return dict(_routes(table, tuple(roles)))
+
+
+@lru_cache(maxsize=256)
+def _routes(table: Table, roles: tuple[str, ...]) -> tuple[tuple[str, RoleRoute], ...]:
+    # Asked once per notice queued: the answer for a table and its roles is kept.
     routes: dict[str, RoleRoute] = {}
     if "customer_id" in table.c:
         routes["customer"] = RoleRoute("customer", column="customer_id")
     if "branch_id" in table.c:
-        for role in STAFF_ROLES:
-            routes[role] = RoleRoute("branch_role", role=role)
+        for role in roles:  # `customer` stays the customer's
+            routes.setdefault(role, RoleRoute("branch_role", role=role))
     for column in table.c:
         targets = {fk.column.table.name for fk in column.foreign_keys}
         if "staff" in targets and column.name.endswith("_id"):
             routes[column.name.removesuffix("_id")] = RoleRoute("staff_column", column=column.name)
-    return routes
+    return tuple(routes.items())

@@ -456,12 +456,12 @@ _OUTCOMES = {
     "en": ("Repaired again with an apology", "Unit replaced", "Compensated under the contract"),
 }
 
-_DEPARTMENTS = {
-    "zh-CN": "售后服务部",
-    "zh-TW": "售後服務部",
-    "es": "Servicio técnico",
-    "en": "After-sales service",
-}
+# The department a complaint is routed to when accepted: a role the policy declares
+# (rules/roles.yaml), whose holders get its urge and inquiry notices (002 八).
+_DEPARTMENTS = ("quality", "warehouse", "production", "marketing")
+# Declared by the seeds, held at head office: the HQ service department (000 art.20) and the
+# departments complaints are routed to; the first branch has its own quality person.
+_HEAD_OFFICE_DEPARTMENTS = ("service_manager", "general_manager", "hr", *_DEPARTMENTS)
 
 _SURVEY_COMMENTS = {
     "zh-CN": ("师傅很专业", "来得有点晚", "态度很好", "问题没有彻底解决"),
@@ -732,6 +732,7 @@ class _Demo:
         for branch in self.branches:
             self._targets(branch)
             self._work_records(branch)
+        self._departments()
 
     def _branch(self, spec: _BranchSpec, group: int, blocks: int) -> _Branch:
         zone = ZoneInfo(spec.timezone)
@@ -812,6 +813,14 @@ class _Demo:
                     branch.technicians.append(self._add_staff(branch, "technician", lead, loc))
             # Someone who left: recipients must skip inactive staff.
             self._add_staff(branch, "technician", lead, loc, active=False)
+
+    def _departments(self) -> None:
+        """Head office's departments, added last so the rest of the data stays as it was."""
+        head = self.head_office
+        for role in _HEAD_OFFICE_DEPARTMENTS:
+            head[role] = self._add_staff(None, role, head["vice_general_manager"], "zh-CN")
+        first = self.branches[0]
+        self._add_staff(first, "quality", head["quality"], first.spec.locale)
 
     # ------------------------------------------------------------ one block
 
@@ -1219,7 +1228,8 @@ class _Demo:
             (complaint_id, f"CP-{branch.code}-{complaint_id:07d}", branch.id, customer.id,
              self._pick(customer.requests) if customer.requests else None, kind, severity, status,
              received, min(accepted, as_of), replied, closed, handling_due, staff,
-             _DEPARTMENTS[locale] if closed else None, verified and closed is not None, repeat_of,
+             _DEPARTMENTS[complaint_id % len(_DEPARTMENTS)], verified and closed is not None,
+             repeat_of,
              satisfied if closed else None, outcome if closed else None, compensation,
              branch.spec.currency if compensation is not None else None),
         )  # fmt: skip

@@ -98,7 +98,7 @@ def settle(
     due = in_closing_order(p for k in kinds for p in to_settle(conn, k, as_of, policy.ledger))
     closed = close(conn, due, policy.ledger, run_id=run_id, as_of=as_of, policy_hash=policy.hash)
     result.entries, result.closed = len(booked), [p.key for p in closed]
-    directory = directory or Directory(conn)
+    directory = directory or Directory(conn, roles=policy.roles)
     titles = {t.rule.id: t.rule.title for t in policy.tallies}
     lines = {f.key: _line(f, titles, run_id, as_of) for f in booked}
     held = [

@@ -112,16 +112,15 @@ def queue_notices(
     report = QueueReport()
     customer_ids = [f.record["customer_id"] for f in findings if f.record.get("customer_id")]
     if directory is None:
-        directory = Directory(conn)
+        directory = Directory(conn, roles=policy.roles)
     directory.read_customers(conn, customer_ids)
     titles = {r.rule.id: r.rule for r in policy.rules()}
     rows: list[dict[str, Any]] = []
     for finding in findings:
         table = entity_table(finding.entity)
-        for role, template, otherwise, urgent in finding.notices:
-            people = directory.resolve(table, role, finding.record)
-            if not people and otherwise:
-                people = directory.resolve(table, otherwise, finding.record)
+        for plan in finding.notices:
+            role, people = directory.reach(table, plan, finding.record)
+            template, urgent = plan.template, plan.urgent
             if not people:
                 # Kept as a dead row, so the gap shows in the outbox and can be followed up.
                 nobody = Recipient(role, "nobody", 0, f"(nobody in role {role})", None, "en")

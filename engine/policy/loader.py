@@ -41,6 +41,7 @@ from engine.policy.models import (
     Rule,
 )
 from engine.policy.obligation_spec import ObligationRule
+from engine.policy.roles_spec import STANDARD_ROLES, RoleSpec, declared_roles, standard_roles
 from engine.policy.schedule_spec import ScheduleSpec
 from engine.policy.source import Path_, SourceFile, read_policy_file
 from engine.policy.tally_spec import LedgerSettings, TallyRule
@@ -110,6 +111,7 @@ class Policy:
     kpi_report: KpiReport = field(default_factory=KpiReport)
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     disabled: tuple[CompiledRule[Any], ...] = ()  # validated, explained, never judged
+    roles: Mapping[str, RoleSpec] = field(default_factory=standard_roles)
 
     @property
     def warranty(self) -> WarrantyBook:
@@ -176,7 +178,8 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     views = build_views(_warranty(parsed, problems))
     ledger = _single(parsed, "ledger", problems)
     settings = ledger[1] if ledger else LedgerSettings()
-    checks = _RuleChecks(templates, calendars, problems, views, settings)
+    roles = declared_roles(((p.source, p.model.roles) for p in parsed), problems)
+    checks = _RuleChecks(templates, calendars, problems, views, settings, tuple(roles))
     live = defaults.effective_from
     reminders = checks.family(parsed, "reminders", checks.reminder, live)
     deadlines = checks.family(parsed, "deadlines", checks.deadline, live)
@@ -212,6 +215,7 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
         kpi_report[1] if kpi_report else KpiReport(),
         schedule=schedule[1] if schedule else ScheduleSpec(),
         disabled=tuple(checks.disabled),
+        roles=roles,
     )
 
 
@@ -421,7 +425,9 @@ class _RuleChecks:
         problems: list[Problem],
         views: Views,
         ledger: LedgerSettings | None = None,
+        roles: tuple[str, ...] = STANDARD_ROLES,
     ):
+        self.roles = roles  # the staff roles the policy declares
         self.templates = templates
         self.calendars = calendars
         self.problems = problems
@@ -638,22 +644,39 @@ class _RuleChecks:
     def action(
         self, source: SourceFile, where: Path_, action: ReminderRule | Action, table: FromClause
     ) -> None:
-        """Every notified role is reachable from `table`; every notice has templates."""
-        known = role_routes(entity_table(table.name))
+        """Every notified role is declared and reachable from `table`, a department is a text
+        field of it, and every notice has templates."""
+        known = role_routes(entity_table(table.name), self.roles)
         for index, recipient in enumerate(action.notify):
+            at: Path_ = (*where, "notify", index)
             for key, role in (("role", recipient.role), ("otherwise", recipient.otherwise)):
                 if role is None or role in known:
                     continue
                 close = difflib.get_close_matches(role, list(known), n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"roles: {', '.join(known)}"
-                at = (*where, "notify", index) if key == "role" else (*where, "notify", index, key)
                 self.problems.append(
-                    Problem(f"unknown role {role!r} for {table.name}", source.location(at), hint)
+                    Problem(
+                        f"unknown role {role!r} for {table.name}",
+                        source.location((*at, key)),
+                        hint + " (staff roles are declared under `roles:`)",
+                    )
+                )
+            if recipient.department is not None:
+                self.field(source, (*at, "department"), recipient.department, table, (String,))
+            route = known.get(recipient.role or "")
+            if recipient.at and route is not None and route.kind != "branch_role":
+                self.problems.append(
+                    Problem(
+                        f"`at: {recipient.at}` needs a staff role; {recipient.role!r} is "
+                        f"the {table.name} row's own {route.column}",
+                        source.location((*at, "at")),
+                        "remove `at`, or name a role held at head office",
+                    )
                 )
             if recipient.notice:
                 self.notice(source, (*where, "notify", index, "notice"), recipient.notice)
         self.notice(source, (*where, "notice"), action.notice)
-        roles = {role for r in action.notify for role in (r.role, r.otherwise) if role}
+        roles = {role for r in action.notify for role in (r.label, r.otherwise) if role}
         if action.urgent and roles <= {"customer"}:
             # Only staff notices wait for a digest: `urgent` here would promise nothing.
             self.problems.append(
@@ -680,6 +703,19 @@ class _RuleChecks:
         key = "penalty" if rule.penalty is not None else "reward"
         if rule.amount.of is not None:
             self.field(source, (*where, key, "of"), rule.amount.of, table, (Integer, Numeric))
+        for role, amount in rule.by_role.items():
+            at_role: Path_ = (*where, "by_role", role)
+            if role not in self.roles:
+                close = difflib.get_close_matches(role, list(self.roles), n=1)
+                self.problems.append(
+                    Problem(
+                        f"by_role: {role!r} is not a role the policy declares",
+                        source.location(at_role, key=True),
+                        f"did you mean {close[0]!r}?" if close else "declare it under `roles:`",
+                    )
+                )
+            if amount.of is not None:
+                self.field(source, (*at_role, "of"), amount.of, table, (Integer, Numeric))
         for name in rule.measure.fields if rule.measure else ():
             self.field(source, (*where, "measure"), name, table, (Integer, Numeric))
         for index, item in enumerate(rule.score):
@@ -705,7 +741,7 @@ class _RuleChecks:
         verb: str = "charge",
     ) -> None:
         """Entries are booked to staff: a staff column of the entity or a role at its branch."""
-        routes = role_routes(table)
+        routes = role_routes(table, self.roles)
         staff = [name for name, route in routes.items() if route.kind != "customer"]
         text = source.values[where].value if where in source.values else ""
         for role in roles:
@@ -755,7 +791,9 @@ class _RuleChecks:
             return
         self.field(source, (*where, "at"), rule.at, table, (Date, DateTime))
         staff = [
-            n for n, r in role_routes(entity_table(table.name)).items() if r.kind == "staff_column"
+            n
+            for n, r in role_routes(entity_table(table.name), ()).items()
+            if r.kind == "staff_column"
         ]
         for index, name in enumerate(rule.per):
             if name != "branch" and name.removesuffix("_id") not in staff:
@@ -865,7 +903,12 @@ class _RuleChecks:
             self.charge(source, (*at, "by"), (settings.approval.by,), staff, "ask for approval")
 
 
-_KIND_NAMES = {(DateTime,): "timestamp", (Integer, Numeric): "number", (Integer,): "whole-number"}
+_KIND_NAMES = {
+    (DateTime,): "timestamp",
+    (Integer, Numeric): "number",
+    (Integer,): "whole-number",
+    (String,): "text",
+}
 
 
 def _is_a(column: Column[Any], kinds: tuple[type, ...]) -> bool:

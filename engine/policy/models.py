@@ -62,10 +62,12 @@ class Defaults(_Frozen):
 class NoticePlan(NamedTuple):
     """One notice a finding sends: to whom, with which template, and how soon."""
 
-    role: str
+    role: str  # a role, or with `department` the entity's field naming one
     template: str
     otherwise: str | None  # the role notified instead when nobody holds `role`
     urgent: bool = False  # sent to staff in the same cycle, not held for their digest
+    department: bool = False  # `role` is a field of the entity whose value is the role
+    head_office: bool = False  # only head office's holders, even when the branch has some
 
 
 URGENT_HELP = (
@@ -75,18 +77,57 @@ URGENT_HELP = (
 
 
 class Recipient(_Frozen):
-    """A role to notify, with its own notice if given: `{role: sales_rep, notice: renewal_task}`."""
+    """A role to notify, with its own notice if given: `{role: sales_rep, notice: renewal_task}`;
+    or the department named on the entity: `{department: responsible_department}`."""
 
-    role: Word = Field(description="customer, a staff role, or a staff column such as sales_rep")
+    role: Word | None = Field(
+        None, description="customer, a declared staff role, or a staff column such as sales_rep"
+    )
+    department: Word | None = Field(
+        None,
+        description="Instead of `role`: a text field of the entity holding a declared role id "
+        "(e.g. responsible_department); its holders at the entity's branch, else head office",
+    )
+    at: Literal["head_office"] | None = Field(
+        None,
+        description="head_office: only head office's holders of the role (staff without a "
+        "branch), even when the entity's branch has some",
+    )
     notice: Word | None = Field(None, description="Template for this role; default: the rule's")
     otherwise: Word | None = Field(
-        None, description="Role to notify instead when nobody holds `role` for the entity"
+        None,
+        description="Role to notify instead when nobody holds `role` for the entity (or the "
+        "`department` field is empty)",
     )
 
     @model_validator(mode="before")
     @classmethod
     def _from_word(cls, value: Any) -> Any:
         return {"role": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Recipient:
+        if (self.role is None) == (self.department is None):
+            raise ValueError("give exactly one of `role` or `department`")
+        return self
+
+    @property
+    def label(self) -> str:
+        """How a finding lists this recipient: `team_lead`, `service_manager@head_office`,
+        `department:responsible_department`."""
+        where = "@head_office" if self.at == "head_office" else ""
+        return f"{self.role}{where}" if self.role else f"department:{self.department}{where}"
+
+    def plan(self, template: str, urgent: bool) -> NoticePlan:
+        """This recipient's notice plan, with `template` and `urgent` from its action."""
+        return NoticePlan(
+            self.role or self.department or "",
+            self.notice or template,
+            self.otherwise,
+            urgent,
+            department=self.department is not None,
+            head_office=self.at == "head_office",
+        )
 
 
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
@@ -161,10 +202,7 @@ class Action(_Frozen):
 
     def notices(self) -> tuple[NoticePlan, ...]:
         """Each notified role with its template, the role standing in for it, and urgency."""
-        return tuple(
-            NoticePlan(r.role, r.notice or self.notice, r.otherwise, self.urgent)
-            for r in self.notify
-        )
+        return tuple(r.plan(self.notice, self.urgent) for r in self.notify)
 
 
 class ReminderRule(Rule, Action):
@@ -375,6 +413,7 @@ class ClassificationRule(Rule):
 # they are imported only here.
 from engine.policy.metric_spec import KpiReport, MetricRule  # noqa: E402
 from engine.policy.obligation_spec import ObligationRule  # noqa: E402
+from engine.policy.roles_spec import RoleSpec  # noqa: E402
 from engine.policy.schedule_spec import ScheduleSpec  # noqa: E402
 from engine.policy.tally_spec import LedgerSettings, TallyRule  # noqa: E402
 
@@ -383,6 +422,10 @@ class PolicyFile(_Frozen):
     """One file of `rules/`: every section is optional."""
 
     defaults: Defaults | None = None
+    roles: dict[Word, RoleSpec] = Field(
+        default_factory=dict,
+        description="Staff roles by id, with their titles; rules may name only these",
+    )
     calendars: dict[CalendarName, CalendarSpec] = Field(
         default_factory=dict, description="Business calendars by name"
     )

@@ -171,7 +171,7 @@ def evaluate(
                     **base,
                     state="mismatch",
                     reason=describe(item, record, why, mismatch=True),
-                    recipients=tuple(r.role for r in action.notify) if action else (),
+                    recipients=tuple(r.label for r in action.notify) if action else (),
                     notices=action.notices() if action else (),
                 )
             )
@@ -182,7 +182,7 @@ def evaluate(
                     **base,
                     state="outcome",
                     reason=describe(item, record, why, mismatch=False),
-                    recipients=tuple(r.role for r in action.notify),
+                    recipients=tuple(r.label for r in action.notify),
                     notices=action.notices(),
                 )
             )

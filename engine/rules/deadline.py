@@ -540,7 +540,7 @@ def _finding(
         state=state,
         reason=describe(deadline, record, clock, state, row.get(TZ_LABEL) or "UTC"),
         due_at=at,
-        recipients=tuple(r.role for r in action.notify) if action else (),
+        recipients=tuple(r.label for r in action.notify) if action else (),
         notices=action.notices() if action else (),
         record=record,
         details=details,

@@ -249,7 +249,7 @@ def _finding(
         state=state,
         reason=reason,
         due_at=due_at,
-        recipients=tuple(r.role for r in spec.notify),
+        recipients=tuple(r.label for r in spec.notify),
         notices=spec.notices(),
         record=record,
         details={

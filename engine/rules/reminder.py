@@ -233,7 +233,7 @@ def _finding(reminder: Reminder, record: dict[str, Any], due: datetime, tz: Zone
         state="due",
         reason=describe(reminder, record, due, tz),
         due_at=due,
-        recipients=tuple(r.role for r in rule.notify),
+        recipients=tuple(r.label for r in rule.notify),
         notices=rule.notices(),
         record=record,
     )

@@ -216,7 +216,7 @@ def in_local_hours(clock: Any, start: str, end: str) -> Any:
 def _party(tally: CompiledTally, role: str) -> Any:
     """SQL naming the person `role` reaches for each row (lowest staff id among holders)."""
     table = tally.table
-    route = role_routes(table)[role]
+    route = role_routes(table, (role,))[role]
     if route.kind == "staff_column":
         return table.c[route.column or ""]
     holders = Staff.__table__.alias("holders")

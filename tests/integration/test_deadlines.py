@@ -271,10 +271,10 @@ def test_wall_clock_deadline_stays_wall_clock_with_a_working_time_escalation(
     sla = rules / "sla.yaml"
     sla.write_text(
         sla.read_text().replace(
-            "notify: [responsible_department, service_manager], urgent: true}",
-            "notify: [responsible_department, service_manager], urgent: true}\n"
+            "service_manager]\n      urgent: true\n",
+            "service_manager]\n      urgent: true\n"
             "    escalate:\n"
-            "      - {after: 2 working hours, notice: escalation, notify: [service_manager]}",
+            "      - {after: 2 working hours, notice: escalation, notify: [service_manager]}\n",
         )
     )
     li = service_data.customer("Li Wei", locale="zh-CN")

@@ -339,6 +339,9 @@ def test_the_close_sends_each_person_a_notice_and_the_manager_a_summary(
         (digest,) = [n for n in notices if n.recipient_address == office and n.template == "digest"]
         copies = [n for n in notices if n.digest_id == digest.id]
         assert len(copies) == 2 and {n.status for n in copies} == {"bundled"}
+        # A copy names the role by its title in the reader's language (rules/roles.yaml).
+        title = {"accounting@hq.example": "财务部", "payroll@hq.example": "薪资组"}[office]
+        assert all(f"请存档（{title}）" in n.body_text for n in copies)
     letter = next(n for n in notices if n.recipient_address == "technician@sh.example")
     assert letter.subject == "奖罚通知单 2026-10：technician sh"
     assert "-CN¥100.00" in letter.body_text or "-¥100.00" in letter.body_text

@@ -211,7 +211,7 @@ def test_a_held_item_renders_as_it_would_have_when_queued(db, service_data):
 
     rule = next(c.rule for c in rules.rules() if c.rule.id == "dispatch-same-day")
     with db.connect() as conn:
-        directory = Directory(conn, [found[0].record["customer_id"]])
+        directory = Directory(conn, [found[0].record["customer_id"]], rules.roles)
         table = entity_table("service_requests")
         [person] = directory.resolve(table, "service_supervisor", found[0].record)
         original = finding_context(found[0], person, directory, rule, AS_OF)

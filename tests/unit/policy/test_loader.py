@@ -11,6 +11,7 @@ from policyfiles import problems_of, write_policy
 from engine.errors import PolicyError
 from engine.notices.templates import NoticeTemplates
 from engine.policy import load_policy
+from engine.policy.models import NoticePlan
 
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATES = NoticeTemplates(ROOT / "templates" / "notices")
@@ -34,8 +35,8 @@ def test_shipped_policy_is_valid_and_has_the_seed_reminders():
     assert {"maintenance-renewal", "free-maintenance-ending"} <= set(policy.rule_ids())
     renewal = next(r.rule for r in policy.reminders if r.rule.id == "maintenance-renewal")
     assert renewal.notices() == (
-        ("customer", "maintenance_expiry", None, False),
-        ("sales_rep", "renewal_task", None, False),
+        NoticePlan("customer", "maintenance_expiry", None, False),
+        NoticePlan("sales_rep", "renewal_task", None, False),
     )
     assert str(renewal.offset) == "-1 month"
     assert len(policy.hash) == 16

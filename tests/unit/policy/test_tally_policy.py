@@ -265,3 +265,11 @@ def test_close_notice_templates_and_recipients_are_checked(tmp_path):
     messages = "\n".join(str(p) for p in _problems(tmp_path, text))
     assert "no notice template 'reward_notice'" in messages
     assert "cannot send the close's notices to 'acounting'" in messages
+
+
+def test_an_amount_for_an_undeclared_role_points_at_it(tmp_path):
+    text = TALLY.replace("penalty: 100 each", "penalty: 100 each\n    by_role: {team_leed: 80 each}")
+    (problem,) = _problems(tmp_path, text)
+    assert "by_role: 'team_leed' is not a role the policy declares" in problem.message
+    assert problem.hint == "did you mean 'team_lead'?"
+    assert (problem.location.line, problem.location.column) == _line_col(text, "team_leed")
