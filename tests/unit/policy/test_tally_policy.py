@@ -268,7 +268,8 @@ def test_close_notice_templates_and_recipients_are_checked(tmp_path):
 
 
 def test_an_amount_for_an_undeclared_role_points_at_it(tmp_path):
-    text = TALLY.replace("penalty: 100 each", "penalty: 100 each\n    by_role: {team_leed: 80 each}")
+    typo = "penalty: 100 each\n    by_role: {team_leed: 80 each}"
+    text = TALLY.replace("penalty: 100 each", typo)
     (problem,) = _problems(tmp_path, text)
     assert "by_role: 'team_leed' is not a role the policy declares" in problem.message
     assert problem.hint == "did you mean 'team_lead'?"
