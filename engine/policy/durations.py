@@ -112,3 +112,6 @@ Offset = Annotated[
     _schema("A shift from a date, e.g. '1 month before', '3 days after', '-1 month'"),
 ]
 """A signed duration in a policy file."""
+
+PeriodKind = Literal["day", "week", "month", "quarter", "half-year", "year"]
+"""The calendar periods work recurs in and tallies add up over (engine.ledger.periods)."""
