@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from dateutil.relativedelta import relativedelta
 
 from engine.errors import UsageError
+from engine.policy.durations import PERIOD_MONTHS as _MONTHS
 from engine.policy.durations import PeriodKind
 from engine.policy.tally_spec import LedgerSettings
 
@@ -36,7 +37,6 @@ __all__ = [
     "settling",
 ]
 
-_MONTHS = {"month": 1, "quarter": 3, "half-year": 6, "year": 12}
 _DAYS = {"day": 1, "week": 7}
 _KEY = re.compile(
     r"^(?P<year>\d{4})(?:-(?:(?P<month>0[1-9]|1[0-2])(?:-(?P<day>\d{2}))?"
