@@ -149,7 +149,7 @@ def settling(
 def in_closing_order(periods: Iterable[Period]) -> list[Period]:
     """Periods in the order their closes come: days and weeks, then the month they close
     with, then the quarter, half-year and year it ends."""
-    return sorted(periods, key=lambda p: (p.closing_month.start, p.end, p.start, p.kind))
+    return sorted(periods, key=lambda p: (p.closing_month.start, p.end, -p.start.toordinal()))
 
 
 def closing_with(month: Period) -> list[Period]:

@@ -182,6 +182,9 @@ def query(
         linked.append(to_sql(rule.record_condition, records, as_of))
     done_at = records.c[spec.record.submitted or spec.record.at]  # handed in, else done
     linked.append(done_at.is_not(None))
+    if spec.record.submitted:
+        # Not handed in yet at `as_of`: a night replayed over later data sees what it saw then.
+        linked.append(done_at <= as_of)
     if occasion is None:
         # One record by a day that hangs on the entity: its first record decides.
         anchor = table.c[spec.date or ""]
