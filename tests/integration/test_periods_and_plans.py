@@ -207,3 +207,52 @@ def test_a_weekly_fine_is_booked_at_the_close_of_the_month_its_sunday_falls_in(
     assert report.exit_code == 0, report.output
     assert (tmp_path / "reports" / "penalties_2026-W44.csv").exists()
     assert "50.00" in (tmp_path / "reports" / "penalties_2026-W44.csv").read_text("utf-8-sig")
+
+
+def test_a_count_from_a_field_of_the_entity_is_read_per_row(
+    service_data, midnight_settings_for, tmp_path
+):
+    # Each person's plan row (targets) of visits for its quarter: as many visits as its
+    # `target` says; a row planning 0 owes nothing.
+    rules = tmp_path / "field-count-rules"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "rules", rules)
+    (rules / "obligations.yaml").write_text(
+        """\
+obligations:
+  - id: planned-visits
+    title: Each person makes the visits their plan row sets for its quarter
+    entity: targets
+    when: item == 'visit_quota'
+    active: [period_start, period_start]
+    partial_periods: due                 # the plan's quarter is the one it starts in
+    every: quarter
+    record:
+      entity: work_records
+      link: staff_id = staff_id
+      when: kind == 'visit'
+      at: done_on
+    count: target
+    due: 0 days after
+    notice: obligation_notice
+    notify: [team_lead]
+""",
+        "utf-8",
+    )
+    settings = midnight_settings_for(str(service_data.engine.url), rules=rules)
+    lead, technician = service_data.staff["team_lead"], service_data.staff["technician"]
+    plans = {
+        who: service_data.add(
+            Target,
+            branch_id=service_data.branch,
+            staff_id=who,
+            period_start=date(2026, 10, 1),
+            item="visit_quota",
+            target=Decimal(planned),
+        )
+        for who, planned in ((lead, 2), (technician, 0))
+    }
+    _work(service_data, "visit", lead, date(2026, 11, 3))
+
+    _nights(service_data, settings, sh(2027, 1, 1, 0, 0))
+
+    assert service_data.findings("planned-visits") == [(str(plans[lead]), "2026-Q4", "missing")]
