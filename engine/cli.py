@@ -630,8 +630,8 @@ def report_penalties(
         str | None,
         typer.Option(
             "--period",
-            help="A month, 2026-10 (with the quarter it ends), or a quarter, 2026-Q4; "
-            "default: the last closed month",
+            help="A month, 2026-10 (with every period that closes with it), or one period: "
+            "2026-10-07, 2026-W41, 2026-Q4, 2026-H2, 2026; default: the last closed month",
         ),
     ] = None,
     as_of: AsOfOpt = None,

@@ -39,6 +39,7 @@ from engine.policy import CompiledRule, CompiledTally, LedgerSettings, Policy, R
 from engine.policy.branch_scope import branch_in_scope
 from engine.policy.loader import CompiledObligation
 from engine.policy.models import Action, ClassificationRule, DeadlineRule
+from engine.policy.obligation_spec import PlanCount
 from engine.rules import classification, deadline, obligation, reminder, tally, tally_amounts
 from engine.rules.repeats import repeats_of
 from engine.run import load_checked_policy
@@ -98,7 +99,7 @@ def explain_rule(
         elif isinstance(item.rule, ClassificationRule):
             lines += _classification_lines(conn, item, record, key, matched, as_of)
         elif isinstance(item, CompiledObligation):
-            lines += _obligation_lines(conn, item, key, matched, as_of)
+            lines += _obligation_lines(conn, policy, item, key, matched, as_of)
         else:
             lines += _deadline_lines(conn, policy, item, record, branch, matched, as_of)
         lines += _reach_lines(conn, policy, item, record)
@@ -528,16 +529,21 @@ def _tally_lines(
 
 
 def _obligation_lines(
-    conn: Connection, item: CompiledObligation, key: int, matched: bool, as_of: datetime
+    conn: Connection,
+    policy: Policy,
+    item: CompiledObligation,
+    key: int,
+    matched: bool,
+    as_of: datetime,
 ) -> Lines:
     """Each period checked at `as_of` (or the one due day): records done, on time, verdict."""
     spec = item.rule
     if not matched:
         return [("state", "condition does not hold: nothing is due")]
     zones = list(conn.scalars(select(Branch.timezone).distinct())) or ["UTC"]
-    lines: Lines = [("records", f"{spec.count} {spec.record.entity}" + (
+    lines: Lines = [("records", spec.record.entity + (
         f" where {spec.record.when}" if spec.record.when else ""
-    ) + f", due {spec.due.spoken()}")]  # fmt: skip
+    ) + f": {_count(spec.count, spec.every)}, due {spec.due.spoken()}")]  # fmt: skip
     checks = obligation.occasions(item, as_of) if spec.every else [None]
     if spec.every and spec.active:
         lines.append(("in force", f"{spec.active[0]} to {spec.active[1]} ({spec.partial_periods} "
@@ -552,14 +558,28 @@ def _obligation_lines(
         if occasion is None and row[spec.date] is None:
             lines.append((label, "empty: nothing is due"))
             continue
-        found = obligation.evaluate(item, occasion, [row], as_of)
+        found = obligation.evaluate(item, occasion, [row], as_of, calendars=policy.calendars)
         due_on = occasion.due_on if occasion else spec.due.add_to(row[spec.date])
         done = row[obligation.DONE]
+        need = obligation.required(item, occasion, row.get(obligation.REQUIRED))
         state = found[0].state if found else ("not due yet" if as_of < obligation.due_at(
             due_on, row[obligation.TZ] or "UTC") else "fulfilled or no longer checked")  # fmt: skip
-        on_time = f"{row[obligation.ON_TIME]} on time, " if occasion else ""
+        if not need:
+            state = "none needed: not due"
+        elif occasion and not obligation.works_on(row, occasion, policy.calendars):
+            state = "a day off in the branch's calendar: not due"
+        on_time = f"{need} needed, {row[obligation.ON_TIME]} on time, " if occasion else ""
         lines.append((label, f"by {due_on.isoformat()}: {on_time}{done} recorded; {state}"))
     return lines
+
+
+def _count(count: int | str | PlanCount, every: str | None) -> str:
+    """`4 per month`, `as many as visits_planned per month`, or `the customer_visits plan
+    per quarter, split evenly into months`."""
+    if isinstance(count, PlanCount):
+        return count.spoken() + (f" into {every}s" if count.split else "")
+    needed = str(count) if isinstance(count, int) else f"as many as {count}"
+    return needed + (f" per {every}" if every else "")
 
 
 def _hm(span: timedelta) -> str:

@@ -656,6 +656,7 @@ class _Branch:
     operators: list[int] = field(default_factory=list)
     sales_reps: list[int] = field(default_factory=list)
     team_leads: list[int] = field(default_factory=list)
+    supervisor: int | None = None
     projects: list[tuple[int, int, int]] = field(default_factory=list)  # contract, customer, day
     offsets: dict[int, int] = field(default_factory=dict)
 
@@ -697,6 +698,8 @@ class _Demo:
         # other table exactly as it was for a given seed.
         self.tally_rng = random.Random(f"{seed}:tallies")
         self.work_rng = random.Random(f"{seed}:work")
+        # The daily reports and the plans have theirs too, for the same reason.
+        self.daily_rng = random.Random(f"{seed}:daily")
 
     def _next(self, table: str) -> int:
         return next(self.ids[table])
@@ -732,6 +735,7 @@ class _Demo:
         for branch in self.branches:
             self._targets(branch)
             self._work_records(branch)
+            self._daily_records(branch)
         self._departments()
 
     def _branch(self, spec: _BranchSpec, group: int, blocks: int) -> _Branch:
@@ -793,6 +797,7 @@ class _Demo:
             director = self._add_staff(branch, "sales_director", head["sales_director"], loc)
             manager = self._add_staff(branch, "service_manager", vgm, loc)
             supervisor = self._add_staff(branch, "service_supervisor", manager, loc)
+            branch.supervisor = supervisor
             self._add_staff(branch, "responsible_department", manager, loc)
             self._add_staff(branch, "case_management", manager, loc)
             self._add_staff(branch, "accounting", head["accounting"], loc)
@@ -1386,6 +1391,40 @@ class _Demo:
                        customer_id)  # fmt: skip
             self._work(branch, "handover", lead, acceptance + 3 + int(rnd() * 20), contract_id,
                        customer_id, handed_in_after=int(rnd() * 2))  # fmt: skip
+
+    def _daily_records(self, branch: _Branch) -> None:
+        """The last two weeks' daily reports and work logs, last year's review and this
+        quarter's and the last two quarters' visit plans: nearly all in, a few missing or late,
+        so the daily obligations find a handful, not one per person and day."""
+        rnd = self.daily_rng.random
+        today = branch.as_of_local // DAY
+        supervisor = branch.supervisor or 0
+        for day in range(today - 14, today):
+            for who in (*branch.technicians, *branch.team_leads):
+                kinds = ("daily_report", "work_log") if who in branch.technicians else ("work_log",)
+                for kind in kinds:
+                    if rnd() < 0.99:
+                        self._work(branch, kind, who, day, handed_in_after=int(rnd() < 0.01))
+            if rnd() < 0.99:
+                self._work(branch, "supervisor_report", supervisor, day)
+        year_end = _day(today).replace(month=1, day=1) - timedelta(days=1)
+        self._work(branch, "annual_review", supervisor, year_end.toordinal() - _EPOCH_ORDINAL - 3)
+        for lead in branch.team_leads:
+            month = _day(today).replace(day=1)
+            for back in (1, 32, 62):  # the last day of each of the last three months, or so
+                if rnd() < 0.85:
+                    end = (month - timedelta(days=back)).replace(day=28) + timedelta(days=4)
+                    last = end - timedelta(days=end.day)
+                    self._work(branch, "handbook_update", lead, last.toordinal() - _EPOCH_ORDINAL)
+            start = month.replace(month=(month.month - 1) // 3 * 3 + 1)
+            for _ in range(3):  # the visits' plan: 9 to 13 a quarter, 4 a month or so
+                self.out.add(
+                    "targets",
+                    (self._next("targets"), branch.id, lead, start, "customer_visits",
+                     Decimal(9 + int(rnd() * 5)), None),
+                )  # fmt: skip
+                start = (start - timedelta(days=1)).replace(day=1)
+                start = start.replace(month=(start.month - 1) // 3 * 3 + 1)
 
     def _work(
         self,

@@ -349,7 +349,17 @@ class Inspection(RowVersioned, Base):
     notes: Mapped[str | None] = _col("Findings of the inspection")
 
 
-WORK_KINDS = ("visit", "optimisation_report", "project_join", "handover", "handbook_update")
+WORK_KINDS = (
+    "visit",
+    "optimisation_report",
+    "project_join",
+    "handover",
+    "handbook_update",
+    "daily_report",  # the technician's daily work report (000 art.10)
+    "supervisor_report",  # the service supervisor's daily report (000 art.11-12)
+    "work_log",  # the daily work log (000 part 2 §2(1))
+    "annual_review",  # the year-end review of after-sales work (003-15 (五))
+)
 
 
 class WorkRecord(RowVersioned, Base):

@@ -137,3 +137,20 @@ Every = Annotated[
     ),
 ]
 """How often a state is repeated while the clock runs."""
+
+
+PeriodKind = Literal["day", "week", "month", "quarter", "half-year", "year"]
+"""The calendar periods work recurs in and tallies add up over (engine.ledger.periods)."""
+
+PERIOD_MONTHS: dict[str, int] = {"month": 1, "quarter": 3, "half-year": 6, "year": 12}
+"""The months of each period made of months (days and weeks are not)."""
+
+
+def fits_in(inner: PeriodKind, outer: PeriodKind) -> bool:
+    """True when every `outer` period is made of whole `inner` periods (months of a quarter,
+    days of anything); weeks straddle months, so they fit only in weeks."""
+    if inner in (outer, "day"):
+        return True
+    if inner not in PERIOD_MONTHS or outer not in PERIOD_MONTHS:
+        return False
+    return PERIOD_MONTHS[outer] % PERIOD_MONTHS[inner] == 0

@@ -40,7 +40,7 @@ from engine.policy.models import (
     ReminderRule,
     Rule,
 )
-from engine.policy.obligation_spec import ObligationRule
+from engine.policy.obligation_spec import ObligationRule, PlanCount
 from engine.policy.roles_spec import STANDARD_ROLES, RoleSpec, declared_roles, standard_roles
 from engine.policy.schedule_spec import ScheduleSpec
 from engine.policy.source import Path_, SourceFile, read_policy_file
@@ -762,9 +762,16 @@ class _RuleChecks:
     def obligation(
         self, source: SourceFile, where: Path_, rule: ObligationRule, table: FromClause
     ) -> None:
-        """The entity's dates, and the records' link, day, hand-in time and condition."""
+        """The entity's dates and count, and the records' link, day, hand-in time and
+        condition."""
         for index, name in enumerate(rule.active or ()):
             self.field(source, (*where, "active", index), name, table, (Date,))
+        if isinstance(rule.count, str):
+            self.field(source, (*where, "count"), rule.count, table, (Integer, Numeric))
+        if isinstance(rule.count, PlanCount):
+            mine, theirs = rule.count.link
+            self.field(source, (*where, "count", "link"), mine, entity_table("targets"), (Integer,))
+            self.field(source, (*where, "count", "link"), theirs, table, (Integer,))
         if rule.date is not None:
             self.field(source, (*where, "date"), rule.date, table, (Date,))
         spec, at = rule.record, (*where, "record")

@@ -17,6 +17,13 @@
         notice: obligation_notice
         notify: [team_lead]
 
+`every` is a day, an ISO week (Monday to Sunday), a month, a quarter, a half-year or a year,
+in the branch's time zone. How many records a period needs (`count`) is a number, a field of
+the entity (`count: visits_planned`), or the person's plan in the targets table, split into
+the periods it spans: `count: {plan: customer_visits, per: quarter, split: evenly}`. A
+period that needs none is not due; with `working_days: true`, nor a day the branch's
+calendar has off.
+
 Instead of `every`, `date: final_acceptance_on` with `due: 2 weeks after` asks for one record
 by a day that hangs on the entity (a project handover). A record is on time when it was done
 (and, with `submitted`, handed in) by the due day, in the branch's time zone.
@@ -29,7 +36,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
 
-from engine.policy.durations import Duration, Offset, Span
+from engine.policy.durations import Duration, Offset, PeriodKind, Span, fits_in
 from engine.policy.models import Action, EntityName, Rule, Word, _Frozen
 
 _WORD = r"[a-z][a-z0-9_]*"
@@ -76,11 +83,47 @@ class RecordSpec(_Frozen):
     )
 
 
+class PlanCount(_Frozen):
+    """A count from the plan: each person's target for an item in the targets table."""
+
+    plan: str = Field(
+        min_length=1, max_length=40, description="The targets' item, e.g. customer_visits"
+    )
+    per: PeriodKind = Field(
+        description="The plan's period; a target's period_start is its first day (quarter)"
+    )
+    split: Literal["evenly"] | None = Field(
+        None,
+        description="evenly: the target shared among the periods of `every` in the plan's "
+        "period, what is left over going to the first ones (10 a quarter: 4, 3, 3)",
+    )
+    link: Link = Field(
+        ("staff_id", "id"), description="How a target belongs to the entity: 'staff_id'"
+    )
+
+    def spoken(self) -> str:
+        """`the customer_visits plan per quarter, split evenly`."""
+        return f"the {self.plan} plan per {self.per}" + (
+            f", split {self.split}" if self.split else ""
+        )
+
+
+Count = Annotated[int, Field(ge=1)] | Word | PlanCount
+"""Records a period needs: a number, a field of the entity, or the plan."""
+
+
 class ObligationRule(Rule, Action):
     """For every entity active in a period (or with a date), records must exist by a day."""
 
-    every: Literal["month", "quarter"] | None = Field(
-        None, description="The period the work recurs in"
+    every: PeriodKind | None = Field(
+        None,
+        description="The period the work recurs in: day, week (ISO, Monday first), month, "
+        "quarter, half-year or year, in the branch's time zone",
+    )
+    working_days: bool = Field(
+        False,
+        description="With `every: day`: only the working days of the branch's calendar are "
+        "due, not its weekends and public holidays",
     )
     active: tuple[Word, Word] | None = Field(
         None,
@@ -95,7 +138,12 @@ class ObligationRule(Rule, Action):
         description="With `every`: how long after the period's last day ('5 days after'); "
         "with `date`: relative to it ('2 weeks after', '1 month before')"
     )
-    count: int = Field(1, ge=1, description="Records needed per period (a monthly quota)")
+    count: Count = Field(
+        1,
+        description="Records needed per period: a number, a field of the entity "
+        "(visits_planned), or {plan: item, per: quarter, split: evenly} from the targets; "
+        "a period that needs 0 is not due",
+    )
     record: RecordSpec
     look_back: Span = Field(
         default_factory=lambda: Duration(60, "day"),
@@ -105,12 +153,29 @@ class ObligationRule(Rule, Action):
     @model_validator(mode="after")
     def _one_schedule(self) -> ObligationRule:
         if (self.every is None) == (self.date is None):
-            raise ValueError("give exactly one of `every` (month, quarter) or `date` (a field)")
+            raise ValueError("give exactly one of `every` (day ... year) or `date` (a field)")
         if self.every is not None and self.due.is_negative:
             raise ValueError("with `every`, `due` counts after the period: e.g. '5 days after'")
         if self.date is not None and (self.active is not None or self.count != 1):
             raise ValueError("`active` and `count` go with `every`; a `date` asks for one record")
+        if self.working_days and self.every != "day":
+            raise ValueError("`working_days` goes with `every: day`")
+        if isinstance(self.count, PlanCount) and self.every is not None:
+            self._fits(self.count, self.every)
         for span in (self.due, self.look_back):
             if span.working or span.unit in ("minute", "hour"):
                 raise ValueError(f"'{span}': obligations count calendar days, weeks or months")
         return self
+
+    @staticmethod
+    def _fits(plan: PlanCount, every: PeriodKind) -> None:
+        if not fits_in(every, plan.per):
+            raise ValueError(
+                f"a {plan.per} is not made of whole {every}s: plan per {every}, or per a "
+                f"longer period made of {every}s (weeks straddle months)"
+            )
+        if plan.per != every and plan.split is None:
+            raise ValueError(
+                f"the plan is per {plan.per}, the work every {every}: say how it is shared "
+                "with `split: evenly`"
+            )

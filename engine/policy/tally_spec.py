@@ -38,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from engine.policy.durations import Span
+from engine.policy.durations import PeriodKind, Span
 from engine.policy.models import BranchScope, Rule, Word, _Frozen
 
 ONE_HUNDRED_PERCENT = Decimal(1)
@@ -428,7 +428,10 @@ class TallyRule(Rule):
     at: Word = Field(
         description="Date or timestamp field that places an entity in a period (branch time)"
     )
-    period: Literal["month", "quarter"] = Field(description="month or quarter")
+    period: PeriodKind = Field(
+        description="day, week (ISO, Monday first), month, quarter, half-year or year; "
+        "each closes with the month its last day falls in"
+    )
     local_hours: LocalHours | None = Field(
         None, description="Only entities whose `at` falls in these local hours: ['09:00', '22:00']"
     )
@@ -533,13 +536,13 @@ class LedgerSettings(_Frozen):
         10,
         ge=1,
         le=28,
-        description="The previous month (and a quarter, after its last month) closes at 00:00 "
-        "on this day",
+        description="The previous month closes at 00:00 on this day, with every period whose "
+        "last day falls in it (its days and weeks; a quarter, half-year or year it ends)",
     )
     corrections_for: Span | None = Field(
         None,
         description="How long after its close a period is recomputed, differences booked as "
-        "corrections. Default: one period (a month; a quarter)",
+        "corrections. Default: one period, at least a month (a month for days and weeks)",
     )
     notice: Word = Field("reward_penalty_notice", description="Notice to each person booked")
     copy_to: tuple[Word, ...] = Field(

@@ -9,6 +9,12 @@ once their due day has passed in the branch's time zone, become findings:
     missing   fewer records than asked for exist
     late      enough exist, but some were done (or handed in) after the due day
 
+A period is a day, ISO week, month, quarter, half-year or year of the branch's time zone.
+How many records it needs is a number, a field of the entity, or the person's target in the
+plan (targets), counted in the same statement; a plan of a longer period is shared among its
+periods in Python (`required`), the statement keeping those short of the whole target. A
+period that needs none is not due.
+
 A period is checked from the day after its due day for `look_back` (default 60 days), so a
 night missed loses nothing and a first run on an old database does not report last year. The
 finding key (rule, entity, period, state) keeps each to one notice; a missing report that then
@@ -23,17 +29,21 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from math import ceil
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Select, case, func, literal, or_, select
 
-from engine.db.models import Branch
+from engine.calendar import BusinessCalendar
+from engine.db.models import Branch, Target
 from engine.expr import to_sql
 from engine.findings import Finding
 from engine.ledger.periods import Period
 from engine.policy.branch_scope import applies
 from engine.policy.loader import CompiledObligation
+from engine.policy.obligation_spec import PlanCount
 from engine.rules.catch_up import missed_instants, previous_as_of
 from engine.rules.reminder import is_effective
 
@@ -43,6 +53,8 @@ DONE = "_records_done"
 ON_TIME = "_records_on_time"
 FIRST = "_first_record"
 DONE_THEN = "_records_done_then"
+REQUIRED = "_records_required"
+CALENDAR = "_branch_calendar"
 JUDGED_AT = "judged_at"
 """The key of Finding.details naming the missed night a state was found at."""
 _ZONES = timedelta(days=1)  # UTC and local days differ by less than this
@@ -57,17 +69,21 @@ __all__ = [
     "missed_then",
     "occasions",
     "query",
+    "required",
+    "works_on",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class Occasion:
-    """One period to check: records done `first`..`last` count, on time up to `due_on`."""
+    """One period to check: records done `first`..`last` count, on time up to `due_on`;
+    with a split plan, the period is part `share[0]` of `share[1]` of the plan's period."""
 
     key: str
     first: date
     last: date
     due_on: date
+    share: tuple[int, int] = (0, 1)
 
 
 def occasions(rule: CompiledObligation, as_of: datetime) -> list[Occasion]:
@@ -80,13 +96,36 @@ def occasions(rule: CompiledObligation, as_of: datetime) -> list[Occasion]:
     out: list[Occasion] = []
     period = Period.containing(spec.every, today)
     while True:
-        last = period.end - timedelta(days=1)
-        due_on = spec.due.add_to(last)
+        due_on = spec.due.add_to(period.last)
         if due_on < oldest:
             return out
         if due_on <= today + _ZONES:
-            out.append(Occasion(period.key, period.start, last, due_on))
+            out.append(
+                Occasion(period.key, period.start, period.last, due_on, _share(rule, period))
+            )
         period = period.previous()
+
+
+def _share(rule: CompiledObligation, period: Period) -> tuple[int, int]:
+    """Which of the plan period's parts `period` is, and how many there are."""
+    count = rule.rule.count
+    if not isinstance(count, PlanCount) or count.per == period.kind:
+        return 0, 1
+    plan = Period.containing(count.per, period.start)
+    parts = [Period.containing(period.kind, plan.start)]
+    while parts[-1].end < plan.end:
+        parts.append(Period(parts[-1].end, period.kind))
+    return parts.index(period), len(parts)
+
+
+def required(rule: CompiledObligation, occasion: Occasion | None, value: Any) -> int:
+    """The records an entity needs in `occasion`, from its REQUIRED column: a split plan's
+    share, what is left over going to the first parts (10 in three months: 4, 3, 3)."""
+    if occasion is None:
+        return 1  # one record by a date
+    total = Decimal(value or 0)
+    part, parts = occasion.share
+    return ceil(total * (part + 1) / parts) - ceil(total * part / parts)
 
 
 def judge(
@@ -101,7 +140,7 @@ def judge(
         return evaluate(rule, None, rows, as_of, missed), {}
     for occasion in occasions(rule, as_of):
         rows = conn.execute(query(rule, occasion, as_of, zones, missed=missed)).mappings()
-        found.extend(evaluate(rule, occasion, rows, as_of, missed))
+        found.extend(evaluate(rule, occasion, rows, as_of, missed, calendars))
     return found, {}
 
 
@@ -131,6 +170,8 @@ def query(
     assert records is not None
     zone = _zone(table)
     stmt = select(table, zone.label(TZ))
+    if spec.working_days:
+        stmt = stmt.add_columns(_calendar(table).label(CALENDAR))
     if "branch_id" in table.c:
         branches = Branch.__table__
         stmt = stmt.join(branches, branches.c.id == table.c.branch_id)
@@ -141,6 +182,9 @@ def query(
         linked.append(to_sql(rule.record_condition, records, as_of))
     done_at = records.c[spec.record.submitted or spec.record.at]  # handed in, else done
     linked.append(done_at.is_not(None))
+    if spec.record.submitted:
+        # Not handed in yet at `as_of`: a night replayed over later data sees what it saw then.
+        linked.append(done_at <= as_of)
     if occasion is None:
         # One record by a day that hangs on the entity: its first record decides.
         anchor = table.c[spec.date or ""]
@@ -179,8 +223,32 @@ def query(
             starts <= (occasion.first if whole else occasion.last),
             or_(ends.is_(None), ends >= (occasion.last if whole else occasion.first)),
         )
-    stmt = stmt.add_columns(done.label(DONE), on_time.label(ON_TIME)).order_by(table.c.id)
-    return stmt.where(on_time < spec.count) if short_only else stmt
+    need = _required(rule, occasion)
+    stmt = stmt.add_columns(done.label(DONE), on_time.label(ON_TIME), need.label(REQUIRED))
+    stmt = stmt.order_by(table.c.id)
+    # A split plan's share is at most the whole target: `evaluate` judges the share.
+    return stmt.where(on_time < need) if short_only else stmt
+
+
+def _required(rule: CompiledObligation, occasion: Occasion) -> Any:
+    """SQL: the records each entity needs in `occasion` (a split plan: the whole target)."""
+    count, table = rule.rule.count, rule.table
+    if isinstance(count, int):
+        return literal(count)
+    if isinstance(count, str):
+        return func.coalesce(table.c[count], 0)
+    targets = Target.__table__
+    mine, theirs = count.link
+    planned = (
+        select(func.sum(targets.c.target))
+        .where(
+            targets.c[mine] == table.c[theirs],
+            targets.c.item == count.plan,
+            targets.c.period_start == Period.containing(count.per, occasion.first).start,
+        )
+        .scalar_subquery()
+    )
+    return func.coalesce(planned, 0)
 
 
 def evaluate(
@@ -189,12 +257,16 @@ def evaluate(
     rows: Iterable[Mapping[str, Any]],
     as_of: datetime,
     missed: Sequence[datetime] = (),
+    calendars: Mapping[str, BusinessCalendar] | None = None,
 ) -> list[Finding]:
     """The findings among rows of `query` whose due day has passed at `as_of`, and the
-    `missing` a missed night found where the entity is only `late` now (pure)."""
+    `missing` a missed night found where the entity is only `late` now (pure); with
+    `working_days`, none for a day off in the branch's calendar (of `calendars`)."""
     spec = rule.rule
     out: list[Finding] = []
     for row in rows:
+        if occasion is not None and not works_on(row, occasion, calendars):
+            continue
         zone = row[TZ] or "UTC"
         record = {k: v for k, v in row.items() if not k.startswith("_")}
         done_then: int | None = row.get(DONE_THEN)
@@ -206,17 +278,20 @@ def evaluate(
             key = anchor.isoformat()
         else:
             due_on, on_time, key = occasion.due_on, row[ON_TIME], occasion.key
+        need = required(rule, occasion, row.get(REQUIRED))
         late_from = due_at(due_on, zone)
-        if not late_from <= as_of < late_from + spec.look_back.delta() or on_time >= spec.count:
+        if not late_from <= as_of < late_from + spec.look_back.delta() or on_time >= need:
             continue
         done = row[DONE]
-        state = "late" if done >= spec.count else "missing"
-        out.append(_finding(rule, record, key, state, due_on, late_from, done, on_time))
+        state = "late" if done >= need else "missing"
+        counts = (need, done, on_time)
+        out.append(_finding(rule, record, key, state, due_on, late_from, counts))
         then = missed_then(rule, late_from, missed, as_of) if state == "late" else None
         if then is not None and occasion is None and spec.record.submitted:
             done_then = int(first is not None and first <= then)
-        if then is not None and done_then is not None and done_then < spec.count:
-            found = _finding(rule, record, key, "missing", due_on, late_from, done_then, on_time)
+        if then is not None and done_then is not None and done_then < need:
+            counts = (need, done_then, on_time)
+            found = _finding(rule, record, key, "missing", due_on, late_from, counts)
             found.details[JUDGED_AT] = then
             out.append(found)
     return out
@@ -229,12 +304,11 @@ def _finding(
     state: str,
     due_on: date,
     due_at: datetime,
-    done: int,
-    on_time: int,
+    counts: tuple[int, int, int],
 ) -> Finding:
-    spec = rule.rule
+    spec, (need, done, on_time) = rule.rule, counts
     label = record.get("number") or record.get("name") or f"#{record['id']}"
-    what = f"{spec.count} {spec.record.entity}"
+    what = f"{need} {spec.record.entity}"
     if spec.record.when:
         what += f" ({spec.record.when})"
     reason = f"{rule.table.name} {label}: {on_time} of {what} for {key} by {due_on.isoformat()}" + (
@@ -255,12 +329,29 @@ def _finding(
         details={
             "period": key,
             "due_on": due_on,
-            "required": spec.count,
+            "required": need,
             "done": done,
             "on_time": on_time,
             "records": spec.record.entity,
         },
     )
+
+
+def works_on(
+    row: Mapping[str, Any], occasion: Occasion, calendars: Mapping[str, BusinessCalendar] | None
+) -> bool:
+    """False for a day off in the calendar of a `query` row's branch (with `working_days`);
+    a branch without a calendar works every day."""
+    calendar = (calendars or {}).get(row.get(CALENDAR) or "")
+    return calendar is None or calendar.day_status(occasion.first)[0]
+
+
+def _calendar(table: Any) -> Any:
+    if "branch_id" in table.c:
+        return Branch.__table__.c.calendar
+    if table.name == "branches":
+        return table.c.calendar
+    return literal(None)
 
 
 def _zone(table: Any) -> Any:

@@ -2,18 +2,19 @@
 
 The shipped policy (rules/obligations.yaml) asks for one inspection report a month per
 system in its maintenance period (free maintenance included), handed in by the 5th day after
-the month, part months included; four customer visits and one optimisation report a month per
-team; and a project's handover in writing within two weeks after final acceptance. The branch
-is in Shanghai (UTC+8).
+the month, part months included; the customer visits of the team's quarterly plan split into
+months, and one optimisation report a month per team; and a project's handover in writing
+within two weeks after final acceptance. The branch is in Shanghai (UTC+8).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import select
 
-from engine.db.models import Inspection, Notice, WorkRecord
+from engine.db.models import Inspection, Notice, Target, WorkRecord
 from engine.run import run_night
 
 # 02:00 in Shanghai on 2026-11-06: October's reports were due by the end of 5 November.
@@ -107,7 +108,13 @@ def test_team_quota_and_project_handover(service_data, midnight_settings_for):
         number="PJ-1",
         final_acceptance_on=date(2026, 10, 20),
     )
-    for day in (3, 9, 17):  # three visits in October; the quota is four
+    # The plan: 12 visits in the third quarter (4 a month), 10 in the fourth (4, 3, 3).
+    for start, planned in ((date(2026, 7, 1), 12), (date(2026, 10, 1), 10)):
+        service_data.add(
+            Target, branch_id=service_data.branch, staff_id=lead, period_start=start,
+            item="customer_visits", target=Decimal(planned),
+        )  # fmt: skip
+    for day in (3, 9, 17):  # three visits in October; the plan's share is four
         service_data.add(
             WorkRecord, branch_id=service_data.branch, kind="visit", staff_id=lead,
             customer_id=ada, done_on=date(2026, 10, day),
@@ -148,8 +155,9 @@ def test_explain_shows_each_period_checked(service_data, settings_for):
         explain_rule(settings, service_data.engine, "monthly-inspection", str(contract), AFTER_DUE)
     )
 
-    assert lines["2026-10"] == "by 2026-11-05: 0 on time, 0 recorded; missing"
+    assert lines["2026-10"] == "by 2026-11-05: 1 needed, 0 on time, 0 recorded; missing"
     assert (
-        lines["2026-09"] == "by 2026-10-05: 1 on time, 1 recorded; fulfilled or no longer checked"
+        lines["2026-09"]
+        == "by 2026-10-05: 1 needed, 1 on time, 1 recorded; fulfilled or no longer checked"
     )
     assert lines["finding"].startswith("missing recorded 2026-11-05T18:00:00")
