@@ -1447,7 +1447,8 @@ class _Demo:
         )  # fmt: skip
 
     def _targets(self, branch: _Branch) -> None:
-        """Last complete quarter: each technician's task, service review and training score."""
+        """Last complete quarter: each technician's task, service review, training score and
+        attendance."""
         rnd = self.tally_rng.random
         today = _day(branch.as_of_local // DAY)
         this_quarter = today.replace(month=(today.month - 1) // 3 * 3 + 1, day=1)
@@ -1461,6 +1462,8 @@ class _Demo:
                 ("task", target, (target * ratio).quantize(Decimal("0.01"))),
                 ("service_review", None, Decimal(60 + int(rnd() * 40))),
                 ("training", None, Decimal(55 + int(rnd() * 45))),
+                # The quarter's attendance (%), with one in seven under the bonus's 94% gate.
+                ("attendance", None, Decimal("92.5") if index % 7 == 6 else Decimal("97.5")),
             ):
                 self.out.add(
                     "targets",
