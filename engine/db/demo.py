@@ -199,9 +199,9 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "promised_at completed_at collected_at expected_at",
         "status_changes": "id service_request_id status changed_at note",
         "complaints": "id number branch_id customer_id service_request_id kind severity status "
-        "received_at accepted_at first_reply_at closed_at handling_due_at responsible_staff_id "
-        "responsible_department verified repeat_of_id customer_satisfied outcome compensation "
-        "currency",
+        "received_at accepted_at first_reply_at closed_at visited_at handling_due_at "
+        "responsible_staff_id responsible_department verified repeat_of_id customer_satisfied "
+        "outcome compensation currency",
         "surveys": "id branch_id service_request_id technician_id surveyed_at attitude skill "
         "punctuality promise_keeping comment",
         "hotline_calls": "id branch_id received_at answered on_duty_staff_id caller_phone "
@@ -1220,6 +1220,8 @@ class _Demo:
         # No draw from the generator here: the rows after it stay as they were for a seed.
         days = due_days if due_days is not None else 3 if kind == "claim" else 7
         handling_due = None if complaint_id % 20 == 0 else accepted + int(days * DAY)
+        # Visited the next day (000 art.22), but for one complaint in twelve.
+        visited = received + DAY if complaint_id % 12 and received + DAY <= as_of else None
         locale = customer.locale
         compensation = None
         if kind == "claim" and closed is not None:
@@ -1232,7 +1234,7 @@ class _Demo:
             "complaints",
             (complaint_id, f"CP-{branch.code}-{complaint_id:07d}", branch.id, customer.id,
              self._pick(customer.requests) if customer.requests else None, kind, severity, status,
-             received, min(accepted, as_of), replied, closed, handling_due, staff,
+             received, min(accepted, as_of), replied, closed, visited, handling_due, staff,
              _DEPARTMENTS[complaint_id % len(_DEPARTMENTS)], verified and closed is not None,
              repeat_of,
              satisfied if closed else None, outcome if closed else None, compensation,

@@ -281,6 +281,9 @@ class Complaint(RowVersioned, Base):
     accepted_at: Mapped[datetime | None] = _col("Complaint accepted for handling")
     first_reply_at: Mapped[datetime | None] = _col("First reply to the customer")
     closed_at: Mapped[datetime | None] = _col("Complaint closed")
+    visited_at: Mapped[datetime | None] = _col(
+        "The service chief, or someone sent, visited the complaining customer (000 art.22)"
+    )
     handling_due_at: Mapped[datetime | None] = _col(
         "Handling deadline set when the complaint is accepted, case by case (002 六)"
     )

@@ -102,3 +102,25 @@ def test_a_problem_not_resolved_the_same_day_gets_the_customer_a_definite_time(
     assert "Your technician will call you to agree a definite time" in english.body_text
     reports = {a for t, a in sent if t == "written_report"}
     assert "sales_director@hq.example" in reports and "technician@sh.example" in reports
+
+
+def test_every_complaining_customer_is_visited_whatever_the_complaint(service_data, settings_for):
+    """000 art.22: 对抱怨的客户,无论其情节大小,均应由服务主任亲自或专门派员前往处理."""
+    data = service_data
+    ada = data.customer("Ada Wong")
+    data.complaint(ada, CALLED, visited_at=CALLED + timedelta(days=1))
+    closed = data.complaint(ada, CALLED, status="closed", closed_at=CALLED + timedelta(hours=5))
+    settings = settings_for(str(data.engine.url))
+
+    # Received Monday 10:00 in Shanghai: three working days run to Thursday 10:00.
+    run_night(settings, data.engine, as_of=CALLED + timedelta(days=2, hours=23))
+    assert data.findings("complaint-visit") == []
+    run_night(settings, data.engine, as_of=CALLED + timedelta(days=3, hours=1))
+
+    # Closing the case is no visit; the visited customer's clock stopped in time.
+    assert [(int(e), s) for e, _, s in data.findings("complaint-visit")] == [(closed, "breach")]
+    with Session(data.engine) as session:
+        (notice,) = session.scalars(
+            select(Notice).where(Notice.finding_key.like("complaint-visit|%"))
+        )
+    assert notice.recipient_address == "service_supervisor@sh.example"
