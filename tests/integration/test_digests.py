@@ -6,6 +6,7 @@ import csv
 import io
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,13 @@ from engine.settings import SmtpSettings
 # Monday 2026-11-23 18:00 UTC is 02:00 on Tuesday in Shanghai.
 AS_OF = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
 MAIL_FROM = "After-sales <service@aftersales.example>"
+
+
+@pytest.fixture
+def settings_for(focused_settings_for):
+    """Digests of the clocks' notices alone: the daily and monthly reports nobody in these
+    tests wrote (obligations) would be items of every digest too."""
+    return focused_settings_for
 
 
 def overdue_calls(data, count: int = 3) -> list[str]:

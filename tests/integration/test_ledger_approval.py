@@ -50,7 +50,7 @@ def _letters(data, template: str) -> list[Notice]:
 
 
 def _offices(data) -> None:
-    for role in ("accounting", "payroll"):
+    for role in ("accounting", "payroll", "general_manager"):
         data.add(
             Staff, branch_id=None, name=role.title(), email=f"{role}@hq.example", role=role,
             locale="zh-CN",
@@ -78,7 +78,7 @@ def test_the_notice_and_its_copies_wait_for_the_general_managers_approval(
     assert closing.ledger["entries_booked"] == 1
     assert _letters(service_data, "reward_penalty_notice") == []
     (ask,) = _letters(service_data, "approval_request")
-    assert ask.recipient_address == "vice_general_manager@hq.example"
+    assert ask.recipient_address == "general_manager@hq.example"
     assert "aftersales approve 2026-10 --branch SH-01" in ask.body_text
     (waits,) = closing.ledger["awaiting_approval"]
     assert (waits["period"], waits["branch"], waits["entries"]) == ("2026-10", "SH-01", 1)
@@ -93,7 +93,7 @@ def test_the_notice_and_its_copies_wait_for_the_general_managers_approval(
         ["explain", "verified-complaint", str(complaint), "--db", str(service_data.engine.url),
          "--rules", rules, "--as-of", "2026-11-10T03:00:00+08:00"],
     )  # fmt: skip
-    assert "notices wait for vice_general_manager (aftersales approve 2026-10" in explained.stdout
+    assert "notices wait for general_manager (aftersales approve 2026-10" in explained.stdout
     report = runner.invoke(
         app,
         ["report", "penalties", "--period", "2026-10", "--db", str(service_data.engine.url),
