@@ -67,8 +67,12 @@ def test_a_serious_complaint_reaches_the_vice_general_manager_marked_serious(
     """000 art.20: 情节重大者,服务部应即提呈副总经理……提前加以处理,并将处理情况函告该客户."""
     ada = service_data.customer("Ada Wong")
     service_data.add(
-        Staff, branch_id=None, name="HQ service manager", email="service_manager@hq.example",
-        role="service_manager", locale="en",
+        Staff,
+        branch_id=None,
+        name="HQ service manager",
+        email="service_manager@hq.example",
+        role="service_manager",
+        locale="en",
     )  # fmt: skip: a general complaint goes to head office's service department
     service_data.complaint(ada, AS_OF - timedelta(hours=1), number="CP-BIG", severity="serious")
     service_data.complaint(ada, AS_OF - timedelta(hours=1), number="CP-SMALL")
