@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 POLICY = ("--rules", str(ROOT / "rules"), "--templates", str(ROOT / "templates" / "notices"))
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ACCEPTED = datetime(2026, 11, 20, 10, 0, tzinfo=SHANGHAI)
-NIGHT = datetime(2026, 11, 21, 11, 0, tzinfo=SHANGHAI)  # 25 hours later: the reply is late
+HANDLE_BY = datetime(2026, 11, 21, 10, 0, tzinfo=SHANGHAI)  # the handling deadline set
+NIGHT = datetime(2026, 11, 21, 11, 0, tzinfo=SHANGHAI)  # an hour past it: the urge notice
 
 
 def _head_office(data, role: str) -> int:
@@ -57,12 +58,16 @@ def test_the_urge_notice_goes_to_the_department_named_on_the_complaint(service_d
         _head_office(data, role)
     li = data.customer("Li Wei", locale="zh-CN")
     ids = {
-        department: str(data.complaint(li, ACCEPTED, responsible_department=department))
+        department: str(
+            data.complaint(
+                li, ACCEPTED, responsible_department=department, handling_due_at=HANDLE_BY
+            )
+        )
         for department in ("quality", "warehouse", None, "售后服务部")
     }
     run_night(settings_for(str(data.engine.url)), data.engine, as_of=NIGHT)
 
-    sent = _sent(data, "complaint-first-reply")
+    sent = _sent(data, "complaint-handling")
     # The branch has its own quality person; nobody in warehouse: head office's.
     assert sent[ids["quality"]] == ["quality@sh.example"]
     assert sent[ids["warehouse"]] == ["warehouse@hq.example"]
@@ -77,7 +82,7 @@ def test_the_urge_notice_goes_to_the_department_named_on_the_complaint(service_d
 
     settings = settings_for(str(data.engine.url))
     lines = dict(
-        explain_rule(settings, data.engine, "complaint-first-reply", ids["warehouse"], NIGHT)
+        explain_rule(settings, data.engine, "complaint-handling", ids["warehouse"], NIGHT)
     )
     reach = lines["reaches (breach, urge_notice)"]
     assert "responsible_department = 'warehouse'" in reach

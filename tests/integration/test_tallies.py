@@ -6,6 +6,8 @@ closes a month at 00:00 Shanghai time on the 10th of the next month.
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -65,6 +67,7 @@ def _complaint(data, closed_at: datetime, **values):
     defaults = {
         "status": "closed", "verified": True, "closed_at": closed_at,
         "first_reply_at": closed_at - timedelta(days=1),
+        "visited_at": closed_at - timedelta(days=1),  # 000 art.22: every complainant visited
         "responsible_staff_id": data.staff["technician"],
     }  # fmt: skip
     return data.complaint(customer, closed_at - timedelta(days=2), **{**defaults, **values})
@@ -339,8 +342,10 @@ def test_the_close_sends_each_person_a_notice_and_the_manager_a_summary(
         (digest,) = [n for n in notices if n.recipient_address == office and n.template == "digest"]
         copies = [n for n in notices if n.digest_id == digest.id]
         assert len(copies) == 2 and {n.status for n in copies} == {"bundled"}
-        # A copy names the role by its title in the reader's language (rules/roles.yaml).
-        title = {"accounting@hq.example": "财务部", "payroll@hq.example": "薪资组"}[office]
+        # A copy says what it is for, in the seed's words (002 (七)2: 会计单位查核, 罚扣奖金).
+        title = {"accounting@hq.example": "会计单位查核", "payroll@hq.example": "罚扣部门罚扣奖金"}[
+            office
+        ]
         assert all(f"请存档（{title}）" in n.body_text for n in copies)
     letter = next(n for n in notices if n.recipient_address == "technician@sh.example")
     assert letter.subject == "奖罚通知单 2026-10：technician sh"
@@ -355,9 +360,10 @@ def test_the_close_sends_each_person_a_notice_and_the_manager_a_summary(
         str(reports / "penalties_2026-10.html"),
         str(reports / "penalties_2026-10.csv"),
     ]
-    rows = (reports / "penalties_2026-10.csv").read_text(encoding="utf-8-sig").splitlines()
-    assert len(rows) == 3 and rows[0].startswith("period,report,branch,")
-    assert sum(Decimal(r.split(",")[11]) for r in rows[1:]) == Decimal("-200.00")
+    text = (reports / "penalties_2026-10.csv").read_text(encoding="utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 2 and text.startswith("period,report,branch,")
+    assert sum(Decimal(r["amount"]) for r in rows) == Decimal("-200.00")
 
 
 def test_the_ledger_refuses_updates_and_deletes(service_data, settings_for):
