@@ -81,9 +81,7 @@ def test_the_urge_notice_goes_to_the_department_named_on_the_complaint(service_d
     assert "1 complaints row(s) hold responsible_department '售后服务部'" in checked.stderr
 
     settings = settings_for(str(data.engine.url))
-    lines = dict(
-        explain_rule(settings, data.engine, "complaint-handling", ids["warehouse"], NIGHT)
-    )
+    lines = dict(explain_rule(settings, data.engine, "complaint-handling", ids["warehouse"], NIGHT))
     reach = lines["reaches (breach, urge_notice)"]
     assert "responsible_department = 'warehouse'" in reach
     assert "warehouse@hq.example" in reach and "head office" in reach
