@@ -291,6 +291,12 @@ def _shape_problem(source: SourceFile, error: Any) -> Problem:
         close = difflib.get_close_matches(str(where[-1]), known, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
         return Problem(f"unknown key {where[-1]!r}", source.location(where, key=True), hint)
+    if error["loc"][-1:] == ("[key]",):  # a mapping's key outside its choices (a locale, say)
+        return Problem(
+            f"unknown key {where[-2]!r} in {where[-3]}",
+            source.location(where[:-1], key=True),
+            f"keys: {error['ctx']['expected']}" if "expected" in error.get("ctx", {}) else None,
+        )
     if error["type"] == "missing":
         return Problem(
             f"missing required key {where[-1]!r}",
