@@ -59,8 +59,11 @@ CHECKED = STAFF_LETTERS | {"lapse_task"}
 INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}|\+00:00")
 ROLE_CODES = re.compile(r"\b(" + "|".join(r for r in STAFF_ROLES if "_" in r) + r")\b")
 WORD = re.compile(r"[A-Za-z][a-z]{3,}")
+# Tags with their style attributes, and mail addresses, are not prose.
+MARKUP = re.compile(r"<[^>]*>|[\w.+-]+@[\w.-]+")
 # Words of the English titles and reasons that are Spanish words as well, or names.
-SHARED = {"final", "general", "total", "local", "plan", "fuera", "vice", "manager"}
+SHARED = {"final", "general", "total", "local", "plan", "director", "supervisor", "madrid",
+          "shanghai", "taipei"}
 
 
 class Recording(NoticeTemplates):
@@ -91,6 +94,7 @@ def _english(settings, engine: Engine) -> set[str]:
 
 
 def _problems(name: str, locale: str, text: str, english: set[str]) -> list[str]:
+    text = MARKUP.sub(" ", text)
     found = [f"instant {m!r}" for m in INSTANT.findall(text)]
     found += [f"role code {m!r}" for m in ROLE_CODES.findall(text)]
     found += sorted({f"English {w!r}" for w in WORD.findall(text) if w.lower() in english})
