@@ -62,8 +62,18 @@ WORD = re.compile(r"[A-Za-z][a-z]{3,}")
 # Tags with their style attributes, and mail addresses, are not prose.
 MARKUP = re.compile(r"<[^>]*>|[\w.+-]+@[\w.-]+")
 # Words of the English titles and reasons that are Spanish words as well, or names.
-SHARED = {"final", "general", "total", "local", "plan", "director", "supervisor", "madrid",
-          "shanghai", "taipei"}
+SHARED = {
+    "final",
+    "general",
+    "total",
+    "local",
+    "plan",
+    "director",
+    "supervisor",
+    "madrid",
+    "shanghai",
+    "taipei",
+}
 
 
 class Recording(NoticeTemplates):
@@ -171,4 +181,3 @@ def test_a_rule_title_and_reason_in_each_locale(db: Engine, settings_for, db_url
     start = context["finding"]["details"]["start"]
     local = start.astimezone(ZoneInfo(context["timezone"]))
     assert f"{local.hour}:{local.minute:02d}" in read["zh-CN"]  # the branch's clock time
-
