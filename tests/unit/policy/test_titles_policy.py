@@ -65,3 +65,10 @@ def test_an_empty_title_is_refused(tmp_path):
 def test_the_schema_names_the_locales():
     schema = str(policy_json_schema())
     assert "'propertyNames': {'enum': ['zh-CN', 'zh-TW', 'en', 'es']}" in schema
+
+
+def test_a_misspelt_locale_gets_the_near_one_suggested(tmp_path):
+    folder = write_policy(tmp_path, rules=RULE.format(titles="zh-cn: 回访"))
+    (problem,) = problems_of(folder)
+    assert problem.message == "unknown key 'zh-cn' in titles"
+    assert problem.hint == "did you mean 'zh-CN'?"
