@@ -84,6 +84,7 @@ def explain_rule(
         tz = branch.get("timezone") or "UTC"
         lines: Lines = [
             ("rule", f"{item.rule.id}: {item.rule.title}"),
+            *((f"title {loc}", text) for loc, text in sorted(item.rule.titles.items())),
             ("source", item.rule.source or "-"),
             ("entity", f"{table.name} {record.get('number') or record['id']} (time zone {tz})"),
             ("as of", as_of.astimezone(ZoneInfo(tz)).isoformat()),

@@ -160,7 +160,9 @@ def _evaluate_and_queue(
             reported = QueueReport()
             if due.is_due("overdue_summary"):
                 titles = {c.rule.id: c.rule.title for c in policy.rules()}
-                every = open_overdue(conn, as_of, night.people().branches, titles)
+                localized = {c.rule.id: c.rule.localized_titles() for c in policy.rules()}
+                branches = night.people().branches
+                every = open_overdue(conn, as_of, branches, titles, localized)
                 summary = every.only(due.scopes("overdue_summary").branches)
                 reported = _report_overdue(conn, summary, night.people(), **outgoing)
             kpis, measured, stored = None, QueueReport(), 0

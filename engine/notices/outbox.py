@@ -257,10 +257,19 @@ def finding_context(
     branch = directory.branches.get(finding.record.get("branch_id")) or {}  # type: ignore[arg-type]
     customer = directory.customers.get(finding.record.get("customer_id"))  # type: ignore[arg-type]
     return {
-        "rule": {"id": rule.id, "title": rule.title, "source": rule.source or ""},
+        # `titles`: every locale's, for the template to take the one it is rendered in.
+        "rule": {
+            "id": rule.id,
+            "title": rule.title,
+            "titles": rule.localized_titles(),
+            "source": rule.source or "",
+        },
         "finding": {
+            "family": finding.family,
             "state": finding.state,
             "due_at": finding.due_at,
+            "amount": finding.amount,
+            "currency": finding.currency,
             "occurrence": finding.occurrence,
             "reason": finding.reason,
             "details": finding.details,

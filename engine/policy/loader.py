@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -296,6 +297,13 @@ def _shape_problem(source: SourceFile, error: Any) -> Problem:
         close = difflib.get_close_matches(str(where[-1]), known, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
         return Problem(f"unknown key {where[-1]!r}", source.location(where, key=True), hint)
+    if error["loc"][-1:] == ("[key]",):  # a mapping's key outside its choices (a locale, say)
+        expected = str(error.get("ctx", {}).get("expected", ""))
+        choices = {c.lower(): c for c in re.findall(r"'([^']+)'", expected)}
+        close = difflib.get_close_matches(str(where[-2]).lower(), list(choices), n=1)
+        hint = f"did you mean {choices[close[0]]!r}?" if close else f"keys: {expected}"
+        where_key = source.location(where[:-1], key=True)
+        return Problem(f"unknown key {where[-2]!r} in {where[-3]}", where_key, hint)
     if error["type"] == "missing":
         return Problem(
             f"missing required key {where[-1]!r}",

@@ -174,6 +174,11 @@ class Rule(_Frozen):
 
     id: RuleId
     title: str = Field(min_length=1, description="What the rule does, for a manager")
+    titles: dict[Locale, Annotated[str, StringConstraints(min_length=1)]] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="The title in other languages, by locale ({zh-CN: ..., es: ...}); "
+        "a reader whose locale has none reads `title`",
+    )
     source: str | None = Field(None, description="The clause this rule implements")
     entity: EntityName = Field(description="Table the rule looks at")  # type: ignore[valid-type]
     when: str | None = Field(None, description="Condition on the entity's fields")
@@ -191,6 +196,14 @@ class Rule(_Frozen):
         description="Why the rule is not judged yet (a standard whose number the regulation "
         "leaves blank, say): it is validated and explained, never evaluated",
     )
+
+    def title_in(self, locale: str | None) -> str:
+        """The title a reader of `locale` reads: theirs if given, else `title`."""
+        return self.titles.get(locale, self.title) if locale else self.title
+
+    def localized_titles(self) -> dict[str, str]:
+        """The title for a reader of every locale, for a template to pick the one it renders."""
+        return {locale: self.title_in(locale) for locale in LOCALES}
 
 
 class Action(_Frozen):

@@ -57,6 +57,7 @@ class KpiLine:
     target: str | None  # '≥ 95%', '≤ 2', for the reader
     values: tuple[Decimal | None, ...]
     missed: tuple[bool, ...]
+    titles: Mapping[str, str] = field(default_factory=dict)  # per locale, for the reader's
 
 
 @dataclass
@@ -157,6 +158,7 @@ def _party(
                 _target_text(metric) if target else None,
                 shown,
                 tuple(bool(target and target.missed(v)) for v in shown),
+                metric.localized_titles(),
             )
         )
     return party

@@ -66,6 +66,7 @@ class OverdueItem:
     overdue: timedelta
     level: int  # highest escalation level reached; 0: breached, not escalated
     reason: str
+    titles: Mapping[str, str] = field(default_factory=dict)  # the rule's, per reader's locale
 
     @property
     def overdue_hours(self) -> float:
@@ -120,9 +121,11 @@ class OverdueSummary:
         found: Iterable[Finding],
         branches: Mapping[int, Mapping[str, Any]],
         titles: Mapping[str, str],
+        localized: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         """Take the overdue items of some rules' findings (each rule's findings all at once:
-        a clock's breach and its escalations come from the same evaluation)."""
+        a clock's breach and its escalations come from the same evaluation); `localized`:
+        each rule's title per locale, for the letters."""
         levels: dict[tuple[str, str, str], int] = {}
         breaches: list[Finding] = []
         for finding in found:
@@ -158,6 +161,7 @@ class OverdueSummary:
                     overdue=self.as_of - deadline,
                     level=levels[(finding.rule_id, finding.entity_id, finding.occurrence)],
                     reason=finding.reason,
+                    titles=(localized or {}).get(finding.rule_id, {}),
                 )
             )
 
@@ -179,6 +183,7 @@ def open_overdue(
     as_of: datetime,
     branches: Mapping[int, Mapping[str, Any]],
     titles: Mapping[str, str],
+    localized: Mapping[str, Mapping[str, str]] | None = None,
 ) -> OverdueSummary:
     """Every clock late at `as_of`: the open breaches and escalation levels in the findings
     table (each run keeps them open exactly while they hold), with their entity's branch and
@@ -214,7 +219,7 @@ def open_overdue(
         )
         for row in late
     ]
-    return build_overdue(findings, branches, titles, as_of)
+    return build_overdue(findings, branches, titles, as_of, localized)
 
 
 def build_overdue(
@@ -222,10 +227,11 @@ def build_overdue(
     branches: Mapping[int, Mapping[str, Any]],
     titles: Mapping[str, str],
     as_of: datetime,
+    localized: Mapping[str, Mapping[str, str]] | None = None,
 ) -> OverdueSummary:
     """The overdue summary from one night's deadline findings (pure)."""
     summary = OverdueSummary(as_of)
-    summary.add(found, branches, titles)
+    summary.add(found, branches, titles, localized)
     return summary.finish()
 
 

@@ -525,6 +525,8 @@ def _finding(
         "used": clock.used,
         "left": clock.left,
         "paused": clock.paused,
+        # used/left count working time (else wall-clock time): a letter says which.
+        "working": bool(deadline.rule.within and deadline.rule.within.working),
     }
     if judged_at is not None:
         details[JUDGED_AT] = judged_at

@@ -236,6 +236,16 @@ def _finding(reminder: Reminder, record: dict[str, Any], due: datetime, tz: Zone
         recipients=tuple(r.label for r in rule.notify),
         notices=rule.notices(),
         record=record,
+        # What a letter needs to say why in the reader's words (templates' _layout/reasons.j2).
+        details={
+            "date": rule.date,
+            "on": anchor,
+            "offset": {
+                "amount": rule.offset.amount,
+                "unit": rule.offset.unit,
+                "working": rule.offset.working,
+            },
+        },
     )
 
 
