@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import yaml
 from sqlalchemy import Engine, select
 
 from engine.db.demo import load_demo
-from engine.db.models import STAFF_ROLES
 from engine.db.models import Finding as FindingRow
+from engine.db.models import Staff
 from engine.notices.templates import NoticeTemplates, RenderedNotice
 from engine.policy import load_policy
 from engine.reports.overdue import PAGE_TEMPLATE, OverdueSummary
@@ -57,7 +59,9 @@ STAFF_LETTERS = {
 """The staff letters the demo night sends, each checked here."""
 
 INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}|\+00:00")
-ROLE_CODES = re.compile(r"\b(" + "|".join(r for r in STAFF_ROLES if "_" in r) + r")\b")
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = yaml.safe_load((ROOT / "rules" / "roles.yaml").read_text(encoding="utf-8"))["roles"]
+ROLE_CODES = re.compile(r"\b(" + "|".join(r for r in ROLES if "_" in r) + r")\b")
 WORD = re.compile(r"[A-Za-z][a-z]{3,}")
 # Tags with their style attributes, and mail addresses, are not prose.
 MARKUP = re.compile(r"<[^>]*>|[\w.+-]+@[\w.-]+")
@@ -100,7 +104,11 @@ def _english(settings, engine: Engine) -> set[str]:
     sources = " ".join(c.rule.source or "" for c in policy.rules())
     # Sources cite the regulations as written ("000 part 2 §2(3)"): a citation, not prose.
     cited = {w.lower() for w in WORD.findall(sources)}
-    return {w.lower() for w in WORD.findall(text)} - cited - SHARED
+    # A reason names the people it is about (a technician's daily report): names, not English.
+    with engine.connect() as conn:
+        names = " ".join(conn.scalars(select(Staff.name)))
+    named = {w.lower() for w in WORD.findall(names)}
+    return {w.lower() for w in WORD.findall(text)} - cited - named - SHARED
 
 
 def _problems(name: str, locale: str, text: str, english: set[str]) -> list[str]:
