@@ -302,6 +302,8 @@ def _summary_letters(
             "branch": branch,
             "timezone": branch["timezone"],
             "chart_src": f"cid:{chart_cid(name)}",
+            # A person's role by its title in the reader's language (rules/roles.yaml).
+            "role_titles": {role: dict(spec.title) for role, spec in policy.roles.items()},
         }
         letters += branch_letters(
             directory, policy.ledger.summary_to, part.branch_id, reasons,

@@ -352,6 +352,9 @@ def test_the_close_sends_each_person_a_notice_and_the_manager_a_summary(
     assert "-CN¥100.00" in letter.body_text or "-¥100.00" in letter.body_text
     summary = next(n for n in notices if n.template == "penalty_summary")
     assert summary.body_html and "technician sh" in summary.body_html
+    # Roles by their titles, and the CSV attached, not a command to run (audit T10).
+    assert "technician sh（技术员）" in summary.body_text and "技术员" in summary.body_html
+    assert "CSV 已附在本邮件中" in summary.body_text and "aftersales" not in summary.body_text
     assert "team_lead sh" in summary.body_html and "<table" in summary.body_html
 
     reports = tmp_path / "runs" / "reports"
