@@ -10,14 +10,14 @@ repeats those runs would have, as it does for the other states.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from engine.calendar import BusinessCalendar, always_open
 from engine.policy.durations import Duration
-from engine.rules.working_time import reach
+from engine.rules.working_time import Pause, reach
 
 if TYPE_CHECKING:
     from engine.rules.deadline import Clock
@@ -80,6 +80,7 @@ def repeats_of(
         running=clock.running,
         calendar=calendar,
         as_of=as_of,
+        pauses=clock.pauses,
     )
 
 
@@ -91,7 +92,12 @@ def repeat_points(
         return []
     until = min(clock.stop or as_of, as_of)
     return reached_until(
-        every, warn_at=clock.warn_at, deadline=clock.deadline, calendar=calendar, until=until
+        every,
+        warn_at=clock.warn_at,
+        deadline=clock.deadline,
+        calendar=calendar,
+        until=until,
+        pauses=clock.pauses,
     )
 
 
@@ -103,6 +109,7 @@ def series(
     running: bool,
     calendar: BusinessCalendar,
     as_of: datetime,
+    pauses: Sequence[Pause] = (),
 ) -> Series | None:
     """The repeats under way at `as_of` (a warning's before the deadline, a breach's after),
     counted on `calendar` (the branch's) or the wall clock, as each interval says."""
@@ -111,10 +118,10 @@ def series(
     if as_of < deadline:
         if warn_at is None or as_of < warn_at or "warning" not in every:
             return None
-        return _walk("warning", warn_at, every["warning"], calendar, as_of, deadline)
+        return _walk("warning", warn_at, every["warning"], calendar, as_of, deadline, pauses)
     if "breach" not in every:
         return None
-    return _walk("breach", deadline, every["breach"], calendar, as_of, None)
+    return _walk("breach", deadline, every["breach"], calendar, as_of, None, pauses)
 
 
 def reached_until(
@@ -124,15 +131,16 @@ def reached_until(
     deadline: datetime,
     calendar: BusinessCalendar,
     until: datetime,
+    pauses: Sequence[Pause] = (),
 ) -> list[datetime]:
     """Every instant a repeat was reached up to `until` (the stop or as_of): the points a
     catch-up run looks at, as it does at the warning point and the deadline."""
     out: list[datetime] = []
     if warn_at is not None and "warning" in every and warn_at <= until:
-        warning = _walk("warning", warn_at, every["warning"], calendar, until, deadline)
+        warning = _walk("warning", warn_at, every["warning"], calendar, until, deadline, pauses)
         out += warning.reached
     if "breach" in every and deadline <= until:
-        out += _walk("breach", deadline, every["breach"], calendar, until, None).reached
+        out += _walk("breach", deadline, every["breach"], calendar, until, None, pauses).reached
     return out
 
 
@@ -143,13 +151,15 @@ def _walk(
     calendar: BusinessCalendar,
     until: datetime,
     bound: datetime | None,
+    pauses: Sequence[Pause] = (),
 ) -> Series:
-    """The repeats of `state` from `anchor` reached by `until`, all before `bound` if given."""
+    """The repeats of `state` from `anchor` reached by `until`, all before `bound` if given;
+    time paused (the entity waiting in a `pause_while` status) does not count."""
     clock = calendar if interval.working else always_open(calendar.timezone.key)
     reached: list[datetime] = []
     at = anchor
     for _ in range(_MAX_REPEATS):
-        following = reach(clock, at, interval, ())
+        following = reach(clock, at, interval, pauses)
         if bound is not None and following >= bound:
             return Series(state, interval, tuple(reached), None)
         if following > until:

@@ -68,3 +68,13 @@ def test_repeat_states_name_their_index_and_what_they_repeat():
     assert repeat_state("warning", 3) == "warning:repeat-3"
     assert (base_state("breach:repeat-12"), repeat_index("breach:repeat-12")) == ("breach", 12)
     assert (base_state("escalation:1"), repeat_index("escalation:1")) == ("escalation:1", None)
+
+
+def test_time_the_entity_waits_in_a_paused_status_does_not_count_towards_a_repeat():
+    # Overdue Monday 16 November 10:00; waiting for the customer from Tuesday 10:00 to Thursday
+    # 10:00 (two working days paused): the first repeat comes on Friday, not on Wednesday.
+    waiting = ((sh(2026, 11, 17, 10, 0), sh(2026, 11, 19, 10, 0)),)
+    found = series(EVERY_2, warn_at=None, deadline=sh(2026, 11, 16, 10, 0), running=True,
+                   calendar=OFFICE, as_of=sh(2026, 11, 20, 12, 0), pauses=waiting)  # fmt: skip
+    assert found is not None
+    assert [t.astimezone(SHANGHAI) for t in found.reached] == [sh(2026, 11, 20, 10, 0)]
