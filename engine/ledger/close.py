@@ -112,9 +112,9 @@ def settle(
     announced = [_Entry.of(f, lines[f.key]) for f in booked if f.key not in waits]
     announced += _approved(conn, titles, directory, run_id, result)
     letters = _person_letters(announced, policy, directory, result.reasons)
-    for waits in hold(conn, held, run_id=run_id, as_of=as_of):
-        mine = [lines[f.key] for f in held if _held_in(f, waits)]
-        letters += _approval_letters(waits, mine, held, policy, directory, result.reasons)
+    for held_group in hold(conn, held, run_id=run_id, as_of=as_of):
+        mine = [lines[f.key] for f in held if _held_in(f, held_group)]
+        letters += _approval_letters(held_group, mine, held, policy, directory, result.reasons)
     months = closing_months([*closed, *(Period.parse(f.occurrence) for f in booked)])
     summaries = {m.key: build_summary(conn, m, titles) for m in months}
     result.summaries = [s for s in summaries.values() if s.entries or s.period in result.closed]
