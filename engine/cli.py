@@ -403,7 +403,8 @@ def status(
 def _waits(item: dict[str, Any]) -> str:
     return (
         f"awaiting approval: {item['period']} {item['branch']}, {item['entries']} entries held "
-        f"since {item['held_since'][:16]} (aftersales approve {item['period']} --by NAME)"
+        f"since {item['held_since'][:16]} "
+        f"(aftersales approve {item['period']} --branch {item['branch']} --by NAME)"
     )
 
 
@@ -414,7 +415,8 @@ def approve(
     ],
     by: Annotated[str, typer.Option("--by", help="Who approves, e.g. the general manager's name")],
     branch: Annotated[
-        str | None, typer.Option("--branch", help="Only this branch code; default: every branch")
+        str | None,
+        typer.Option("--branch", help="Only this branch (code; HQ: head office); default: all"),
     ] = None,
     db: DbOpt = None,
 ) -> None:

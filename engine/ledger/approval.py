@@ -34,13 +34,17 @@ class NotApprovable(AftersalesError):
     """Nothing waits for approval in that period: not closed, or already approved (exit 1)."""
 
 
+HEAD_OFFICE = "HQ"
+"""How `aftersales approve --branch` and the lists name head office's people (no branch)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Waiting:
     """Entries of one branch and closing month held for approval."""
 
     period: str
     branch_id: int | None
-    branch: str  # its code, or HQ
+    branch: str  # its code, or HEAD_OFFICE
     entries: int
     held_at: datetime
     run_id: str
@@ -165,7 +169,7 @@ def waiting(conn: Connection) -> list[Waiting]:
         merged[key] = Waiting(
             row["period"],
             row["branch_id"],
-            row["code"] or "HQ",
+            row["code"] or HEAD_OFFICE,
             row["entries"] + (was.entries if was else 0),
             was.held_at if was else row["held_at"],
             row["run_id"],
@@ -225,12 +229,17 @@ def _quarters_closing_with(month: Period) -> list[Period]:
     return [quarter] if quarter.closing_month == month else []
 
 
-def _branch_id(conn: Connection, code: str) -> int:
+def _branch_id(conn: Connection, code: str) -> int | None:
+    """The branch of `code`; None for head office (HQ, unless a branch has that code)."""
     branches = Branch.__table__
     found = conn.scalar(select(branches.c.id).where(branches.c.code == code))
+    if found is None and code == HEAD_OFFICE:
+        return None
     if found is None:
         known = ", ".join(conn.scalars(select(branches.c.code).order_by(branches.c.code)))
-        raise UsageError(f"--branch {code!r}: no such branch (branches: {known})")
+        raise UsageError(
+            f"--branch {code!r}: no such branch (branches: {known}; {HEAD_OFFICE}: head office)"
+        )
     return int(found)
 
 

@@ -30,7 +30,17 @@ from sqlalchemy import Connection
 
 from engine.db.catalogue import entity_table
 from engine.findings import Finding
-from engine.ledger.approval import Release, Waiting, hold, needs_approval, release, waiting
+from engine.ledger.approval import (
+    HEAD_OFFICE as HEAD_OFFICE_CODE,
+)
+from engine.ledger.approval import (
+    Release,
+    Waiting,
+    hold,
+    needs_approval,
+    release,
+    waiting,
+)
 from engine.ledger.book import LEDGER_DETAILS, book, close, to_settle
 from engine.ledger.periods import Period, in_closing_order
 from engine.notices.outbox import Letter, branch_letters, queue_letters
@@ -276,8 +286,9 @@ def _approval_letters(
         "lines": mine,
         "totals": total(mine),
         "correction": all(line.kind == "correction" for line in mine),
-        "command": f"aftersales approve {waits['period']}"
-        + (f" --branch {branch['code']}" if waits["branch_id"] else "")
+        # Always one branch: without --branch the command would approve every branch's month.
+        "command": f"aftersales approve {waits['period']} --branch "
+        + (branch["code"] if waits["branch_id"] else HEAD_OFFICE_CODE)
         + ' --by "NAME"',
     }
     return branch_letters(

@@ -59,10 +59,10 @@ def _offices(data) -> None:
 
 def _complaint(data, closed_at: datetime, **values):
     customer = data.customer(f"Customer {closed_at:%d%H%M}")
+    values = {"responsible_staff_id": data.staff["technician"], **values}
     return data.complaint(
         customer, closed_at - timedelta(days=2), status="closed", verified=True,
-        closed_at=closed_at, first_reply_at=closed_at - timedelta(days=1),
-        responsible_staff_id=data.staff["technician"], **values,
+        closed_at=closed_at, first_reply_at=closed_at - timedelta(days=1), **values,
     )  # fmt: skip
 
 
@@ -151,6 +151,27 @@ def test_a_correction_after_the_approval_waits_for_its_own(service_data, focused
     assert _approve(service_data, "2026-10", "--by", "王总").exit_code == 0
     _run(service_data, focused_settings_for, AFTER_CLOSE + timedelta(days=1, hours=1))
     assert len(_letters(service_data, "reward_penalty_notice")) == 2
+
+
+def test_head_office_is_approved_on_its_own(service_data, focused_settings_for):
+    """A head-office person's entries wait apart; approving them leaves the branches waiting."""
+    _offices(service_data)
+    chief = service_data.add(
+        Staff, branch_id=None, name="Chief engineer", email="chief@hq.example",
+        role="technician", locale="zh-CN",
+    )  # fmt: skip
+    _complaint(service_data, datetime(2026, 10, 5, 11, 0, tzinfo=SHANGHAI))
+    _complaint(service_data, datetime(2026, 10, 6, 11, 0, tzinfo=SHANGHAI),
+               responsible_staff_id=chief)  # fmt: skip
+    _run(service_data, focused_settings_for, AFTER_CLOSE)
+    asks = {n.body_text for n in _letters(service_data, "approval_request")}
+    assert any("aftersales approve 2026-10 --branch HQ" in text for text in asks)
+
+    approved = _approve(service_data, "2026-10", "--branch", "HQ", "--by", "王总")
+
+    assert approved.exit_code == 0 and "approved 2026-10 HQ" in approved.output
+    later = _run(service_data, focused_settings_for, AFTER_CLOSE + timedelta(hours=1))
+    assert [w["branch"] for w in later.ledger["awaiting_approval"]] == ["SH-01"]
 
 
 def test_madrid_is_not_fined_and_its_reward_is_in_euros(service_data, focused_settings_for):
