@@ -160,6 +160,9 @@ class ObligationRule(Rule, Action):
             raise ValueError("`active` and `count` go with `every`; a `date` asks for one record")
         if self.working_days and self.every != "day":
             raise ValueError("`working_days` goes with `every: day`")
+        if self.working_days and isinstance(self.count, PlanCount) and self.count.split:
+            # The plan would be shared among every day, and the days off's shares lost.
+            raise ValueError("a plan split evenly over days cannot spare the days off")
         if isinstance(self.count, PlanCount) and self.every is not None:
             self._fits(self.count, self.every)
         for span in (self.due, self.look_back):

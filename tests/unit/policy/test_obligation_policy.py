@@ -117,6 +117,7 @@ BASE = {
          "a month is not made of whole quarters"),
         ({"count": {"plan": "customer_visits", "per": "quarter"}}, "split: evenly"),
         ({"working_days": True}, "`working_days` goes with `every: day`"),
+        ({"every": "day", "working_days": True}, "cannot spare the days off"),
         ({"every": "fortnight"}, "every"),
         ({"count": 0}, "count"),
     ],
@@ -127,5 +128,5 @@ def test_plans_that_cannot_be_shared_and_misplaced_words_are_refused(change, mes
 
 
 def test_a_daily_plan_may_be_shared_among_the_days_of_a_quarter():
-    rule = ObligationRule.model_validate({**BASE, "every": "day", "working_days": True})
+    rule = ObligationRule.model_validate({**BASE, "every": "day"})
     assert rule.count == PlanCount(plan="customer_visits", per="quarter", split="evenly")
