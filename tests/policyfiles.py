@@ -15,9 +15,9 @@ TEMPLATES = NoticeTemplates(ROOT / "templates" / "notices")
 
 
 def write_policy(tmp_path: Path, **files: str) -> Path:
-    """A rules folder holding `<name>.yaml` for each keyword."""
+    """A rules folder holding `<name>.yaml` for each keyword (written over on a second call)."""
     folder = tmp_path / "rules"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     for name, text in files.items():
         (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
     return folder
@@ -28,3 +28,11 @@ def problems_of(folder: Path) -> list[Problem]:
     with pytest.raises(PolicyError) as caught:
         load_policy(folder, TEMPLATES)
     return caught.value.problems
+
+
+def line_col(text: str, needle: str) -> tuple[int, int]:
+    """Line and column (1-based) of the first `needle` in `text`, as a problem reports them."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            return number, line.index(needle) + 1
+    raise AssertionError(needle)

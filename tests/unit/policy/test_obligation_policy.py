@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from policyfiles import line_col, problems_of, write_policy
 
-from engine.errors import PolicyError
 from engine.notices.templates import NoticeTemplates
 from engine.policy import load_policy
 from engine.policy.jsonschema import policy_json_schema
@@ -35,19 +35,7 @@ obligations:
 
 
 def _problems(tmp_path: Path, text: str) -> list:
-    folder = tmp_path / "rules"
-    folder.mkdir(exist_ok=True)
-    (folder / "obligations.yaml").write_text(text, encoding="utf-8")
-    with pytest.raises(PolicyError) as caught:
-        load_policy(folder, TEMPLATES)
-    return caught.value.problems
-
-
-def _line_col(text: str, needle: str) -> tuple[int, int]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if needle in line:
-            return number, line.index(needle) + 1
-    raise AssertionError(needle)
+    return problems_of(write_policy(tmp_path, obligations=text))
 
 
 def test_the_shipped_policy_asks_for_daily_reports_and_the_planned_visits():
@@ -86,7 +74,7 @@ def test_an_unknown_count_field_points_at_it_with_a_hint(tmp_path):
                           "count: supervisor_idd")  # fmt: skip
     (problem,) = _problems(tmp_path, text)
     assert "'supervisor_idd' is not a field of staff" in problem.message
-    assert (problem.location.line, problem.location.column) == _line_col(text, "supervisor_idd")
+    assert (problem.location.line, problem.location.column) == line_col(text, "supervisor_idd")
     assert problem.hint == "did you mean 'supervisor_id'?"
     text = text.replace("supervisor_idd", "name")
     (problem,) = _problems(tmp_path, text)
@@ -97,7 +85,7 @@ def test_a_plan_linked_by_an_unknown_field_points_at_the_link(tmp_path):
     text = VISITS.replace("split: evenly}", "split: evenly, link: staf_id}")
     (problem,) = _problems(tmp_path, text)
     assert "'staf_id' is not a field of targets" in problem.message
-    assert problem.location.line == _line_col(text, "staf_id")[0]
+    assert problem.location.line == line_col(text, "staf_id")[0]
     assert problem.hint == "did you mean 'staff_id'?"
 
 

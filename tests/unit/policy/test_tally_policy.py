@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from policyfiles import line_col, problems_of, write_policy
 from pydantic import ValidationError
 
 from engine.errors import PolicyError
@@ -43,19 +44,7 @@ BASE = {
 
 
 def _problems(tmp_path: Path, text: str) -> list:
-    folder = tmp_path / "rules"
-    folder.mkdir(exist_ok=True)
-    (folder / "penalties.yaml").write_text(text, encoding="utf-8")
-    with pytest.raises(PolicyError) as caught:
-        load_policy(folder, TEMPLATES)
-    return caught.value.problems
-
-
-def _line_col(text: str, needle: str) -> tuple[int, int]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if needle in line:
-            return number, line.index(needle) + 1
-    raise AssertionError(needle)
+    return problems_of(write_policy(tmp_path, penalties=text))
 
 
 def test_shipped_penalties_cover_seed_rows_14_to_17_and_20():
@@ -190,7 +179,7 @@ def test_unknown_field_in_a_multiplier_condition_points_at_it(tmp_path):
     text = TALLY.replace("repeat_of_id is not null", "repeat_off_id is not null")
     (problem,) = _problems(tmp_path, text)
     assert "unknown field repeat_off_id" in problem.message
-    assert (problem.location.line, problem.location.column) == _line_col(text, "repeat_off_id")
+    assert (problem.location.line, problem.location.column) == line_col(text, "repeat_off_id")
     assert "repeat_of_id" in (problem.hint or "")
 
 
@@ -200,7 +189,7 @@ def test_unknown_field_in_the_condition_and_a_bad_at_field_are_both_reported(tmp
     assert len(problems) == 2
     assert "'closed_on' is not a field of complaints" in str(problems)
     unknown = next(p for p in problems if "verifed" in p.message)
-    assert (unknown.location.line, unknown.location.column) == _line_col(text, "verifed")
+    assert (unknown.location.line, unknown.location.column) == line_col(text, "verifed")
 
 
 def test_charging_a_customer_or_an_unknown_role_is_refused(tmp_path):
@@ -208,7 +197,7 @@ def test_charging_a_customer_or_an_unknown_role_is_refused(tmp_path):
     (problem,) = _problems(tmp_path, text)
     assert "cannot charge 'team_leed'" in problem.message
     assert problem.hint == "did you mean 'team_lead'?"
-    assert (problem.location.line, problem.location.column) == _line_col(text, "team_leed")
+    assert (problem.location.line, problem.location.column) == line_col(text, "team_leed")
     (problem,) = _problems(tmp_path, TALLY.replace("responsible_staff, else", "customer, else"))
     assert "cannot charge 'customer': it is not a person of staff" in problem.message
 
@@ -256,7 +245,7 @@ def test_unknown_key_in_a_band_is_found_with_a_hint(tmp_path):
     problems = _problems(tmp_path, text)
     unknown = next(p for p in problems if "unknown key 'amout'" in p.message)
     assert unknown.hint == "did you mean 'amount'?"
-    assert (unknown.location.line, unknown.location.column) == _line_col(text, "amout")
+    assert (unknown.location.line, unknown.location.column) == line_col(text, "amout")
 
 
 def test_close_notice_templates_and_recipients_are_checked(tmp_path):
@@ -273,4 +262,4 @@ def test_an_amount_for_an_undeclared_role_points_at_it(tmp_path):
     (problem,) = _problems(tmp_path, text)
     assert "by_role: 'team_leed' is not a role the policy declares" in problem.message
     assert problem.hint == "did you mean 'team_lead'?"
-    assert (problem.location.line, problem.location.column) == _line_col(text, "team_leed")
+    assert (problem.location.line, problem.location.column) == line_col(text, "team_leed")
