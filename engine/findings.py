@@ -23,6 +23,26 @@ if TYPE_CHECKING:
 _CHUNK = 500
 
 
+REPEAT = ":repeat-"
+"""How a repeated state is named: `breach:repeat-2` is the breach's second repeat."""
+
+
+def repeat_state(state: str, index: int) -> str:
+    """`breach:repeat-2`: the second repeat of the breach."""
+    return f"{state}{REPEAT}{index}"
+
+
+def base_state(state: str) -> str:
+    """The state a repeat repeats (`breach` for `breach:repeat-2`); other states unchanged."""
+    return state.partition(REPEAT)[0]
+
+
+def repeat_index(state: str) -> int | None:
+    """N of `...:repeat-N`; None for a state that is not a repeat."""
+    base, found, index = state.partition(REPEAT)
+    return int(index) if found and base else None
+
+
 def instant_text(value: datetime) -> str:
     """An instant as every file the engine writes gives it: UTC, `2026-11-22T16:00:00+00:00`."""
     return value.astimezone(UTC).isoformat()

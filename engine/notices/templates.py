@@ -47,6 +47,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 
 from engine.errors import AftersalesError, Location, PolicyError, Problem
+from engine.findings import base_state
 
 PARTS = ("subject", "txt", "html")
 REQUIRED_PARTS = ("subject", "txt")
@@ -214,7 +215,12 @@ class NoticeTemplates:
             bytecode_cache=_COMPILED,
         )
         self.env.filters.update(
-            date=_date, datetime=_datetime, money=_money, number=_number, percent=_percent
+            date=_date,
+            datetime=_datetime,
+            money=_money,
+            number=_number,
+            percent=_percent,
+            base_state=base_state,  # `breach:repeat-2`|base_state is `breach`
         )
         self._files = self._scan()
         # name -> the first context rendered with it; set to a dict to collect (preview does).

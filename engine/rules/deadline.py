@@ -53,13 +53,13 @@ from engine.calendar import BusinessCalendar, always_open
 from engine.db.models import Branch, StatusChange
 from engine.db.types import UtcDateTime
 from engine.expr.sql import shift_instant
-from engine.findings import Finding
+from engine.findings import REPEAT, Finding, base_state, repeat_index
 from engine.policy import CompiledRule, DeadlineRule
 from engine.policy.branch_scope import applies
 from engine.policy.durations import Duration
 from engine.policy.models import END_OF_WORKING_DAY
 from engine.rules.catch_up import missed_instants, previous_as_of
-from engine.rules.repeats import REPEAT, Series, base_state, repeat_index, repeat_points, repeats_of
+from engine.rules.repeats import Series, repeat_points, repeats_of
 from engine.rules.scope import Scope
 from engine.rules.working_time import Pause
 from engine.rules.working_time import paused as _paused

@@ -16,13 +16,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from engine.calendar import BusinessCalendar, always_open
+from engine.findings import repeat_state
 from engine.policy.durations import Duration
 from engine.rules.working_time import Pause, reach
 
 if TYPE_CHECKING:
     from engine.rules.deadline import Clock
 
-REPEAT = ":repeat-"
 _MAX_REPEATS = 10_000  # a runaway interval (every minute for years) stops counting here
 
 
@@ -49,22 +49,6 @@ class Series:
     def latest(self) -> tuple[str, datetime] | None:
         """The state of the latest repeat reached and its instant, if any."""
         return (repeat_state(self.state, self.done), self.reached[-1]) if self.reached else None
-
-
-def repeat_state(state: str, index: int) -> str:
-    """`breach:repeat-2`: the second repeat of the breach."""
-    return f"{state}{REPEAT}{index}"
-
-
-def base_state(state: str) -> str:
-    """The state a repeat repeats (`breach` for `breach:repeat-2`); other states unchanged."""
-    return state.partition(REPEAT)[0]
-
-
-def repeat_index(state: str) -> int | None:
-    """N of `...:repeat-N`; None for a state that is not a repeat."""
-    base, found, index = state.partition(REPEAT)
-    return int(index) if found and base else None
 
 
 def repeats_of(

@@ -6,9 +6,10 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from engine.calendar import build_calendar
+from engine.findings import base_state, repeat_index, repeat_state
 from engine.policy.calendar_spec import CalendarSpec
 from engine.policy.durations import Duration
-from engine.rules.repeats import base_state, reached_until, repeat_index, repeat_state, series
+from engine.rules.repeats import reached_until, series
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 OFFICE = build_calendar(
