@@ -25,12 +25,13 @@ def test_a_warranty_problem_unresolved_after_24_hours_is_a_breach(service_data, 
     ada = data.customer("Ada Wong")
     covered = data.unit(ada, purchased_on=date(2026, 6, 1), proof_of_purchase=True)
     expired = data.unit(ada, purchased_on=date(2020, 6, 1), proof_of_purchase=True)
+    # Recorded free (三包) by the desk, as the warranty says; the expired unit's call is paid.
     late = data.request(ada, CALLED, unit_id=covered, fault_part="fan", status="on_site",
-                        arrived_at=CALLED + timedelta(hours=2))  # fmt: skip
+                        category="free", arrived_at=CALLED + timedelta(hours=2))  # fmt: skip
     in_time = data.request(ada, CALLED, unit_id=covered, fault_part="fan", status="completed",
-                           arrived_at=CALLED + timedelta(hours=2),
+                           category="free", arrived_at=CALLED + timedelta(hours=2),
                            completed_at=CALLED + timedelta(hours=20))  # fmt: skip
-    paid = data.request(ada, CALLED, unit_id=expired, fault_part="fan")
+    paid = data.request(ada, CALLED, unit_id=expired, fault_part="fan", category="paid")
     settings = settings_for(str(data.engine.url))
 
     for hours in (12, 19, 25, 26):
