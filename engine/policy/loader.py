@@ -26,6 +26,7 @@ from engine.derived import Views, build_views, call_scope
 from engine.errors import Location, PolicyError, Problem
 from engine.expr import Expr, ExprSyntaxError, check, fields, parse
 from engine.expr.nodes import AsOf, walk
+from engine.notices.languages import locales_in_use, missing_locale_problems
 from engine.notices.templates import NoticeTemplates
 from engine.policy.branch_scope import branch_column
 from engine.policy.models import (
@@ -158,8 +159,13 @@ def policy_hash(files: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Policy:
-    """Read, validate and cross-check every policy file in `folder`."""
+def load_policy(
+    folder: Path,
+    templates: NoticeTemplates | None = None,
+    in_use: Mapping[str, list[str]] | None = None,
+) -> Policy:
+    """Read, validate and cross-check every policy file in `folder`; `in_use` adds locales
+    read in the database (engine.notices.languages) to those customer notices must have."""
     problems: list[Problem] = []
     if not folder.is_dir():
         raise PolicyError([Problem("no such policy folder", Location(folder), "pass --rules DIR")])
@@ -196,6 +202,13 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     if tallies:
         checks.ledger(parsed, ledger)
     checks.defaults(_single(parsed, "defaults", []))
+    countries = {
+        n: c.holidays.country for p in parsed for n, c in p.model.calendars.items() if c.holidays
+    }
+    locales = locales_in_use(countries, defaults.locale, in_use or {})
+    problems += missing_locale_problems(
+        checks.customer_notices, templates, locales, defaults.customer_fallback, defaults.locale
+    )
     schedule = _single(parsed, "schedule", problems)
     if problems:
         raise PolicyError(problems)
@@ -444,6 +457,7 @@ class _RuleChecks:
         self.seen: dict[str, Location] = {}
         self.deadline_entities: dict[str, str] = {}  # deadline rule id -> its entity
         self.checked: set[str] = set()  # templates whose syntax was already checked
+        self.customer_notices: dict[str, Location] = {}  # notice -> where first sent to one
         self.disabled: list[CompiledRule[Any]] = []  # checked like the others, set aside
 
     def family(
@@ -683,6 +697,10 @@ class _RuleChecks:
                 )
             if recipient.notice:
                 self.notice(source, (*where, "notify", index, "notice"), recipient.notice)
+            if "customer" in known and "customer" in (recipient.role, recipient.otherwise):
+                named = (*at, "notice") if recipient.notice else (*where, "notice")
+                name = recipient.notice or action.notice
+                self.customer_notices.setdefault(name, source.location(named))
         self.notice(source, (*where, "notice"), action.notice)
         roles = {role for r in action.notify for role in (r.label, r.otherwise) if role}
         if action.urgent and roles <= {"customer"}:

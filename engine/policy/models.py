@@ -48,6 +48,12 @@ class Defaults(_Frozen):
     """Policy-wide defaults."""
 
     locale: Locale = Field("en", description="Language used when a reader's has no template")
+    customer_fallback: dict[Locale, Locale] = Field(  # type: ignore[valid-type]
+        {},
+        description="Customer letters: the locale read instead when a notice has no template "
+        "in the customer's own ({zh-TW: en}); undeclared, validate refuses the notice and the "
+        "run sets such a letter aside",
+    )
     overdue_summary_to: tuple[Word, ...] = Field(
         ("service_manager",),
         description="Staff roles that get each branch's nightly overdue summary; [] for none",
