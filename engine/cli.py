@@ -156,12 +156,14 @@ def import_(
 @app.command()
 def validate(rules: RulesOpt = None, templates: TemplatesOpt = None, db: DbOpt = None) -> None:
     """Check the policy files and the templates they name; exit 2 on any problem. With a
-    database at hand, warn of roles held by staff or named on rows that it does not declare."""
+    database at hand, also refuse customer notices lacking a locale its customers or branches
+    read, and warn of roles held by staff or named on rows that it does not declare."""
     from engine.run import load_checked_policy
 
     with _handled():
         settings = _settings(rules=rules, templates=templates, db=db)
-        policy, templates_found = load_checked_policy(settings)
+        in_use, warnings = _read_locales(settings)
+        policy, templates_found = load_checked_policy(settings, in_use)
         templates_found.check_costs()  # runaway whatever the data (engine/notices/templates.py)
         ids = policy.rule_ids()
         out.print(
@@ -169,21 +171,44 @@ def validate(rules: RulesOpt = None, templates: TemplatesOpt = None, db: DbOpt =
         )
         for item in policy.disabled:
             out.print(f"disabled: {item.rule.id}: {item.rule.disabled}")
-        for warning in _role_warnings(settings, policy):
+        for warning in [*warnings, *_role_warnings(settings, policy)]:
             err.print(f"warning: {warning}", highlight=False)
+
+
+def _database_at_hand(settings: Settings) -> bool:
+    """False for an SQLite file that does not exist: validating needs no database, and
+    connecting would create one."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.db)
+    return url.get_backend_name() != "sqlite" or Path(url.database or "").is_file()
+
+
+def _read_locales(settings: Settings) -> tuple[dict[str, list[str]], list[str]]:
+    """The locales the database's customers and branches read (none without a database),
+    and a warning when it could not be read."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from engine.notices.languages import database_locales
+
+    if not _database_at_hand(settings):
+        return {}, []
+    try:
+        with _connect(settings).connect() as conn:
+            return database_locales(conn), []
+    except SQLAlchemyError as exc:
+        return {}, [f"customers' locales not checked, the database could not be read: {exc}"]
 
 
 def _role_warnings(settings: Settings, policy: Any) -> list[str]:
     """Roles held by staff, or named on rows notices read, that the policy does not declare;
     none when there is no database to read."""
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from engine.notices.recipients import role_fields, undeclared_roles
 
-    url = make_url(settings.db)
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
-        return []  # validating a policy needs no database: do not create one
+    if not _database_at_hand(settings):
+        return []
     try:
         with _connect(settings).connect() as conn:
             fields = role_fields(r.rule for r in policy.rules())

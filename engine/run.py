@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -45,9 +45,12 @@ from engine.run_result import RuleOutcome, RunResult, spent
 from engine.settings import Settings
 
 
-def load_checked_policy(settings: Settings) -> tuple[Policy, NoticeTemplates]:
-    """The policy and templates, validated together; raises PolicyError with every problem."""
-    policy = load_policy(settings.rules, NoticeTemplates(settings.templates))
+def load_checked_policy(
+    settings: Settings, in_use: Mapping[str, list[str]] | None = None
+) -> tuple[Policy, NoticeTemplates]:
+    """The policy and templates, validated together; raises PolicyError with every problem.
+    `in_use`: the locales the database's readers read (engine.notices.languages)."""
+    policy = load_policy(settings.rules, NoticeTemplates(settings.templates), in_use)
     limits = settings.rendering.limits()
     return policy, NoticeTemplates(settings.templates, policy.defaults.locale, limits)
 

@@ -3,8 +3,9 @@
 Each row's dedup key (finding, role, recipient) is unique in the table, so a notice exists
 once however often a night is re-run. A notice that has no address is kept, set aside as
 `dead` with its reason; one whose template cannot be rendered (an error, or past the render
-limits) is kept as `render_failed` with the template file and line, and the night goes on.
-Nothing is lost silently.
+limits) is kept as `render_failed` with the template file and line, and the night goes on;
+so is a customer's letter with no template in the customer's locale nor in the one the policy
+declares for it (engine.notices.languages). Nothing is lost silently.
 
 Customers get one message per notice, rendered when it is queued: the text sent is the record.
 A staff member's notices are queued `held`, as data (template and context, engine.notices.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import parseaddr
 from functools import lru_cache
@@ -35,6 +36,7 @@ from engine.db.models import Notice, NoticeAttachment, Staff
 from engine.db.session import chunks
 from engine.findings import Finding
 from engine.notices.context import dump_context
+from engine.notices.languages import customer_locale, no_template_reason
 from engine.notices.recipients import Directory, Recipient
 from engine.notices.templates import NoticeTemplates, render_failure
 from engine.policy import Policy
@@ -115,6 +117,7 @@ def queue_notices(
         directory = Directory(conn, roles=policy.roles)
     directory.read_customers(conn, customer_ids)
     titles = {r.rule.id: r.rule for r in policy.rules()}
+    fallback = policy.defaults.customer_fallback
     rows: list[dict[str, Any]] = []
     for finding in findings:
         table = entity_table(finding.entity)
@@ -136,9 +139,11 @@ def queue_notices(
                 staff = person.kind == "staff"
                 if staff and not urgent:
                     rows.append(_held_as_data(row, person, templates, context))
-                else:  # customers' letters, and urgent staff notices: sent this cycle
-                    row["urgent"] = staff
+                elif staff:  # urgent staff notices: sent this cycle
+                    row["urgent"] = True
                     rows.append(render_row(row, person, templates, context))
+                else:
+                    rows.append(_customer_row(row, person, templates, context, fallback))
         if len(rows) >= _BATCH:  # rendered letters are large: hold one batch, not the night
             insert_rows(conn, rows, {}, report)
             rows = []
@@ -302,6 +307,23 @@ def render_row(
     except Exception as exc:  # an operator's template must never sink the night
         return {**row, "status": "render_failed", "last_error": render_failure(exc)}
     return filled_row(row, person, rendered.subject, rendered.text, rendered.html, rendered.locale)
+
+
+def _customer_row(
+    row: dict[str, Any],
+    person: Recipient,
+    templates: NoticeTemplates,
+    context: dict[str, Any],
+    fallback: Mapping[str, str],
+) -> dict[str, Any]:
+    """A customer's letter in their locale or the one the policy declares for it; set aside
+    (`render_failed`, with the reason) rather than sent in a language nobody chose."""
+    have = templates.locales(row["template"])
+    locale = customer_locale(have, person.locale, fallback)
+    if have and locale is None:
+        reason = no_template_reason(row["template"], person.locale, have)
+        return {**row, "status": "render_failed", "last_error": reason}
+    return render_row(row, replace(person, locale=locale or person.locale), templates, context)
 
 
 def _held_as_data(
