@@ -23,10 +23,10 @@ def write_policy(tmp_path: Path, **files: str) -> Path:
     return folder
 
 
-def problems_of(folder: Path) -> list[Problem]:
-    """The problems loading `folder` reports (it must fail)."""
+def problems_of(folder: Path, templates: NoticeTemplates = TEMPLATES) -> list[Problem]:
+    """The problems loading `folder` with `templates` reports (it must fail)."""
     with pytest.raises(PolicyError) as caught:
-        load_policy(folder, TEMPLATES)
+        load_policy(folder, templates)
     return caught.value.problems
 
 
