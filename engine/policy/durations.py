@@ -91,25 +91,62 @@ def parse_duration(text: Any, *, signed: bool) -> Duration:
     return Duration(-amount if negative else amount, unit, bool(match.group("working")))
 
 
-def _schema(description: str) -> WithJsonSchema:
-    return WithJsonSchema(
-        {"type": "string", "pattern": _PATTERN.pattern, "description": description}
-    )
+def _anycase(word: str) -> str:
+    """`word` matched in any case: JSON Schema patterns (ECMA-262) take no flags."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+def _span_pattern(units: tuple[Unit, ...], amount: str = r"\d*[1-9]\d*") -> str:
+    """An ECMA-262 pattern of `amount [working] unit` as parse_duration reads it."""
+    names = sorted((k for k, v in _UNITS.items() if v in units), key=len, reverse=True)
+    unit = "(" + "|".join(_anycase(n) for n in names) + ")"
+    return rf"{amount}\s+({_anycase('working')}\s+)?{unit}"
+
+
+_CLOCK_UNITS: tuple[Unit, ...] = ("minute", "hour", "day", "week")
+_ALL_UNITS: tuple[Unit, ...] = (*_CLOCK_UNITS, "month", "year")
+SPAN_PATTERN = rf"^\s*{_span_pattern(_ALL_UNITS)}\s*$"
+"""What a Span accepts, for JSON Schema."""
+CLOCK_SPAN_PATTERN = rf"^\s*{_span_pattern(_CLOCK_UNITS)}\s*$"
+"""What a deadline's spans and repeats accept: no months or years."""
+_SIGNED = _span_pattern(_ALL_UNITS, amount=r"\d+")
+OFFSET_PATTERN = (
+    rf"^\s*([+-]\s*{_SIGNED}|{_SIGNED}(\s+({_anycase('before')}|{_anycase('after')}))?)\s*$"
+)
+"""What an Offset accepts: a sign or before/after, not both; zero allowed."""
+
+
+def _schema(description: str, pattern: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "pattern": pattern, "description": description})
+
+
+def _span(value: Any) -> Duration:
+    return value if isinstance(value, Duration) else parse_duration(value, signed=False)
 
 
 Span = Annotated[
     Duration,
-    PlainValidator(lambda v: v if isinstance(v, Duration) else parse_duration(v, signed=False)),
+    PlainValidator(_span),
     PlainSerializer(str),
-    _schema("A positive span, e.g. '24 hours', '6 working hours', '7 days'"),
+    _schema("A positive span, e.g. '24 hours', '6 working hours', '7 days'", SPAN_PATTERN),
 ]
 """A positive duration in a policy file."""
+
+ClockSpan = Annotated[
+    Duration,
+    PlainValidator(_span),
+    PlainSerializer(str),
+    _schema("A positive span, e.g. '24 hours', '6 working hours', '2 days'", CLOCK_SPAN_PATTERN),
+]
+"""A span of a deadline's clock: the deadline rule refuses months and years (it counts time)."""
 
 Offset = Annotated[
     Duration,
     PlainValidator(lambda v: v if isinstance(v, Duration) else parse_duration(v, signed=True)),
     PlainSerializer(lambda d: d.spoken()),
-    _schema("A shift from a date, e.g. '1 month before', '3 days after', '-1 month'"),
+    _schema(
+        "A shift from a date, e.g. '1 month before', '3 days after', '-1 month'", OFFSET_PATTERN
+    ),
 ]
 """A signed duration in a policy file."""
 
@@ -131,7 +168,8 @@ Every = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": r"^\s*(every\s+)?\d+\s+(working\s+)?[a-z]+\s*$",
+            # parse_every drops a leading "every " (one space) before reading the span.
+            "pattern": rf"^\s*({_anycase('every')} )?{CLOCK_SPAN_PATTERN[1:]}",
             "description": "A repeat interval, e.g. 'every 2 working days', 'every 4 hours'",
         }
     ),

@@ -15,14 +15,27 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
 
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
 from engine.db.models import LOCALES, SERVICE_TABLES
 from engine.policy.calendar_spec import CalendarSpec
-from engine.policy.durations import Duration, Every, Offset, Span, parse_duration
+from engine.policy.durations import (
+    CLOCK_SPAN_PATTERN,
+    ClockSpan,
+    Duration,
+    Every,
+    Offset,
+    Span,
+    parse_duration,
+)
 from engine.policy.warranty_spec import WarrantySpec
 
 EntityName = Literal[tuple(t.__tablename__ for t in SERVICE_TABLES)]  # type: ignore[valid-type]
@@ -104,6 +117,13 @@ class Recipient(_Frozen):
     @classmethod
     def _from_word(cls, value: Any) -> Any:
         return {"role": value} if isinstance(value, str) else value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """A role word (`customer`) or the mapping, as `_from_word` reads them."""
+        return {"anyOf": [TypeAdapter(Word).json_schema(), handler(core_schema)]}
 
     @model_validator(mode="after")
     def _one_source(self) -> Recipient:
@@ -247,7 +267,7 @@ class RepeatingAction(Action):
 class Escalation(Action):
     """A further level after the breach: `after` the deadline, more people are told."""
 
-    after: Span = Field(description="How long after the breach, e.g. '2 working hours'")
+    after: ClockSpan = Field(description="How long after the breach, e.g. '2 working hours'")
 
 
 END_OF_WORKING_DAY = "end of working day"
@@ -271,6 +291,19 @@ class WarnAt(_Frozen):
             return {"span": parse_duration(value, signed=False)}
         return value
 
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """The two texts `_from_text` reads (its mapping form is internal)."""
+        share = r"^\s*(0*[1-9]\d?(\.\d*)?|0*\.\d*[1-9]\d*)\s*%\s*$"  # above 0%, below 100%
+        return {
+            "anyOf": [
+                {"type": "string", "pattern": share, "description": "A share: '80%'"},
+                {"type": "string", "pattern": CLOCK_SPAN_PATTERN, "description": "'4 hours'"},
+            ]
+        }
+
     def __str__(self) -> str:
         return f"{self.share * 100:g}%" if self.share is not None else str(self.span)
 
@@ -283,7 +316,7 @@ class DeadlineRule(Rule):
         min_length=1,
         description="Timestamp field(s) that stop it; the first one filled stops the clock",
     )
-    within: Span | None = Field(
+    within: ClockSpan | None = Field(
         None, description="Allowed time: '6 working hours' (branch calendar) or '24 hours'"
     )
     by: str | None = Field(
@@ -309,7 +342,11 @@ class DeadlineRule(Rule):
         None, description="Who is told when the stop came after the deadline"
     )
 
-    @field_validator("stop", mode="before")
+    @field_validator(
+        "stop",
+        mode="before",
+        json_schema_input_type=Word | Annotated[tuple[Word, ...], Field(min_length=1)],
+    )
     @classmethod
     def _one_or_more(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else value

@@ -111,7 +111,9 @@ class Products(_Frozen):
     category: str | None = Field(
         None, min_length=1, description="products.category, e.g. air_conditioner"
     )
-    model: Annotated[tuple[str, ...], BeforeValidator(_words)] = Field(
+    model: Annotated[
+        tuple[str, ...], BeforeValidator(_words, json_schema_input_type=str | tuple[str, ...])
+    ] = Field(
         (), description="products.model codes; a term for models wins over one for the category"
     )
 
