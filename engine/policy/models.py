@@ -21,7 +21,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
