@@ -52,6 +52,13 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
 
 
+def exactly_one_of(*keys: str) -> dict[str, Any]:
+    """JSON Schema of a model's "give exactly one of" check: one of `keys`, not null."""
+    return {
+        "oneOf": [{"required": [key], "properties": {key: {"not": {"type": "null"}}}} for key in keys]
+    }
+
+
 OVERDUE_NOTICE = "overdue_summary"
 """The template of the nightly overdue summary (engine.reports.overdue)."""
 
@@ -91,6 +98,8 @@ URGENT_HELP = (
 class Recipient(_Frozen):
     """A role to notify, with its own notice if given: `{role: sales_rep, notice: renewal_task}`;
     or the department named on the entity: `{department: responsible_department}`."""
+
+    model_config = ConfigDict(json_schema_extra=exactly_one_of("role", "department"))
 
     role: Word | None = Field(
         None, description="customer, a declared staff role, or a staff column such as sales_rep"
@@ -309,6 +318,8 @@ class WarnAt(_Frozen):
 
 class DeadlineRule(Rule):
     """A timer on an entity: from `start` until `stop`, warned before and escalated after."""
+
+    model_config = ConfigDict(json_schema_extra=exactly_one_of("within", "by"))
 
     start: Word = Field(description="Timestamp field that starts the clock")
     stop: tuple[Word, ...] = Field(

@@ -1,0 +1,107 @@
+"""The editor schema (`aftersales schema`) agrees with the loader: a standard validator,
+check-jsonschema with ECMA-262 regexes as VS Code uses, passes every shipped policy file and
+rejects each broken one the loader rejects, pointing at the same place."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.policyfiles import ROOT, problems_of
+
+SHIPPED = sorted((ROOT / "rules").glob("*.yaml"))
+
+# case: (file in rules/, text as shipped, text written instead, where the schema complains)
+BROKEN = {
+    "unknown duration unit": ("sla", "within: 6 working hours", "within: 6 hrs", "within"),
+    "months on a deadline clock": ("sla", "within: 6 working hours", "within: 1 month", "within"),
+    "unknown key": ("sla", "    within: 6 working hours", "    withn: 6 working hours", "deadlines[0]"),
+    "wrong type": ("sla", "pause_while: [waiting_customer]", "pause_while: 3", "pause_while"),
+    "notify entry not a role word": (
+        "contracts",
+        "notify: [team_lead, sales_director]",
+        "notify: [team_lead, Sales Director]",
+        "notify[1]",
+    ),
+    "notify entry with role and department": (
+        "contracts",
+        "notify: [team_lead, sales_director]",
+        "notify: [team_lead, {role: sales_director, department: branch_id}]",
+        "notify[1]",
+    ),
+    "nobody to notify": ("contracts", "notify: [team_lead, sales_director]", "notify: []", "notify"),
+    "warning share of 100%": ("sla", "warn_at: 80%", "warn_at: 100%", "warn_at"),
+    "offset with a sign and a side": (
+        "contracts",
+        "offset: 1 month before",
+        "offset: -1 month before",
+        "offset",
+    ),
+    "repeat every month": (
+        "sla",
+        "repeat: every 2 working days",
+        "repeat: every 1 month",
+        "repeat",
+    ),
+    "no stop field": ("sla", "stop: [arrived_at, completed_at]", "stop: []", "stop"),
+    "opening hours without minutes": (
+        "calendars",
+        '["09:00-12:00", "13:00-18:00"]',
+        '["9-12", "13:00-18:00"]',
+        "mon-fri[0]",
+    ),
+    "amount without its unit": ("penalties", "penalty: 50 each", "penalty: 50", "penalty"),
+    "rule id in capitals": ("sla", "id: dispatch-urban", "id: Dispatch-Urban", "id"),
+    "unknown table": ("sla", "entity: service_requests", "entity: service_request", "entity"),
+    "time of day out of range": ("schedule", 'digests: "08:00"', 'digests: "24:00"', "digests"),
+    "title in an unknown locale": ("roles", "es: Técnico}", "fr: Technicien}", "title"),
+}
+
+
+@pytest.fixture(scope="module")
+def schema_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The schema as a user writes it: `aftersales schema --out policy.schema.json`."""
+    out = tmp_path_factory.mktemp("schema") / "policy.schema.json"
+    exe = Path(sys.executable).with_name("aftersales")
+    subprocess.run([str(exe), "schema", "--out", str(out)], check=True, capture_output=True)
+    return out
+
+
+def check_jsonschema(schema: Path, *files: Path, regex: str = "default") -> dict:
+    """check-jsonschema's verdict, as its JSON output."""
+    exe = Path(sys.executable).with_name("check-jsonschema")
+    run = subprocess.run(
+        [str(exe), "--schemafile", str(schema), "--regex-variant", regex, "-o", "json", *files],
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(run.stdout)
+
+
+@pytest.mark.parametrize("regex", ["default", "nonunicode"])
+def test_every_shipped_policy_file_passes_check_jsonschema(schema_file, regex):
+    verdict = check_jsonschema(schema_file, *SHIPPED, regex=regex)
+    assert verdict["status"] == "ok", verdict["errors"] or verdict["parse_errors"]
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_a_broken_file_is_rejected_by_the_schema_and_the_loader_alike(schema_file, tmp_path, case):
+    name, shipped, broken, where = BROKEN[case]
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    path = rules / f"{name}.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert shipped in text, "the shipped policy changed: pick another line to break"
+    path.write_text(text.replace(shipped, broken, 1), encoding="utf-8")
+
+    assert problems_of(rules), "the loader accepts it: this is no broken file"
+    errors = check_jsonschema(schema_file, path)["errors"]
+    assert errors, f"check-jsonschema accepts {broken!r}, the loader does not"
+    # Under an optional block the error is the block's, its cause the deepest match's.
+    paths = [p for e in errors for p in (e["path"], e.get("best_deep_match", e)["path"])]
+    assert any(path.endswith(where) for path in paths), errors
