@@ -37,14 +37,18 @@ from pydantic import (
     model_validator,
 )
 
+from engine.policy.durations import anycase
+
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Day keys in `date.weekday()` order."""
 
 TWENTY_FOUR_SEVEN = "24x7"
 
-_DAY = "(?:mon|tue|wed|thu|fri|sat|sun)"
-DAY_KEY_PATTERN = rf"^{_DAY}(?:-{_DAY})?(?:,{_DAY}(?:-{_DAY})?)*$"
-INTERVAL_PATTERN = r"^(?:[01]?\d|2[0-4]):[0-5]\d-(?:[01]?\d|2[0-4]):[0-5]\d$"
+# JSON Schema (ECMA-262) patterns of what parse_day_key and parse_interval read.
+_DAY = r"\s*(" + "|".join(anycase(day) for day in DAY_NAMES) + r")\s*"
+DAY_KEY_PATTERN = rf"^{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*$"
+_TIME = r"([01]?\d|2[0-3]):[0-5]\d"
+INTERVAL_PATTERN = rf"^\s*{_TIME}\s*-\s*({_TIME}|24:00)\s*$"
 _INTERVAL = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 Minutes = tuple[int, int]
@@ -153,10 +157,11 @@ def _week_check(value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]
 
 _HOURS_SCHEMA = {
     "oneOf": [
-        {"const": TWENTY_FOUR_SEVEN},
+        {"type": "string", "pattern": rf"^\s*{anycase(TWENTY_FOUR_SEVEN)}\s*$"},
         {
             "type": "object",
             "propertyNames": {"pattern": DAY_KEY_PATTERN},
+            "minProperties": 1,
             "additionalProperties": {
                 "type": "array",
                 "items": {"type": "string", "pattern": INTERVAL_PATTERN},

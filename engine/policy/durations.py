@@ -91,7 +91,7 @@ def parse_duration(text: Any, *, signed: bool) -> Duration:
     return Duration(-amount if negative else amount, unit, bool(match.group("working")))
 
 
-def _anycase(word: str) -> str:
+def anycase(word: str) -> str:
     """`word` matched in any case: JSON Schema patterns (ECMA-262) take no flags."""
     return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
 
@@ -99,8 +99,8 @@ def _anycase(word: str) -> str:
 def _span_pattern(units: tuple[Unit, ...], amount: str = r"\d*[1-9]\d*") -> str:
     """An ECMA-262 pattern of `amount [working] unit` as parse_duration reads it."""
     names = sorted((k for k, v in _UNITS.items() if v in units), key=len, reverse=True)
-    unit = "(" + "|".join(_anycase(n) for n in names) + ")"
-    return rf"{amount}\s+({_anycase('working')}\s+)?{unit}"
+    unit = "(" + "|".join(anycase(n) for n in names) + ")"
+    return rf"{amount}\s+({anycase('working')}\s+)?{unit}"
 
 
 _CLOCK_UNITS: tuple[Unit, ...] = ("minute", "hour", "day", "week")
@@ -111,7 +111,7 @@ CLOCK_SPAN_PATTERN = rf"^\s*{_span_pattern(_CLOCK_UNITS)}\s*$"
 """What a deadline's spans and repeats accept: no months or years."""
 _SIGNED = _span_pattern(_ALL_UNITS, amount=r"\d+")
 OFFSET_PATTERN = (
-    rf"^\s*([+-]\s*{_SIGNED}|{_SIGNED}(\s+({_anycase('before')}|{_anycase('after')}))?)\s*$"
+    rf"^\s*([+-]\s*{_SIGNED}|{_SIGNED}(\s+({anycase('before')}|{anycase('after')}))?)\s*$"
 )
 """What an Offset accepts: a sign or before/after, not both; zero allowed."""
 
@@ -169,7 +169,7 @@ Every = Annotated[
         {
             "type": "string",
             # parse_every drops a leading "every " (one space) before reading the span.
-            "pattern": rf"^\s*({_anycase('every')} )?{CLOCK_SPAN_PATTERN[1:]}",
+            "pattern": rf"^\s*({anycase('every')} )?{CLOCK_SPAN_PATTERN[1:]}",
             "description": "A repeat interval, e.g. 'every 2 working days', 'every 4 hours'",
         }
     ),

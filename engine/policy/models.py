@@ -55,7 +55,9 @@ class _Frozen(BaseModel):
 def exactly_one_of(*keys: str) -> dict[str, Any]:
     """JSON Schema of a model's "give exactly one of" check: one of `keys`, not null."""
     return {
-        "oneOf": [{"required": [key], "properties": {key: {"not": {"type": "null"}}}} for key in keys]
+        "oneOf": [
+            {"required": [key], "properties": {key: {"not": {"type": "null"}}}} for key in keys
+        ]
     }
 
 

@@ -20,7 +20,12 @@ SHIPPED = sorted((ROOT / "rules").glob("*.yaml"))
 BROKEN = {
     "unknown duration unit": ("sla", "within: 6 working hours", "within: 6 hrs", "within"),
     "months on a deadline clock": ("sla", "within: 6 working hours", "within: 1 month", "within"),
-    "unknown key": ("sla", "    within: 6 working hours", "    withn: 6 working hours", "deadlines[0]"),
+    "unknown key": (
+        "sla",
+        "    within: 6 working hours",
+        "    withn: 6 working hours",
+        "deadlines[0]",
+    ),
     "wrong type": ("sla", "pause_while: [waiting_customer]", "pause_while: 3", "pause_while"),
     "notify entry not a role word": (
         "contracts",
@@ -34,7 +39,12 @@ BROKEN = {
         "notify: [team_lead, {role: sales_director, department: branch_id}]",
         "notify[1]",
     ),
-    "nobody to notify": ("contracts", "notify: [team_lead, sales_director]", "notify: []", "notify"),
+    "nobody to notify": (
+        "contracts",
+        "notify: [team_lead, sales_director]",
+        "notify: []",
+        "notify",
+    ),
     "warning share of 100%": ("sla", "warn_at: 80%", "warn_at: 100%", "warn_at"),
     "offset with a sign and a side": (
         "contracts",
@@ -53,7 +63,7 @@ BROKEN = {
         "calendars",
         '["09:00-12:00", "13:00-18:00"]',
         '["9-12", "13:00-18:00"]',
-        "mon-fri[0]",
+        "['mon-fri'][0]",
     ),
     "amount without its unit": ("penalties", "penalty: 50 each", "penalty: 50", "penalty"),
     "rule id in capitals": ("sla", "id: dispatch-urban", "id: Dispatch-Urban", "id"),
