@@ -37,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from engine.policy.durations import anycase
+from engine.policy.schema_parts import LazySchema, any_of_words, anycase
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Day keys in `date.weekday()` order."""
@@ -183,10 +183,20 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def time_zone_schema() -> dict[str, Any]:
+    """The IANA time zones this machine knows, as ZoneInfo reads them."""
+    return {"type": "string", "enum": sorted(zoneinfo.available_timezones())}
+
+
+def _country_schema() -> dict[str, Any]:
+    codes = holidays_package.list_supported_countries(include_aliases=True)
+    return {"type": "string", "pattern": any_of_words(codes)}
+
+
 class HolidaySource(_Frozen):
     """Public holidays and make-up working days from the `holidays` package."""
 
-    country: str = Field(
+    country: Annotated[str, LazySchema(_country_schema)] = Field(
         description="ISO 3166-1 country code known to the `holidays` package, e.g. CN, ES, TW"
     )
     subdivision: str | None = Field(
@@ -233,7 +243,9 @@ class HolidaySource(_Frozen):
 class CalendarSpec(_Frozen):
     """A named business calendar: where it is, when it is open, and which days it closes."""
 
-    timezone: str = Field(description="IANA time zone of the office, e.g. Asia/Shanghai")
+    timezone: Annotated[str, LazySchema(time_zone_schema)] = Field(
+        description="IANA time zone of the office, e.g. Asia/Shanghai"
+    )
     holidays: HolidaySource | None = Field(
         default=None,
         description=(

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from dateutil.relativedelta import relativedelta
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
+from engine.policy.schema_parts import anycase
+
 Unit = Literal["minute", "hour", "day", "week", "month", "year"]
 
 _UNITS: dict[str, Unit] = {
@@ -89,11 +91,6 @@ def parse_duration(text: Any, *, signed: bool) -> Duration:
     if not signed and amount == 0:
         raise ValueError(f"{text!r}: a duration must be longer than zero")
     return Duration(-amount if negative else amount, unit, bool(match.group("working")))
-
-
-def anycase(word: str) -> str:
-    """`word` matched in any case: JSON Schema patterns (ECMA-262) take no flags."""
-    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
 
 
 def _span_pattern(units: tuple[Unit, ...], amount: str = r"\d*[1-9]\d*") -> str:

@@ -38,8 +38,10 @@ from pydantic import (
     model_validator,
 )
 
+from engine.policy.calendar_spec import time_zone_schema
 from engine.policy.durations import PeriodKind, Span
 from engine.policy.models import BranchScope, Rule, Word, _Frozen
+from engine.policy.schema_parts import LazySchema
 
 ONE_HUNDRED_PERCENT = Decimal(1)
 
@@ -143,7 +145,7 @@ def _currency(value: Any) -> str:
 Currency = Annotated[
     str,
     PlainValidator(_currency),
-    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 code"}),
+    LazySchema(lambda: {"type": "string", "enum": sorted(_currencies())}),
 ]
 
 
@@ -155,9 +157,7 @@ def _timezone(value: Any) -> str:
     return str(value)
 
 
-TimeZone = Annotated[
-    str, PlainValidator(_timezone), WithJsonSchema({"type": "string", "description": "IANA zone"})
-]
+TimeZone = Annotated[str, PlainValidator(_timezone), LazySchema(time_zone_schema)]
 
 # ---------------------------------------------------------------- phrases
 
@@ -207,6 +207,7 @@ Charge = Annotated[
 """Who is fined or rewarded: the first role that names somebody for the entity."""
 
 _CLOCK = re.compile(r"^(?P<h>[01]\d|2[0-4]):(?P<m>[0-5]\d)$")
+_CLOCK_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"  # _CLOCK as _local_hours reads it
 
 
 def _local_hours(value: Any) -> tuple[str, str]:
@@ -230,7 +231,7 @@ LocalHours = Annotated[
     WithJsonSchema(
         {
             "type": "array",
-            "items": {"type": "string", "pattern": _ecma(_CLOCK)},
+            "items": {"type": "string", "pattern": _CLOCK_PATTERN},
             "minItems": 2,
             "maxItems": 2,
             "description": "From and until (not included), local time of the branch",
