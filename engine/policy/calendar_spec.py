@@ -262,6 +262,7 @@ class CalendarSpec(_Frozen):
     )
     workday_hours: DayHours | None = Field(
         default=None,
+        json_schema_extra={"minItems": 1},  # the check is _consistent's, with its message
         description=(
             "Opening intervals of make-up working days and `open` days; default: Monday's hours "
             "(or the first open weekday's)"

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from dateutil.relativedelta import relativedelta
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
-from engine.policy.schema_parts import anycase
+from engine.policy.schema_parts import anycase, one_of_words
 
 Unit = Literal["minute", "hour", "day", "week", "month", "year"]
 
@@ -93,20 +93,26 @@ def parse_duration(text: Any, *, signed: bool) -> Duration:
     return Duration(-amount if negative else amount, unit, bool(match.group("working")))
 
 
-def _span_pattern(units: tuple[Unit, ...], amount: str = r"\d*[1-9]\d*") -> str:
-    """An ECMA-262 pattern of `amount [working] unit` as parse_duration reads it."""
-    names = sorted((k for k, v in _UNITS.items() if v in units), key=len, reverse=True)
-    unit = "(" + "|".join(anycase(n) for n in names) + ")"
-    return rf"{amount}\s+({anycase('working')}\s+)?{unit}"
+def _span_text(units: tuple[Unit, ...], amount: str, working: bool) -> str:
+    names = [name for name, unit in _UNITS.items() if unit in units]
+    optional_working = rf"({anycase('working')}\s+)?" if working else ""
+    return rf"{amount}\s+{optional_working}{one_of_words(names)}"
 
 
-_CLOCK_UNITS: tuple[Unit, ...] = ("minute", "hour", "day", "week")
-_ALL_UNITS: tuple[Unit, ...] = (*_CLOCK_UNITS, "month", "year")
-SPAN_PATTERN = rf"^\s*{_span_pattern(_ALL_UNITS)}\s*$"
-"""What a Span accepts, for JSON Schema."""
-CLOCK_SPAN_PATTERN = rf"^\s*{_span_pattern(_CLOCK_UNITS)}\s*$"
+_POSITIVE = r"\d*[1-9]\d*"
+
+
+def span_pattern(units: tuple[Unit, ...], *, working: bool = True) -> str:
+    """An ECMA-262 pattern of the positive spans parse_duration(signed=False) reads in `units`,
+    for JSON Schema."""
+    return rf"^\s*{_span_text(units, _POSITIVE, working)}\s*$"
+
+
+CLOCK_UNITS: tuple[Unit, ...] = ("minute", "hour", "day", "week")
+_ALL_UNITS: tuple[Unit, ...] = (*CLOCK_UNITS, "month", "year")
+CLOCK_SPAN_PATTERN = span_pattern(CLOCK_UNITS)
 """What a deadline's spans and repeats accept: no months or years."""
-_SIGNED = _span_pattern(_ALL_UNITS, amount=r"\d+")
+_SIGNED = _span_text(_ALL_UNITS, r"\d+", working=True)
 OFFSET_PATTERN = (
     rf"^\s*([+-]\s*{_SIGNED}|{_SIGNED}(\s+({anycase('before')}|{anycase('after')}))?)\s*$"
 )
@@ -125,7 +131,9 @@ Span = Annotated[
     Duration,
     PlainValidator(_span),
     PlainSerializer(str),
-    _schema("A positive span, e.g. '24 hours', '6 working hours', '7 days'", SPAN_PATTERN),
+    _schema(
+        "A positive span, e.g. '24 hours', '6 working hours', '7 days'", span_pattern(_ALL_UNITS)
+    ),
 ]
 """A positive duration in a policy file."""
 

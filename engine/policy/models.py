@@ -167,6 +167,15 @@ BranchCode = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 class Branches(_Frozen):
     """Branches named by country (ISO 3166 code, as in branches.country) or by branch code."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [key], "properties": {key: {"minItems": 1}}}
+                for key in ("country", "code")
+            ]
+        }
+    )
+
     country: tuple[CountryCode, ...] = Field((), description="e.g. [CN]")
     code: tuple[BranchCode, ...] = Field((), description="e.g. [SH-01, BJ-01]")
 
@@ -407,6 +416,29 @@ class DeadlineRule(Rule):
 
 class DecisionRow(_Frozen):
     """One row of a decision table: `{when: in_warranty, then: free}` or `{otherwise: paid}`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["when", "then"],
+                    "properties": {
+                        "when": {"type": "string"},
+                        "then": {"type": "string"},
+                        "otherwise": {"type": "null"},
+                    },
+                },
+                {
+                    "required": ["otherwise"],
+                    "properties": {
+                        "when": {"type": "null"},
+                        "then": {"type": "null"},
+                        "otherwise": {"type": "string"},
+                    },
+                },
+            ]
+        }
+    )
 
     when: str | None = Field(None, description="Condition; the first row that holds decides")
     then: Word | None = Field(None, description="The outcome when `when` holds")

@@ -21,10 +21,15 @@ def anycase(word: str) -> str:
     return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
 
 
-def any_of_words(words: Iterable[str]) -> str:
-    """An ECMA-262 pattern of one of `words`, in any case, spaces around allowed."""
+def one_of_words(words: Iterable[str]) -> str:
+    """An ECMA-262 group matching one of `words` in any case: `([hH][oO][uU][rR]|[hH])`."""
     alternatives = sorted(words, key=len, reverse=True)  # the longest first: `mins` before `min`
-    return r"^\s*(" + "|".join(anycase(word) for word in alternatives) + r")\s*$"
+    return "(" + "|".join(anycase(word) for word in alternatives) + ")"
+
+
+def any_of_words(words: Iterable[str]) -> str:
+    """An ECMA-262 pattern of a whole text that is one of `words`, in any case, spaces around."""
+    return rf"^\s*{one_of_words(words)}\s*$"
 
 
 @dataclass(frozen=True)
