@@ -70,6 +70,26 @@ BROKEN = {
     "unknown table": ("sla", "entity: service_requests", "entity: service_request", "entity"),
     "time of day out of range": ("schedule", 'digests: "08:00"', 'digests: "24:00"', "digests"),
     "title in an unknown locale": ("roles", "es: Técnico}", "fr: Technicien}", "title"),
+    "role id in capitals": ("roles", "  technician:", "  Technician:", "roles"),
+    "unknown time zone": ("calendars", "Asia/Shanghai", "Asia/Shangai", "timezone"),
+    "unknown holiday country": ("calendars", "{country: CN}", "{country: XX}", "country"),
+    "unknown currency": ("penalties", "{CN: CNY,", "{CN: RMB,", "currency.CN"),
+    "negative amount": ("penalties", "amount: 300}", "amount: -300}", "amount"),
+    "local hour past midnight": ("penalties", "'22:00']", "'24:30']", "local_hours"),
+    "warranty of zero years": ("warranty", "{unit: 1 year,", "{unit: 0 years,", "unit"),
+    "warranty in working days": ("warranty", "{unit: 1 year,", "{unit: 300 working days,", "unit"),
+    "decision row in both forms": (
+        "warranty",
+        "- {otherwise: paid}",
+        "- {otherwise: paid, then: free}",
+        "first_match[3]",
+    ),
+    "target both ways": (
+        "kpis",
+        "target: {at_least: 3.5}",
+        "target: {at_least: 3, at_most: 4}",
+        "target",
+    ),
 }
 
 
