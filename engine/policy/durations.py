@@ -166,6 +166,9 @@ def parse_every(text: Any) -> Duration:
     return span
 
 
+# parse_every drops a leading "every " (one space) before reading the span.
+_EVERY_PATTERN = rf"^\s*({anycase('every')} )?\s*{_span_text(CLOCK_UNITS, _POSITIVE, True)}\s*$"
+
 Every = Annotated[
     Duration,
     PlainValidator(lambda v: v if isinstance(v, Duration) else parse_every(v)),
@@ -173,8 +176,7 @@ Every = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            # parse_every drops a leading "every " (one space) before reading the span.
-            "pattern": rf"^\s*({anycase('every')} )?{CLOCK_SPAN_PATTERN[1:]}",
+            "pattern": _EVERY_PATTERN,
             "description": "A repeat interval, e.g. 'every 2 working days', 'every 4 hours'",
         }
     ),
