@@ -37,14 +37,18 @@ from pydantic import (
     model_validator,
 )
 
+from engine.policy.schema_parts import LazySchema, any_of_words, anycase
+
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Day keys in `date.weekday()` order."""
 
 TWENTY_FOUR_SEVEN = "24x7"
 
-_DAY = "(?:mon|tue|wed|thu|fri|sat|sun)"
-DAY_KEY_PATTERN = rf"^{_DAY}(?:-{_DAY})?(?:,{_DAY}(?:-{_DAY})?)*$"
-INTERVAL_PATTERN = r"^(?:[01]?\d|2[0-4]):[0-5]\d-(?:[01]?\d|2[0-4]):[0-5]\d$"
+# JSON Schema (ECMA-262) patterns of what parse_day_key and parse_interval read.
+_DAY = r"\s*(" + "|".join(anycase(day) for day in DAY_NAMES) + r")\s*"
+DAY_KEY_PATTERN = rf"^{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*$"
+_TIME = r"([01]?\d|2[0-3]):[0-5]\d"
+INTERVAL_PATTERN = rf"^\s*{_TIME}\s*-\s*({_TIME}|24:00)\s*$"
 _INTERVAL = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 Minutes = tuple[int, int]
@@ -153,10 +157,11 @@ def _week_check(value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]
 
 _HOURS_SCHEMA = {
     "oneOf": [
-        {"const": TWENTY_FOUR_SEVEN},
+        {"type": "string", "pattern": rf"^\s*{anycase(TWENTY_FOUR_SEVEN)}\s*$"},
         {
             "type": "object",
             "propertyNames": {"pattern": DAY_KEY_PATTERN},
+            "minProperties": 1,
             "additionalProperties": {
                 "type": "array",
                 "items": {"type": "string", "pattern": INTERVAL_PATTERN},
@@ -178,10 +183,20 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def time_zone_schema() -> dict[str, Any]:
+    """The IANA time zones this machine knows, as ZoneInfo reads them."""
+    return {"type": "string", "enum": sorted(zoneinfo.available_timezones())}
+
+
+def _country_schema() -> dict[str, Any]:
+    codes = holidays_package.list_supported_countries(include_aliases=True)
+    return {"type": "string", "pattern": any_of_words(codes)}
+
+
 class HolidaySource(_Frozen):
     """Public holidays and make-up working days from the `holidays` package."""
 
-    country: str = Field(
+    country: Annotated[str, LazySchema(_country_schema)] = Field(
         description="ISO 3166-1 country code known to the `holidays` package, e.g. CN, ES, TW"
     )
     subdivision: str | None = Field(
@@ -228,7 +243,9 @@ class HolidaySource(_Frozen):
 class CalendarSpec(_Frozen):
     """A named business calendar: where it is, when it is open, and which days it closes."""
 
-    timezone: str = Field(description="IANA time zone of the office, e.g. Asia/Shanghai")
+    timezone: Annotated[str, LazySchema(time_zone_schema)] = Field(
+        description="IANA time zone of the office, e.g. Asia/Shanghai"
+    )
     holidays: HolidaySource | None = Field(
         default=None,
         description=(
@@ -245,6 +262,7 @@ class CalendarSpec(_Frozen):
     )
     workday_hours: DayHours | None = Field(
         default=None,
+        json_schema_extra={"minItems": 1},  # the check is _consistent's, with its message
         description=(
             "Opening intervals of make-up working days and `open` days; default: Monday's hours "
             "(or the first open weekday's)"

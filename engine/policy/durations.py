@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from dateutil.relativedelta import relativedelta
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
+from engine.policy.schema_parts import anycase, one_of_words
+
 Unit = Literal["minute", "hour", "day", "week", "month", "year"]
 
 _UNITS: dict[str, Unit] = {
@@ -91,25 +93,65 @@ def parse_duration(text: Any, *, signed: bool) -> Duration:
     return Duration(-amount if negative else amount, unit, bool(match.group("working")))
 
 
-def _schema(description: str) -> WithJsonSchema:
-    return WithJsonSchema(
-        {"type": "string", "pattern": _PATTERN.pattern, "description": description}
-    )
+def _span_text(units: tuple[Unit, ...], amount: str, working: bool) -> str:
+    names = [name for name, unit in _UNITS.items() if unit in units]
+    optional_working = rf"({anycase('working')}\s+)?" if working else ""
+    return rf"{amount}\s+{optional_working}{one_of_words(names)}"
+
+
+_POSITIVE = r"\d*[1-9]\d*"
+
+
+def span_pattern(units: tuple[Unit, ...], *, working: bool = True) -> str:
+    """An ECMA-262 pattern of the positive spans parse_duration(signed=False) reads in `units`,
+    for JSON Schema."""
+    return rf"^\s*{_span_text(units, _POSITIVE, working)}\s*$"
+
+
+CLOCK_UNITS: tuple[Unit, ...] = ("minute", "hour", "day", "week")
+_ALL_UNITS: tuple[Unit, ...] = (*CLOCK_UNITS, "month", "year")
+CLOCK_SPAN_PATTERN = span_pattern(CLOCK_UNITS)
+"""What a deadline's spans and repeats accept: no months or years."""
+_SIGNED = _span_text(_ALL_UNITS, r"\d+", working=True)
+OFFSET_PATTERN = (
+    rf"^\s*([+-]\s*{_SIGNED}|{_SIGNED}(\s+({anycase('before')}|{anycase('after')}))?)\s*$"
+)
+"""What an Offset accepts: a sign or before/after, not both; zero allowed."""
+
+
+def _schema(description: str, pattern: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "pattern": pattern, "description": description})
+
+
+def _span(value: Any) -> Duration:
+    return value if isinstance(value, Duration) else parse_duration(value, signed=False)
 
 
 Span = Annotated[
     Duration,
-    PlainValidator(lambda v: v if isinstance(v, Duration) else parse_duration(v, signed=False)),
+    PlainValidator(_span),
     PlainSerializer(str),
-    _schema("A positive span, e.g. '24 hours', '6 working hours', '7 days'"),
+    _schema(
+        "A positive span, e.g. '24 hours', '6 working hours', '7 days'", span_pattern(_ALL_UNITS)
+    ),
 ]
 """A positive duration in a policy file."""
+
+ClockSpan = Annotated[
+    Duration,
+    PlainValidator(_span),
+    PlainSerializer(str),
+    _schema("A positive span, e.g. '24 hours', '6 working hours', '2 days'", CLOCK_SPAN_PATTERN),
+]
+"""A span of a deadline's clock: the deadline rule refuses months and years (it counts time)."""
 
 Offset = Annotated[
     Duration,
     PlainValidator(lambda v: v if isinstance(v, Duration) else parse_duration(v, signed=True)),
     PlainSerializer(lambda d: d.spoken()),
-    _schema("A shift from a date, e.g. '1 month before', '3 days after', '-1 month'"),
+    _schema(
+        "A shift from a date, e.g. '1 month before', '3 days after', '-1 month'", OFFSET_PATTERN
+    ),
 ]
 """A signed duration in a policy file."""
 
@@ -124,6 +166,9 @@ def parse_every(text: Any) -> Duration:
     return span
 
 
+# parse_every drops a leading "every " (one space) before reading the span.
+_EVERY_PATTERN = rf"^\s*({anycase('every')} )?\s*{_span_text(CLOCK_UNITS, _POSITIVE, True)}\s*$"
+
 Every = Annotated[
     Duration,
     PlainValidator(lambda v: v if isinstance(v, Duration) else parse_every(v)),
@@ -131,7 +176,7 @@ Every = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": r"^\s*(every\s+)?\d+\s+(working\s+)?[a-z]+\s*$",
+            "pattern": _EVERY_PATTERN,
             "description": "A repeat interval, e.g. 'every 2 working days', 'every 4 hours'",
         }
     ),

@@ -20,10 +20,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from engine.policy.durations import Span
-from engine.policy.models import EntityName, Rule, RuleId, Word, _Frozen
+from engine.policy.models import EntityName, Rule, RuleId, Word, _Frozen, exactly_one_of
 from engine.policy.tally_spec import Threshold
 
 
@@ -77,6 +77,8 @@ class Numerator(_Frozen):
 
 class Target(_Frozen):
     """The value a KPI should reach: `{at_least: 95%}` or `{at_most: 2}`."""
+
+    model_config = ConfigDict(json_schema_extra=exactly_one_of("at_least", "at_most"))
 
     at_least: Threshold | None = None
     at_most: Threshold | None = None

@@ -15,14 +15,26 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from engine.db.models import LOCALES, SERVICE_TABLES
 from engine.policy.calendar_spec import CalendarSpec
-from engine.policy.durations import Duration, Every, Offset, Span, parse_duration
+from engine.policy.durations import (
+    CLOCK_SPAN_PATTERN,
+    ClockSpan,
+    Duration,
+    Every,
+    Offset,
+    Span,
+    parse_duration,
+)
 from engine.policy.warranty_spec import WarrantySpec
 
 EntityName = Literal[tuple(t.__tablename__ for t in SERVICE_TABLES)]  # type: ignore[valid-type]
@@ -38,6 +50,15 @@ Locale = Literal[LOCALES]  # type: ignore[valid-type]
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+def exactly_one_of(*keys: str) -> dict[str, Any]:
+    """JSON Schema of a model's "give exactly one of" check: one of `keys`, not null."""
+    return {
+        "oneOf": [
+            {"required": [key], "properties": {key: {"not": {"type": "null"}}}} for key in keys
+        ]
+    }
 
 
 OVERDUE_NOTICE = "overdue_summary"
@@ -86,6 +107,8 @@ class Recipient(_Frozen):
     """A role to notify, with its own notice if given: `{role: sales_rep, notice: renewal_task}`;
     or the department named on the entity: `{department: responsible_department}`."""
 
+    model_config = ConfigDict(json_schema_extra=exactly_one_of("role", "department"))
+
     role: Word | None = Field(
         None, description="customer, a declared staff role, or a staff column such as sales_rep"
     )
@@ -110,6 +133,13 @@ class Recipient(_Frozen):
     @classmethod
     def _from_word(cls, value: Any) -> Any:
         return {"role": value} if isinstance(value, str) else value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """A role word (`customer`) or the mapping, as `_from_word` reads them."""
+        return {"anyOf": [TypeAdapter(Word).json_schema(), handler(core_schema)]}
 
     @model_validator(mode="after")
     def _one_source(self) -> Recipient:
@@ -142,6 +172,15 @@ BranchCode = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 
 class Branches(_Frozen):
     """Branches named by country (ISO 3166 code, as in branches.country) or by branch code."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [key], "properties": {key: {"minItems": 1}}}
+                for key in ("country", "code")
+            ]
+        }
+    )
 
     country: tuple[CountryCode, ...] = Field((), description="e.g. [CN]")
     code: tuple[BranchCode, ...] = Field((), description="e.g. [SH-01, BJ-01]")
@@ -253,7 +292,7 @@ class RepeatingAction(Action):
 class Escalation(Action):
     """A further level after the breach: `after` the deadline, more people are told."""
 
-    after: Span = Field(description="How long after the breach, e.g. '2 working hours'")
+    after: ClockSpan = Field(description="How long after the breach, e.g. '2 working hours'")
 
 
 END_OF_WORKING_DAY = "end of working day"
@@ -277,6 +316,19 @@ class WarnAt(_Frozen):
             return {"span": parse_duration(value, signed=False)}
         return value
 
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """The two texts `_from_text` reads (its mapping form is internal)."""
+        share = r"^\s*(0*[1-9]\d?(\.\d*)?|0*\.\d*[1-9]\d*)\s*%\s*$"  # above 0%, below 100%
+        return {
+            "anyOf": [
+                {"type": "string", "pattern": share, "description": "A share: '80%'"},
+                {"type": "string", "pattern": CLOCK_SPAN_PATTERN, "description": "'4 hours'"},
+            ]
+        }
+
     def __str__(self) -> str:
         return f"{self.share * 100:g}%" if self.share is not None else str(self.span)
 
@@ -284,12 +336,14 @@ class WarnAt(_Frozen):
 class DeadlineRule(Rule):
     """A timer on an entity: from `start` until `stop`, warned before and escalated after."""
 
+    model_config = ConfigDict(json_schema_extra=exactly_one_of("within", "by"))
+
     start: Word = Field(description="Timestamp field that starts the clock")
     stop: tuple[Word, ...] = Field(
         min_length=1,
         description="Timestamp field(s) that stop it; the first one filled stops the clock",
     )
-    within: Span | None = Field(
+    within: ClockSpan | None = Field(
         None, description="Allowed time: '6 working hours' (branch calendar) or '24 hours'"
     )
     by: str | None = Field(
@@ -315,7 +369,11 @@ class DeadlineRule(Rule):
         None, description="Who is told when the stop came after the deadline"
     )
 
-    @field_validator("stop", mode="before")
+    @field_validator(
+        "stop",
+        mode="before",
+        json_schema_input_type=Word | Annotated[tuple[Word, ...], Field(min_length=1)],
+    )
     @classmethod
     def _one_or_more(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else value
@@ -364,6 +422,29 @@ class DeadlineRule(Rule):
 
 class DecisionRow(_Frozen):
     """One row of a decision table: `{when: in_warranty, then: free}` or `{otherwise: paid}`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["when", "then"],
+                    "properties": {
+                        "when": {"type": "string"},
+                        "then": {"type": "string"},
+                        "otherwise": {"type": "null"},
+                    },
+                },
+                {
+                    "required": ["otherwise"],
+                    "properties": {
+                        "when": {"type": "null"},
+                        "then": {"type": "null"},
+                        "otherwise": {"type": "string"},
+                    },
+                },
+            ]
+        }
+    )
 
     when: str | None = Field(None, description="Condition; the first row that holds decides")
     then: Word | None = Field(None, description="The outcome when `when` holds")

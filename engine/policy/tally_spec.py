@@ -38,8 +38,10 @@ from pydantic import (
     model_validator,
 )
 
+from engine.policy.calendar_spec import time_zone_schema
 from engine.policy.durations import PeriodKind, Span
 from engine.policy.models import BranchScope, Rule, Word, _Frozen
+from engine.policy.schema_parts import LazySchema
 
 ONE_HUNDRED_PERCENT = Decimal(1)
 
@@ -95,11 +97,22 @@ def _percent_text(share: Decimal) -> str:
     return f"{(share * 100).normalize():f}%"
 
 
+_DECIMAL = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
+"""The numbers _decimal reads from text, as an ECMA-262 pattern (digit separators aside)."""
+
 Money = Annotated[
     Decimal,
     PlainValidator(_money),
     PlainSerializer(str),
-    WithJsonSchema({"type": ["number", "string"], "description": "An amount, e.g. 50 or 12.50"}),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*\+?(\d+(\.\d{0,2})?|\.\d{1,2})0*\s*$"},
+            ],
+            "description": "An amount, e.g. 50 or 12.50",
+        }
+    ),
 ]
 """A non-negative amount with at most two decimals, in the rule's currency."""
 
@@ -107,7 +120,9 @@ Share = Annotated[
     Decimal,
     PlainValidator(_percent),
     PlainSerializer(_percent_text),
-    WithJsonSchema({"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"}),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^\s*\+?(0*[1-9]\d*(\.\d*)?|0*\.\d*[1-9]\d*)\s*%\s*$"}
+    ),
 ]
 """A percentage written with its sign (`40%`), held as a fraction (0.4)."""
 
@@ -116,7 +131,13 @@ Threshold = Annotated[
     PlainValidator(_threshold),
     PlainSerializer(str),
     WithJsonSchema(
-        {"type": ["number", "string"], "description": "A value such as 3.5, or 95% for ratios"}
+        {
+            "anyOf": [
+                {"type": "number"},
+                {"type": "string", "pattern": rf"^\s*{_DECIMAL}\s*%?\s*$"},
+            ],
+            "description": "A value such as 3.5, or 95% for ratios",
+        }
     ),
 ]
 """A band's lower edge: a number, or a percentage (a fraction) for ratios."""
@@ -125,7 +146,15 @@ Factor = Annotated[
     Decimal,
     PlainValidator(_factor),
     PlainSerializer(str),
-    WithJsonSchema({"type": ["number", "string"], "description": "A factor, e.g. 2"}),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "string", "pattern": r"^\s*\+?(0*[1-9]\d*(\.\d*)?|0*\.\d*[1-9]\d*)\s*$"},
+            ],
+            "description": "A factor, e.g. 2",
+        }
+    ),
 ]
 
 
@@ -143,7 +172,7 @@ def _currency(value: Any) -> str:
 Currency = Annotated[
     str,
     PlainValidator(_currency),
-    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 code"}),
+    LazySchema(lambda: {"type": "string", "enum": sorted(_currencies())}),
 ]
 
 
@@ -155,9 +184,7 @@ def _timezone(value: Any) -> str:
     return str(value)
 
 
-TimeZone = Annotated[
-    str, PlainValidator(_timezone), WithJsonSchema({"type": "string", "description": "IANA zone"})
-]
+TimeZone = Annotated[str, PlainValidator(_timezone), LazySchema(time_zone_schema)]
 
 # ---------------------------------------------------------------- phrases
 
@@ -207,6 +234,7 @@ Charge = Annotated[
 """Who is fined or rewarded: the first role that names somebody for the entity."""
 
 _CLOCK = re.compile(r"^(?P<h>[01]\d|2[0-4]):(?P<m>[0-5]\d)$")
+_CLOCK_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"  # _CLOCK as _local_hours reads it
 
 
 def _local_hours(value: Any) -> tuple[str, str]:
@@ -230,7 +258,7 @@ LocalHours = Annotated[
     WithJsonSchema(
         {
             "type": "array",
-            "items": {"type": "string", "pattern": _ecma(_CLOCK)},
+            "items": {"type": "string", "pattern": _CLOCK_PATTERN},
             "minItems": 2,
             "maxItems": 2,
             "description": "From and until (not included), local time of the branch",
@@ -291,7 +319,15 @@ def _or_phrase(pattern: str, example: str) -> Callable[[dict[str, Any]], None]:
 
 
 _MEASURE_PHRASE = _or_phrase(_ecma(*_MEASURES.values()), "'average of attitude, skill'")
-_AMOUNT_PHRASE = _or_phrase(_ecma(_EACH, _SHARE, _PER_POINT), "'50 each' or '8 per point'")
+# The phrases' numbers as the amount and share checks take them: at most two decimals (trailing
+# zeros aside), a share above 0%.
+_CENTS = r"\d+(\.\d{1,2}0*)?"
+_ABOVE_ZERO = r"(0*[1-9]\d*(\.\d+)?|0+\.\d*[1-9]\d*)"
+_AMOUNT_PHRASE = _or_phrase(
+    rf"^\s*{_CENTS}\s+each\s*$|^\s*{_ABOVE_ZERO}\s*%\s+of\s+{_WORD}\s*$"
+    rf"|^\s*{_CENTS}\s+per\s+point\s*$",
+    "'50 each' or '8 per point'",
+)
 
 
 def _amounts_phrase(schema: dict[str, Any]) -> None:
@@ -314,9 +350,13 @@ class PointsBand(_Frozen):
     """From this measured value up (to the next band), these points."""
 
     at_least: Threshold = Field(description="Lower edge, included: 80, or 95% for ratios")
-    points: Annotated[Decimal, PlainValidator(_decimal), WithJsonSchema({"type": "number"})] = (
-        Field(description="Points for a measure in this band")
-    )
+    points: Annotated[
+        Decimal,
+        PlainValidator(_decimal),
+        WithJsonSchema(
+            {"anyOf": [{"type": "number"}, {"type": "string", "pattern": rf"^\s*{_DECIMAL}\s*$"}]}
+        ),
+    ] = Field(description="Points for a measure in this band")
 
 
 def _check_bands(bands: tuple[Any, ...]) -> None:

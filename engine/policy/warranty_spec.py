@@ -40,7 +40,7 @@ from pydantic import (
 )
 
 from engine.db.models import Contract
-from engine.policy.durations import Duration, parse_duration
+from engine.policy.durations import Duration, parse_duration, span_pattern
 
 BASES = (
     "purchase_with_proof",
@@ -90,7 +90,7 @@ TermLength = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": r"^\s*\d+\s+(day|week|month|year)s?\s*$",
+            "pattern": span_pattern(("day", "week", "month", "year"), working=False),
             "description": "A term length: '90 days', '18 months', '3 years'",
         }
     ),
@@ -111,7 +111,9 @@ class Products(_Frozen):
     category: str | None = Field(
         None, min_length=1, description="products.category, e.g. air_conditioner"
     )
-    model: Annotated[tuple[str, ...], BeforeValidator(_words)] = Field(
+    model: Annotated[
+        tuple[str, ...], BeforeValidator(_words, json_schema_input_type=str | tuple[str, ...])
+    ] = Field(
         (), description="products.model codes; a term for models wins over one for the category"
     )
 

@@ -123,7 +123,9 @@ def test_a_policy_declaring_no_roles_gets_the_standard_ones_and_the_shipped_decl
 
 def test_the_json_schema_knows_roles_departments_and_head_office():
     schema = policy_json_schema()
-    recipient = schema["$defs"]["Recipient"]["properties"]
+    (word, mapping) = schema["$defs"]["Recipient"]["anyOf"]  # `notify: [team_lead]` or {role: ...}
+    assert word["type"] == "string"
+    recipient = mapping["properties"]
     assert {"role", "department", "at", "otherwise"} <= set(recipient)
     assert "head_office" in str(recipient["at"])
     assert "roles" in schema["properties"]
