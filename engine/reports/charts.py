@@ -37,7 +37,7 @@ TARGET_COLOUR = "#555555"
 _INK, _GRID = "#222222", "#e0e0e0"
 _DPI = 100
 _WIDTH = 7.2  # inches: 720 pixels
-_FONT = 8  # points, tick labels and amounts
+_FONT = 9  # points, tick labels and amounts
 _COLUMNS = 3  # KPI panels per row
 
 
@@ -124,9 +124,10 @@ def kpi_figure(months: Sequence[str], panels: Sequence[KpiPanel]) -> Figure:
     grid = figure.add_gridspec(rows, _COLUMNS, hspace=0.55, wspace=0.3)
     # Every axis starts at zero: shares end at 100 %, the others a tenth above the highest
     # value or target of their kind.
-    tops = {"share": 100.0}
+    tops: dict[str, float] = {}
     for panel in panels:
         tops[panel.kind] = max(tops.get(panel.kind, 0.0), 1.1 * panel.highest)
+    tops["share"] = 100.0
     for index, panel in enumerate(panels):
         axes = figure.add_subplot(grid[divmod(index, _COLUMNS)])
         # The months are written under the lowest panel of each column only: they are the same.

@@ -64,13 +64,11 @@ class KpiLine:
     def panel(self) -> KpiPanel:
         """The line as a chart panel: shares in %, the target drawn where it lies."""
         scale = 100 if self.kind == "share" else 1
-        goal = self.goal
-        edge = None if goal is None else goal.at_least if goal.at_least is not None else goal.at_most
         return KpiPanel(
             values=tuple(None if v is None else float(v * scale) for v in self.values),
             missed=self.missed,
-            target=None if edge is None else float(edge * scale),
-            at_least=goal is None or goal.at_least is not None,
+            target=None if self.goal is None else float(_edge(self.goal) * scale),
+            at_least=self.goal is None or self.goal.at_least is not None,
             kind=self.kind,
             target_text=self.target or "",
         )
@@ -185,11 +183,17 @@ def _party(
 def _target_text(metric: MetricRule) -> str:
     target = metric.target
     assert target is not None
-    edge = target.at_least if target.at_least is not None else target.at_most
-    assert edge is not None
+    edge = _edge(target)
     sign = "≥" if target.at_least is not None else "≤"
     number = f"{(edge * 100).normalize():f}%" if metric.kind == "share" else f"{edge.normalize():f}"
     return f"{sign} {number}"
+
+
+def _edge(target: Target) -> Decimal:
+    """The number a target names: its floor or its ceiling."""
+    edge = target.at_least if target.at_least is not None else target.at_most
+    assert edge is not None  # the policy gives exactly one
+    return edge
 
 
 def render_csv(report: KpiSummary, names: Mapping[tuple[str, int], str]) -> str:
