@@ -6,6 +6,7 @@ letter around the image gives in the reader's language; the same bytes for the s
 from __future__ import annotations
 
 import io
+import math
 import re
 from itertools import combinations
 
@@ -69,9 +70,14 @@ def test_one_panel_per_kpi_over_the_same_months() -> None:
 
     assert [a.get_xlim() for a in figure.axes] == [(-0.4, 3.4)] * 4
     assert [t.get_text() for t in _texts(figure) if t.get_fontweight() == "bold"] == list("1234")
-    # Three panels a row: the months are written under the lowest panel of each column.
+    # Three panels a row: the months are written under the lowest panel of each column, the
+    # year where it changes.
     dated = [[t.get_text() for t in a.get_xticklabels()] for a in figure.axes]
-    assert dated == [[""] * 4, list(MONTHS), list(MONTHS), list(MONTHS)]
+    months = ["2026-08", "09", "10", "11"]
+    assert dated == [[""] * 4, months, months, months]
+    winter = ("2026-12", "2027-01", "2027-02")
+    (turn,) = kpi_figure(winter, [KpiPanel((1, 2, 3), (False,) * 3)]).axes
+    assert [t.get_text() for t in turn.get_xticklabels()] == ["2026-12", "2027-01", "02"]
 
 
 def test_each_axis_starts_at_zero_and_shares_end_at_100_percent() -> None:
@@ -89,8 +95,12 @@ def test_the_target_is_dashed_and_the_values_missing_it_red() -> None:
 
     (target,) = [line for line in share.lines if line.get_linestyle() == "--"]
     assert list(target.get_ydata()) == [90, 90]
-    points = {to_rgba(c.get_facecolor()[0]): c.get_offsets().tolist() for c in share.collections}
-    assert points == {to_rgba(RED): [[0, 80], [3, 77.8]], to_rgba(BLUE): [[1, 100]]}
+    dots = [line for line in share.lines if line.get_marker() == "o"]
+    points = {
+        to_rgba(dot.get_color()): [(x, y) for x, y in dot.get_xydata() if not math.isnan(y)]
+        for dot in dots
+    }
+    assert points == {to_rgba(RED): [(0, 80), (3, 77.8)], to_rgba(BLUE): [(1, 100)]}
     # The side of the target that misses it is shaded: below a floor, above a ceiling.
     assert [p.get_y() for p in share.patches] == [0] and share.patches[0].get_height() == 90
     assert [p.get_y() for p in rate.patches] == [2]
