@@ -155,7 +155,7 @@ def test_the_letter_shows_the_branch_chart_the_page_shows_with_its_key(service_d
     assert re.search(r">1</strong>&nbsp; 客户满意度", html), "row 1 of the table is panel 1"
     colours = {c: n for n, c in Image.open(io.BytesIO(png)).convert("RGB").getcolors(1 << 20)}
     red, blue = (tuple(round(255 * c) for c in to_rgb(x)) for x in (RED, BLUE))
-    assert colours.get(red, 0) > 20 and colours.get(blue, 0) > 100  # dispatch 75% < 95%: red
+    assert colours.get(red, 0) > 20 and colours.get(blue, 0) > 20  # dispatch 75% < 95%: red
     page = (settings.artifacts_dir / "reports" / "kpi_2026-10.html").read_text(encoding="utf-8")
     (shown,) = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert base64.b64decode(shown) == png, "the page shows the chart the letter carries"
