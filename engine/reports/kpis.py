@@ -2,8 +2,9 @@
 
 `build_report` arranges measured KPI values (engine.rules.metric) into per-branch tables:
 one row per metric with a value per month, the policy's target, and a flag where it was
-missed. It is rendered as an email-ready HTML page with a trend chart (the shares of the
-branch over the months) and as a CSV with one row per value. Pure, except the writers.
+missed. It is rendered as an email-ready HTML page with a chart per branch (one small panel
+per KPI over the months, numbered as the table's rows) and as a CSV with one row per value.
+Pure, except the writers.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from engine.db.models import Branch, Staff
 from engine.notices.outbox import Attachment, Letter, branch_letters
 from engine.notices.recipients import Directory
 from engine.notices.templates import NoticeTemplates
-from engine.policy.metric_spec import KpiReport, MetricRule
-from engine.reports.charts import chart_cid, line_chart
+from engine.policy.metric_spec import KpiReport, MetricRule, Target
+from engine.reports.charts import KpiPanel, chart_cid, kpi_chart
 from engine.reports.files import write_atomically
 from engine.reports.spreadsheet import Cell, csv_text
 from engine.rules.metric import Measured
@@ -58,6 +59,19 @@ class KpiLine:
     values: tuple[Decimal | None, ...]
     missed: tuple[bool, ...]
     titles: Mapping[str, str] = field(default_factory=dict)  # per locale, for the reader's
+    goal: Target | None = None  # the target as numbers, for the chart
+
+    def panel(self) -> KpiPanel:
+        """The line as a chart panel: shares in %, the target drawn where it lies."""
+        scale = 100 if self.kind == "share" else 1
+        return KpiPanel(
+            values=tuple(None if v is None else float(v * scale) for v in self.values),
+            missed=self.missed,
+            target=None if self.goal is None else float(_edge(self.goal) * scale),
+            at_least=self.goal is None or self.goal.at_least is not None,
+            kind=self.kind,
+            target_text=self.target or "",
+        )
 
 
 @dataclass
@@ -80,6 +94,7 @@ class KpiBranch:
     timezone: str
     overall: KpiParty
     people: list[KpiParty] = field(default_factory=list)
+    png: bytes | None = field(default=None, repr=False, compare=False)  # chart(), once drawn
 
 
 @dataclass
@@ -159,6 +174,7 @@ def _party(
                 shown,
                 tuple(bool(target and target.missed(v)) for v in shown),
                 metric.localized_titles(),
+                target,
             )
         )
     return party
@@ -167,11 +183,17 @@ def _party(
 def _target_text(metric: MetricRule) -> str:
     target = metric.target
     assert target is not None
-    edge = target.at_least if target.at_least is not None else target.at_most
-    assert edge is not None
+    edge = _edge(target)
     sign = "≥" if target.at_least is not None else "≤"
     number = f"{(edge * 100).normalize():f}%" if metric.kind == "share" else f"{edge.normalize():f}"
     return f"{sign} {number}"
+
+
+def _edge(target: Target) -> Decimal:
+    """The number a target names: its floor or its ceiling."""
+    edge = target.at_least if target.at_least is not None else target.at_most
+    assert edge is not None  # the policy gives exactly one
+    return edge
 
 
 def render_csv(report: KpiSummary, names: Mapping[tuple[str, int], str]) -> str:
@@ -200,17 +222,12 @@ def render_csv(report: KpiSummary, names: Mapping[tuple[str, int], str]) -> str:
     return csv_text(CSV_COLUMNS, map(row, order))
 
 
-def chart(report: KpiSummary) -> bytes:
-    """The branches' shares (on-time rates, coverage) over the months, one line per KPI."""
-    series: dict[str, list[float | None]] = {}
-    for part in report.branches:
-        prefix = f"{part.code} " if len(report.branches) > 1 else ""
-        for line in part.overall.lines:
-            if line.kind == "share":
-                series[prefix + line.metric_id] = [
-                    None if v is None else float(v * 100) for v in line.values
-                ]
-    return line_chart(f"KPIs {report.period}", report.months, series, unit="%")
+def chart(months: Sequence[str], part: KpiBranch) -> bytes:
+    """A branch's KPIs over `months`, one panel per line of its table, as PNG (drawn once: the
+    branch's letters and the page show the same)."""
+    if part.png is None:
+        part.png = kpi_chart(months, [line.panel() for line in part.overall.lines])
+    return part.png
 
 
 def _names(report: KpiSummary) -> dict[tuple[str, int], str]:
@@ -222,19 +239,27 @@ def _names(report: KpiSummary) -> dict[tuple[str, int], str]:
 
 
 def attachments(report: KpiSummary, name: str) -> tuple[Attachment, ...]:
-    """The report's CSV and its chart (inline as `cid:` + chart_cid(name)), for a letter."""
+    """The report's CSV and its branch's chart (inline as `cid:` + chart_cid(name)), for a
+    letter of one branch."""
     return (
         Attachment(
             f"{name}.csv", "text/csv", render_csv(report, _names(report)).encode("utf-8-sig")
         ),
-        Attachment(f"{name}.png", "image/png", chart(report), chart_cid(name)),
+        *(
+            Attachment(f"{name}.png", "image/png", chart(report.months, part), chart_cid(name))
+            for part in report.branches
+        ),
     )
 
 
 def render_html(report: KpiSummary, templates: NoticeTemplates, locale: str) -> str:
     """The report as a standalone, email-ready HTML page in `locale`."""
-    src = "data:image/png;base64," + base64.b64encode(chart(report)).decode("ascii")
-    values = {"report": report, "locale": locale, "timezone": "UTC", "chart_src": src}
+    charts = {
+        part.code: "data:image/png;base64,"
+        + base64.b64encode(chart(report.months, part)).decode("ascii")
+        for part in report.branches
+    }
+    values = {"report": report, "locale": locale, "timezone": "UTC", "charts": charts}
     return templates.env.get_template(PAGE_TEMPLATE).render(values)
 
 
@@ -275,7 +300,7 @@ def kpi_letters(
             "report": mine,
             "branch": branch,
             "timezone": part.timezone,
-            "chart_src": f"cid:{chart_cid(name)}",
+            "charts": {part.code: f"cid:{chart_cid(name)}"},
         }
         letters += branch_letters(
             directory, settings.to, part.branch_id, reasons,

@@ -24,7 +24,7 @@ from engine.findings import instant_text
 from engine.ledger.periods import Period, closing_with
 from engine.notices.outbox import Attachment
 from engine.notices.templates import NoticeTemplates
-from engine.reports.charts import bar_chart, chart_cid
+from engine.reports.charts import SignedBar, chart_cid, signed_chart
 from engine.reports.files import write_atomically
 from engine.reports.spreadsheet import csv_text
 
@@ -128,6 +128,18 @@ class Summary:
     def totals(self) -> list[Totals]:
         """Per currency, all branches."""
         return total(line for part in self.branches for p in part.people for line in p.lines)
+
+    @property
+    def rules(self) -> list[tuple[str, str]]:
+        """(rule id, title) of each rule with entries, penalties first: the chart's bars,
+        numbered from 1 in this order."""
+        first: dict[str, Line] = {}
+        for part in self.branches:
+            for person in part.people:
+                for line in person.lines:
+                    first.setdefault(line.rule_id, line)
+        order = sorted(first.values(), key=lambda line: (line.direction != "penalty", line.rule_id))
+        return [(line.rule_id, line.rule_title) for line in order]
 
     @property
     def entries(self) -> int:
@@ -242,16 +254,19 @@ def render_csv(summary: Summary) -> str:
 
 
 def chart(summary: Summary) -> bytes:
-    """Net amount per rule (rewards less penalties), as a PNG bar chart."""
-    net: dict[str, Decimal] = {}
+    """Penalties (down, red) and rewards (up, green) per rule, a panel per currency, as PNG;
+    each bar is the rule's number in `summary.rules`."""
+    by_rule: dict[str, list[Line]] = {}
     for part in summary.branches:
         for person in part.people:
             for line in person.lines:
-                net[line.rule_id] = net.get(line.rule_id, Decimal(0)) + line.amount
-    currencies = sorted({t.currency for t in summary.totals})
-    title = f"Net per rule {summary.period}"
-    bars = [(rule, float(amount)) for rule, amount in net.items()]
-    return bar_chart(title, bars, unit=" / ".join(currencies))
+                by_rule.setdefault(line.rule_id, []).append(line)
+    panels: dict[str, list[SignedBar]] = {}
+    for number, (rule_id, _) in enumerate(summary.rules, 1):
+        for sums in total(by_rule[rule_id]):
+            bar = SignedBar(str(number), -float(sums.penalties), float(sums.rewards))
+            panels.setdefault(sums.currency, []).append(bar)
+    return signed_chart(sorted(panels.items()))
 
 
 def attachments(summary: Summary, name: str) -> tuple[Attachment, ...]:

@@ -23,12 +23,18 @@ the National Day holidays; T1 and T2 are the technicians):
 
 from __future__ import annotations
 
+import base64
+import io
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from matplotlib.colors import to_rgb
+from PIL import Image
 from sqlalchemy import func, select
 
-from engine.db.models import KpiValue, Notice, Staff, Survey
+from engine.db.models import KpiValue, Notice, NoticeAttachment, Staff, Survey
+from engine.reports.charts import BLUE, RED
 from engine.run import run_night
 
 # 02:00 on Tuesday 3 November in Shanghai: October is the last complete month.
@@ -128,6 +134,31 @@ def test_the_monthly_report_reaches_the_service_manager_once(service_data, setti
     assert "2026-10" in page.read_text(encoding="utf-8")
     assert "2026-10,SH-01,branch,1,上海服务中心,complaint-rate," in csv
     assert ",1,4,25.000000,≤ 2,yes" in csv
+
+
+def test_the_letter_shows_the_branch_chart_the_page_shows_with_its_key(service_data, settings_for):
+    _october(service_data)
+    settings = settings_for(str(service_data.engine.url))
+
+    run_night(settings, service_data.engine, as_of=AS_OF)
+
+    with service_data.engine.connect() as conn:
+        html, cid, png = conn.execute(
+            select(Notice.body_html, NoticeAttachment.content_id, NoticeAttachment.data)
+            .join(NoticeAttachment, NoticeAttachment.notice_id == Notice.id)
+            .where(Notice.dedup_key.startswith("kpi-report|2026-10|"))
+            .where(NoticeAttachment.content_type == "image/png")
+        ).one()
+    assert f'src="cid:{cid}"' in html
+    # The image has no words: the letter says, in Chinese, what its numbers and colours mean.
+    assert "每个小图是一项指标，编号与下表相同" in html and "未达标" in html and "目标值" in html
+    assert re.search(r">1</strong>&nbsp; 客户满意度", html), "row 1 of the table is panel 1"
+    colours = {c: n for n, c in Image.open(io.BytesIO(png)).convert("RGB").getcolors(1 << 20)}
+    red, blue = (tuple(round(255 * c) for c in to_rgb(x)) for x in (RED, BLUE))
+    assert colours.get(red, 0) > 20 and colours.get(blue, 0) > 20  # dispatch 75% < 95%: red
+    page = (settings.artifacts_dir / "reports" / "kpi_2026-10.html").read_text(encoding="utf-8")
+    (shown,) = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert base64.b64decode(shown) == png, "the page shows the chart the letter carries"
 
 
 def test_report_kpi_writes_the_month_on_demand(service_data, settings_for, tmp_path):
