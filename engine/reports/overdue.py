@@ -364,9 +364,14 @@ def _working_late(
 ) -> list[timedelta]:
     """Working time from each deadline to `as_of` on its calendar, a batch per calendar."""
     batches: dict[BusinessCalendar, list[int]] = defaultdict(list)
+    calendars: dict[tuple[str, Any], BusinessCalendar] = {}  # per rule and branch
     for index, finding in enumerate(breaches):
-        branch = branches.get(finding.record.get("branch_id")) or {}  # type: ignore[arg-type]
-        batches[terms.calendar(finding.rule_id, branch)].append(index)
+        key = (finding.rule_id, finding.record.get("branch_id"))
+        calendar = calendars.get(key)
+        if calendar is None:
+            branch = branches.get(key[1]) or {}  # type: ignore[arg-type]
+            calendar = calendars[key] = terms.calendar(finding.rule_id, branch)
+        batches[calendar].append(index)
     spans = [timedelta(0)] * len(breaches)
     for calendar, indexes in batches.items():
         starts = [deadlines[index] for index in indexes]
