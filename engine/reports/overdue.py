@@ -97,6 +97,13 @@ class SummaryTerms:
             },
         )
 
+    def department(self, value: str | None) -> Mapping[str, str]:
+        """A department named on an entity, per locale: a declared role by its title, other
+        text as written; {} for none."""
+        if not value:
+            return {}
+        return self.departments.get(value) or dict.fromkeys(LOCALES, value)
+
     def calendar(self, rule_id: str, branch: Mapping[str, Any]) -> BusinessCalendar:
         """The calendar lateness is counted on: the rule's, else the branch's, else 24x7."""
         name = self.rule_calendars.get(rule_id) or branch.get("calendar") or ""
@@ -145,12 +152,12 @@ class OverdueItem:
 
     @property
     def working_hours(self) -> float:
-        """Working hours past its earliest deadline."""
+        """Working hours late for its most late rule (what the rows are sorted by)."""
         return self.rules[0].working_hours
 
     @property
     def overdue_hours(self) -> float:
-        """Wall-clock hours past its earliest deadline."""
+        """Wall-clock hours past its earliest deadline missed."""
         return max(rule.overdue_hours for rule in self.rules)
 
     @property
@@ -292,6 +299,43 @@ def build_overdue(
 ) -> OverdueSummary:
     """The overdue summary from deadline findings (pure): one row per entity with the rules
     it is late for, most late first, in branches ordered by code."""
+    parts: dict[Any, OverdueBranch] = {}
+    for (branch_id, entity, entity_id), (record, rules) in _late_rules(
+        found, branches, terms, as_of
+    ).items():
+        part = parts.get(branch_id)
+        if part is None:
+            branch = branches.get(branch_id) or {}
+            part = parts[branch_id] = OverdueBranch(
+                branch_id,
+                branch.get("code", "HQ"),
+                branch.get("name", "Head office"),
+                branch.get("timezone", "UTC"),
+            )
+        part.items.append(
+            OverdueItem(
+                entity=entity,
+                entity_id=entity_id,
+                number=str(record.get("number") or entity_id),
+                customer=record.get(CUSTOMER),
+                person=record.get(PERSON),
+                department=terms.department(record.get(DEPARTMENT)),
+                rules=tuple(sorted(rules, key=_lateness)),
+            )
+        )
+    for part in parts.values():
+        part.items.sort(key=lambda item: (_lateness(item.rules[0]), item.number))
+    return OverdueSummary(as_of, sorted(parts.values(), key=lambda p: (p.code, p.branch_id or 0)))
+
+
+def _late_rules(
+    found: Sequence[Finding],
+    branches: Mapping[int, Mapping[str, Any]],
+    terms: SummaryTerms,
+    as_of: datetime,
+) -> dict[tuple[Any, str, str], tuple[Mapping[str, Any], list[LateRule]]]:
+    """Per entity (branch id, entity, id): its record and each clock past its deadline, with
+    the highest escalation level it reached (its breach and escalations come together)."""
     levels: dict[tuple[str, str, str, str], int] = {}
     breaches: list[Finding] = []
     for finding in found:
@@ -306,13 +350,11 @@ def build_overdue(
             levels[clock] = max(levels.get(clock, 0), level)
     deadlines = [finding.due_at or as_of for finding in breaches]
     working = _working_late(breaches, deadlines, branches, terms, as_of)
-    late: dict[tuple[Any, str, str], list[LateRule]] = defaultdict(list)
-    firsts: dict[tuple[Any, str, str], Finding] = {}
+    late: dict[tuple[Any, str, str], tuple[Mapping[str, Any], list[LateRule]]] = {}
     for finding, deadline, span in zip(breaches, deadlines, working, strict=True):
         entity = (finding.record.get("branch_id"), finding.entity, finding.entity_id)
-        firsts.setdefault(entity, finding)
         clock = (finding.rule_id, finding.entity, finding.entity_id, finding.occurrence)
-        late[entity].append(
+        late.setdefault(entity, (finding.record, []))[1].append(
             LateRule(
                 rule_id=finding.rule_id,
                 rule_title=terms.titles.get(finding.rule_id, finding.rule_id),
@@ -324,35 +366,7 @@ def build_overdue(
                 titles=terms.localized.get(finding.rule_id, {}),
             )
         )
-    parts: dict[Any, OverdueBranch] = {}
-    for (branch_id, entity, entity_id), rules in late.items():
-        part = parts.get(branch_id)
-        if part is None:
-            branch = branches.get(branch_id) or {}
-            part = parts[branch_id] = OverdueBranch(
-                branch_id,
-                branch.get("code", "HQ"),
-                branch.get("name", "Head office"),
-                branch.get("timezone", "UTC"),
-            )
-        record = firsts[branch_id, entity, entity_id].record
-        department = record.get(DEPARTMENT)
-        part.items.append(
-            OverdueItem(
-                entity=entity,
-                entity_id=entity_id,
-                number=str(record.get("number") or entity_id),
-                customer=record.get(CUSTOMER),
-                person=record.get(PERSON),
-                department=(terms.departments.get(department) or dict.fromkeys(LOCALES, department))
-                if department
-                else {},
-                rules=tuple(sorted(rules, key=_lateness)),
-            )
-        )
-    for part in parts.values():
-        part.items.sort(key=lambda item: (_lateness(item.rules[0]), item.number))
-    return OverdueSummary(as_of, sorted(parts.values(), key=lambda p: (p.code, p.branch_id or 0)))
+    return late
 
 
 def _working_late(
