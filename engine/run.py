@@ -38,7 +38,13 @@ from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy, load_policy
 from engine.policy.schedule_spec import PARTS
 from engine.reports.kpis import KpiSummary, kpi_letters, read_report, write_report
-from engine.reports.overdue import OverdueSummary, open_overdue, overdue_letters, write_page
+from engine.reports.overdue import (
+    OverdueSummary,
+    SummaryTerms,
+    open_overdue,
+    overdue_letters,
+    write_page,
+)
 from engine.reports.penalties import write_reports
 from engine.rules.metric import Measured, is_effective, measure, months_to_measure
 from engine.run_result import RuleOutcome, RunResult, spent
@@ -162,10 +168,8 @@ def _evaluate_and_queue(
             summary = OverdueSummary(as_of)
             reported = QueueReport()
             if due.is_due("overdue_summary"):
-                titles = {c.rule.id: c.rule.title for c in policy.rules()}
-                localized = {c.rule.id: c.rule.localized_titles() for c in policy.rules()}
                 branches = night.people().branches
-                every = open_overdue(conn, as_of, branches, titles, localized)
+                every = open_overdue(conn, as_of, branches, SummaryTerms.of(policy))
                 summary = every.only(due.scopes("overdue_summary").branches)
                 reported = _report_overdue(conn, summary, night.people(), **outgoing)
             kpis, measured, stored = None, QueueReport(), 0

@@ -32,7 +32,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_datetime, get_timezone_location
 from babel.numbers import format_currency, format_decimal, format_percent
 from jinja2 import (
     FileSystemBytecodeCache,
@@ -128,6 +128,15 @@ def _datetime(ctx: Context, value: datetime, format: str = "medium") -> str:
 
 
 @pass_context
+def _zone(ctx: Context, name: str) -> str:
+    # How a reader names a time zone, to label the local times shown: 中国（上海）时间, hora de
+    # España (Madrid). UTC has no place to name (Babel says "Unknown Region").
+    if name in ("UTC", "Etc/UTC"):
+        return "UTC"
+    return get_timezone_location(name, locale=_babel_locale(ctx))
+
+
+@pass_context
 def _money(ctx: Context, amount: Decimal | int, currency: str) -> str:
     return format_currency(Decimal(_given(amount, "amount")), currency, locale=_babel_locale(ctx))
 
@@ -220,6 +229,7 @@ class NoticeTemplates:
             money=_money,
             number=_number,
             percent=_percent,
+            zone=_zone,  # `timezone|zone`: the zone's name in the reader's language
             base_state=base_state,  # `breach:repeat-2`|base_state is `breach`
         )
         self._files = self._scan()

@@ -1,18 +1,21 @@
-"""The nightly overdue summary: every clock past its deadline tonight, per branch.
+"""The nightly overdue summary: every call or complaint past a deadline tonight, per branch.
 
-Built from the night's deadline findings (new and already recorded alike: a `breach` is
-reached only while the clock still runs), so it shows what is late now, not what became late
-today. Each branch's managers (`defaults.overdue_summary_to`) get it once per local day as a
-letter with a bar chart inline and the items as CSV; the run also writes the whole summary as
-a standalone page, `runs/reports/overdue_<date>.html`, with its CSV, named by the local day of
-the policy's home zone (the ledger's time zone).
+Built from the open deadline findings (a `breach` stays open only while the clock still runs),
+so it shows what is late now, not what became late today. One row per entity (a call, a
+complaint) with every rule it is late for: its customer, whom to chase (the technician or
+responsible person, else the department named on it) and how late in working hours on the
+branch's business calendar, most late first. Each branch's managers
+(`defaults.overdue_summary_to`) get it once per local day as a letter with a bar chart inline
+and the rows as CSV; the run also writes the whole summary as a standalone page,
+`runs/reports/overdue_<date>.html`, with its CSV, named by the local day of the policy's home
+zone (the ledger's time zone).
 """
 
 from __future__ import annotations
 
 import base64
-from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -20,15 +23,18 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Column, Connection, Table, or_, select
 
+from engine.calendar import BusinessCalendar, always_open
 from engine.db.catalogue import entity_table
+from engine.db.models import LOCALES
 from engine.db.models import Finding as FindingRow
 from engine.db.session import chunks
 from engine.findings import Finding, instant_text
 from engine.notices.outbox import Attachment, Letter, branch_letters
 from engine.notices.recipients import Directory
 from engine.notices.templates import NoticeTemplates
+from engine.policy import Policy
 from engine.policy.models import OVERDUE_NOTICE
 from engine.reports.charts import bar_chart, chart_cid
 from engine.reports.files import write_atomically
@@ -36,34 +42,83 @@ from engine.reports.spreadsheet import csv_text
 
 PAGE_TEMPLATE = "_reports/overdue.html.j2"
 LETTER_ITEMS = 100
-"""Items a manager's letter lists, most overdue first; the attached CSV and the page list all
+"""Rows a manager's letter lists, most late first; the attached CSV and the page list all
 (at a large site a branch can have tens of thousands, more than any mail server takes)."""
 CSV_COLUMNS = (
     "branch",
     "branch_name",
-    "rule_id",
-    "rule_title",
     "entity",
     "entity_id",
     "number",
-    "deadline",
+    "customer",
+    "responsible",
+    "working_hours_late",
     "overdue_hours",
     "escalation_level",
-    "reason",
+    "rule_ids",
+    "rule_titles",
+    "deadline",
+    "deadline_local",
+    "timezone",
+    "reasons",
 )
+LIST_SEPARATOR = " | "
+"""Between the rules of one row in a CSV cell, most late first."""
+CUSTOMER = "customer_name"
+PERSON = "responsible_name"
+DEPARTMENT = "responsible_department"
+"""The record's keys for the names the summary shows (a complaint's department is its column)."""
 
 
 @dataclass(frozen=True, slots=True)
-class OverdueItem:
-    """One clock past its deadline."""
+class SummaryTerms:
+    """What the summary reads from the policy: rule titles, calendars, the roles' names."""
+
+    titles: Mapping[str, str] = field(default_factory=dict)  # rule id -> title
+    localized: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # -> per locale
+    calendars: Mapping[str, BusinessCalendar] = field(default_factory=dict)
+    rule_calendars: Mapping[str, str] = field(default_factory=dict)  # a rule's own calendar
+    departments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # role titles
+
+    @classmethod
+    def of(cls, policy: Policy) -> SummaryTerms:
+        """The terms of this policy."""
+        rules = [compiled.rule for compiled in policy.rules()]
+        return cls(
+            titles={rule.id: rule.title for rule in rules},
+            localized={rule.id: rule.localized_titles() for rule in rules},
+            calendars=policy.calendars,
+            rule_calendars={
+                c.rule.id: c.rule.calendar for c in policy.deadlines if c.rule.calendar
+            },
+            departments={
+                role: {locale: spec.title_in(locale) for locale in LOCALES}
+                for role, spec in policy.roles.items()
+            },
+        )
+
+    def department(self, value: str | None) -> Mapping[str, str]:
+        """A department named on an entity, per locale: a declared role by its title, other
+        text as written; {} for none."""
+        if not value:
+            return {}
+        return self.departments.get(value) or dict.fromkeys(LOCALES, value)
+
+    def calendar(self, rule_id: str, branch: Mapping[str, Any]) -> BusinessCalendar:
+        """The calendar lateness is counted on: the rule's, else the branch's, else 24x7."""
+        name = self.rule_calendars.get(rule_id) or branch.get("calendar") or ""
+        return self.calendars.get(name) or always_open(branch.get("timezone") or "UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class LateRule:
+    """One rule an entity is past the deadline of."""
 
     rule_id: str
     rule_title: str
-    entity: str
-    entity_id: str
-    number: str
     deadline: datetime
-    overdue: timedelta
+    overdue: timedelta  # wall-clock time past the deadline
+    working: timedelta  # working time past it, on the branch's calendar
     level: int  # highest escalation level reached; 0: breached, not escalated
     reason: str
     titles: Mapping[str, str] = field(default_factory=dict)  # the rule's, per reader's locale
@@ -71,35 +126,81 @@ class OverdueItem:
     @property
     def overdue_hours(self) -> float:
         """Wall-clock hours past the deadline, one decimal."""
-        return round(self.overdue.total_seconds() / 3600, 1)
+        return _hours(self.overdue)
+
+    @property
+    def working_hours(self) -> float:
+        """Working hours past the deadline, one decimal."""
+        return _hours(self.working)
+
+    def title_in(self, locale: str) -> str:
+        """The rule's title for a reader of `locale`."""
+        return self.titles.get(locale, self.rule_title)
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueItem:
+    """One call or complaint past one deadline or more: whose it is and whom to chase."""
+
+    entity: str
+    entity_id: str
+    number: str
+    customer: str | None
+    person: str | None  # the technician or responsible person named on it
+    department: Mapping[str, str]  # the department named on it, per locale; {} for none
+    rules: tuple[LateRule, ...]  # most late first
+
+    @property
+    def working_hours(self) -> float:
+        """Working hours late for its most late rule (what the rows are sorted by)."""
+        return self.rules[0].working_hours
+
+    @property
+    def overdue_hours(self) -> float:
+        """Wall-clock hours past its earliest deadline missed."""
+        return max(rule.overdue_hours for rule in self.rules)
+
+    @property
+    def level(self) -> int:
+        """The highest escalation level any of its rules reached."""
+        return max(rule.level for rule in self.rules)
+
+    @property
+    def deadline(self) -> datetime:
+        """Its earliest deadline missed."""
+        return min(rule.deadline for rule in self.rules)
+
+    def responsible(self, locale: str) -> str | None:
+        """Whom to chase: the person named, else the department's name in `locale`."""
+        return self.person or self.department.get(locale) or None
 
 
 @dataclass
 class OverdueBranch:
-    """One branch's overdue items, most overdue first."""
+    """One branch's overdue rows, most late first."""
 
     branch_id: int | None
     code: str
     name: str
     timezone: str
     items: list[OverdueItem] = field(default_factory=list)
-    hidden: int = 0  # items left out of `items` (a letter shows the most overdue)
+    hidden: int = 0  # rows left out of `items` (a letter shows the most late)
     png: bytes | None = field(default=None, repr=False, compare=False)  # chart(), once drawn
 
     @property
     def count(self) -> int:
-        """All the branch's overdue items, shown or not."""
+        """All the branch's overdue rows, shown or not."""
         return len(self.items) + self.hidden
 
     def most_overdue(self, limit: int) -> OverdueBranch:
-        """The same branch with only its `limit` most overdue items, the rest counted."""
+        """The same branch with only its `limit` most late rows, the rest counted."""
         shown = self.items[:limit]
         rest = len(self.items) - len(shown) + self.hidden
         return OverdueBranch(self.branch_id, self.code, self.name, self.timezone, shown, rest)
 
     def by_rule(self) -> list[tuple[str, int]]:
-        """(rule id, items) pairs, most items first."""
-        counts = Counter(item.rule_id for item in self.items)
+        """(rule id, clocks past its deadline) pairs, most first."""
+        counts = Counter(rule.rule_id for item in self.items for rule in item.rules)
         return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
 
 
@@ -109,85 +210,26 @@ class OverdueSummary:
 
     as_of: datetime
     branches: list[OverdueBranch] = field(default_factory=list)
-    _parts: dict[int | None, OverdueBranch] = field(default_factory=dict, repr=False)
 
     @property
     def total(self) -> int:
-        """Items in all branches."""
+        """Rows in all branches."""
         return sum(len(part.items) for part in self.branches)
-
-    def add(
-        self,
-        found: Iterable[Finding],
-        branches: Mapping[int, Mapping[str, Any]],
-        titles: Mapping[str, str],
-        localized: Mapping[str, Mapping[str, str]] | None = None,
-    ) -> None:
-        """Take the overdue items of some rules' findings (each rule's findings all at once:
-        a clock's breach and its escalations come from the same evaluation); `localized`:
-        each rule's title per locale, for the letters."""
-        levels: dict[tuple[str, str, str], int] = {}
-        breaches: list[Finding] = []
-        for finding in found:
-            if finding.family != "deadline":
-                continue
-            clock = (finding.rule_id, finding.entity_id, finding.occurrence)
-            if finding.state == "breach":
-                breaches.append(finding)
-                levels.setdefault(clock, 0)
-            elif finding.state.startswith("escalation:"):
-                level = int(finding.state.partition(":")[2])
-                levels[clock] = max(levels.get(clock, 0), level)
-        for finding in breaches:
-            branch_id = finding.record.get("branch_id")
-            part = self._parts.get(branch_id)
-            if part is None:
-                branch = branches.get(branch_id) or {}  # type: ignore[arg-type]
-                part = self._parts[branch_id] = OverdueBranch(
-                    branch_id,
-                    branch.get("code", "HQ"),
-                    branch.get("name", "Head office"),
-                    branch.get("timezone", "UTC"),
-                )
-            deadline = finding.due_at or self.as_of
-            part.items.append(
-                OverdueItem(
-                    rule_id=finding.rule_id,
-                    rule_title=titles.get(finding.rule_id, finding.rule_id),
-                    entity=finding.entity,
-                    entity_id=finding.entity_id,
-                    number=str(finding.record.get("number") or finding.entity_id),
-                    deadline=deadline,
-                    overdue=self.as_of - deadline,
-                    level=levels[(finding.rule_id, finding.entity_id, finding.occurrence)],
-                    reason=finding.reason,
-                    titles=(localized or {}).get(finding.rule_id, {}),
-                )
-            )
 
     def only(self, branches: Collection[int]) -> OverdueSummary:
         """The summary of these branches alone (those whose summary is due)."""
-        kept = [part for part in self.branches if part.branch_id in branches]
-        return OverdueSummary(self.as_of, kept, {p.branch_id: p for p in kept})
-
-    def finish(self) -> OverdueSummary:
-        """Order the branches by code and each branch's items by deadline; returns self."""
-        for part in self._parts.values():
-            part.items.sort(key=lambda item: (item.deadline, item.rule_id, item.number))
-        self.branches = sorted(self._parts.values(), key=lambda p: (p.code, p.branch_id or 0))
-        return self
+        return OverdueSummary(self.as_of, [p for p in self.branches if p.branch_id in branches])
 
 
 def open_overdue(
     conn: Connection,
     as_of: datetime,
     branches: Mapping[int, Mapping[str, Any]],
-    titles: Mapping[str, str],
-    localized: Mapping[str, Mapping[str, str]] | None = None,
+    terms: SummaryTerms,
 ) -> OverdueSummary:
     """Every clock late at `as_of`: the open breaches and escalation levels in the findings
-    table (each run keeps them open exactly while they hold), with their entity's branch and
-    number; so the summary needs no run that judges every clock."""
+    table (each run keeps them open exactly while they hold), with their entity's branch,
+    number and names; so the summary needs no run that judges every clock."""
     rows = select(
         FindingRow.rule_id, FindingRow.entity, FindingRow.entity_id, FindingRow.occurrence,
         FindingRow.state, FindingRow.reason, FindingRow.due_at,
@@ -199,12 +241,9 @@ def open_overdue(
     late = conn.execute(rows.order_by(FindingRow.id)).all()
     records: dict[tuple[str, str], dict[str, Any]] = {}
     for entity in {row.entity for row in late}:
-        table = entity_table(entity)
         ids = sorted({int(row.entity_id) for row in late if row.entity == entity})
-        columns = [table.c.id, table.c.branch_id, table.c.number]
-        for chunk in chunks(ids, 500):
-            for found in conn.execute(select(*columns).where(table.c.id.in_(chunk))).mappings():
-                records[entity, str(found["id"])] = dict(found)
+        for found in _records(conn, entity_table(entity), ids):
+            records[entity, str(found["id"])] = found
     findings = [
         Finding(
             rule_id=row.rule_id,
@@ -219,49 +258,184 @@ def open_overdue(
         )
         for row in late
     ]
-    return build_overdue(findings, branches, titles, as_of, localized)
+    return build_overdue(findings, branches, terms, as_of)
+
+
+def _records(conn: Connection, table: Table, ids: Sequence[int]) -> Iterator[dict[str, Any]]:
+    """The entities' branch and number with their customer's and person's names, joined in
+    the same query: a bounded number of queries however many rows are late."""
+    columns: list[Any] = [table.c[name] for name in ("id", "branch_id", "number", DEPARTMENT)
+                          if name in table.c]  # fmt: skip
+    joined: Any = table
+    if "customer_id" in table.c:
+        customers = entity_table("customers").alias("customer")
+        joined = joined.outerjoin(customers, customers.c.id == table.c.customer_id)
+        columns.append(customers.c.name.label(CUSTOMER))
+    person = _person_column(table)
+    if person is not None:
+        staff = entity_table("staff").alias("person")
+        joined = joined.outerjoin(staff, staff.c.id == person)
+        columns.append(staff.c.name.label(PERSON))
+    query = select(*columns).select_from(joined)
+    for chunk in chunks(ids, 500):
+        for found in conn.execute(query.where(table.c.id.in_(chunk))).mappings():
+            yield dict(found)
+
+
+def _person_column(table: Table) -> Column[Any] | None:
+    """Whom to chase about a row: the staff member its one staff column names (a call's
+    technician, a complaint's responsible person, a contract's sales rep); a person's own row."""
+    if table.name == "staff":
+        return table.c.id
+    named = [c for c in table.c if any(fk.column.table.name == "staff" for fk in c.foreign_keys)]
+    return named[0] if len(named) == 1 else None
 
 
 def build_overdue(
     found: Sequence[Finding],
     branches: Mapping[int, Mapping[str, Any]],
-    titles: Mapping[str, str],
+    terms: SummaryTerms,
     as_of: datetime,
-    localized: Mapping[str, Mapping[str, str]] | None = None,
 ) -> OverdueSummary:
-    """The overdue summary from one night's deadline findings (pure)."""
-    summary = OverdueSummary(as_of)
-    summary.add(found, branches, titles, localized)
-    return summary.finish()
-
-
-def render_csv(parts: Sequence[OverdueBranch]) -> str:
-    """One row per overdue item."""
-    return csv_text(
-        CSV_COLUMNS,
-        (
-            (
-                part.code,
-                part.name,
-                item.rule_id,
-                item.rule_title,
-                item.entity,
-                item.entity_id,
-                item.number,
-                instant_text(item.deadline),
-                item.overdue_hours,
-                item.level,
-                item.reason,
+    """The overdue summary from deadline findings (pure): one row per entity with the rules
+    it is late for, most late first, in branches ordered by code."""
+    parts: dict[Any, OverdueBranch] = {}
+    for (branch_id, entity, entity_id), (record, rules) in _late_rules(
+        found, branches, terms, as_of
+    ).items():
+        part = parts.get(branch_id)
+        if part is None:
+            branch = branches.get(branch_id) or {}
+            part = parts[branch_id] = OverdueBranch(
+                branch_id,
+                branch.get("code", "HQ"),
+                branch.get("name", "Head office"),
+                branch.get("timezone", "UTC"),
             )
-            for part in parts
-            for item in part.items
-        ),
+        part.items.append(
+            OverdueItem(
+                entity=entity,
+                entity_id=entity_id,
+                number=str(record.get("number") or entity_id),
+                customer=record.get(CUSTOMER),
+                person=record.get(PERSON),
+                department=terms.department(record.get(DEPARTMENT)),
+                rules=tuple(sorted(rules, key=_lateness)),
+            )
+        )
+    for part in parts.values():
+        part.items.sort(key=lambda item: (_lateness(item.rules[0]), item.number))
+    return OverdueSummary(as_of, sorted(parts.values(), key=lambda p: (p.code, p.branch_id or 0)))
+
+
+def _late_rules(
+    found: Sequence[Finding],
+    branches: Mapping[int, Mapping[str, Any]],
+    terms: SummaryTerms,
+    as_of: datetime,
+) -> dict[tuple[Any, str, str], tuple[Mapping[str, Any], list[LateRule]]]:
+    """Per entity (branch id, entity, id): its record and each clock past its deadline, with
+    the highest escalation level it reached (its breach and escalations come together)."""
+    levels: dict[tuple[str, str, str, str], int] = {}
+    breaches: list[Finding] = []
+    for finding in found:
+        if finding.family != "deadline":
+            continue
+        clock = (finding.rule_id, finding.entity, finding.entity_id, finding.occurrence)
+        if finding.state == "breach":
+            breaches.append(finding)
+            levels.setdefault(clock, 0)
+        elif finding.state.startswith("escalation:"):
+            level = int(finding.state.partition(":")[2])
+            levels[clock] = max(levels.get(clock, 0), level)
+    deadlines = [finding.due_at or as_of for finding in breaches]
+    working = _working_late(breaches, deadlines, branches, terms, as_of)
+    late: dict[tuple[Any, str, str], tuple[Mapping[str, Any], list[LateRule]]] = {}
+    for finding, deadline, span in zip(breaches, deadlines, working, strict=True):
+        entity = (finding.record.get("branch_id"), finding.entity, finding.entity_id)
+        clock = (finding.rule_id, finding.entity, finding.entity_id, finding.occurrence)
+        late.setdefault(entity, (finding.record, []))[1].append(
+            LateRule(
+                rule_id=finding.rule_id,
+                rule_title=terms.titles.get(finding.rule_id, finding.rule_id),
+                deadline=deadline,
+                overdue=as_of - deadline,
+                working=span,
+                level=levels[clock],
+                reason=finding.reason,
+                titles=terms.localized.get(finding.rule_id, {}),
+            )
+        )
+    return late
+
+
+def _working_late(
+    breaches: Sequence[Finding],
+    deadlines: Sequence[datetime],
+    branches: Mapping[int, Mapping[str, Any]],
+    terms: SummaryTerms,
+    as_of: datetime,
+) -> list[timedelta]:
+    """Working time from each deadline to `as_of` on its calendar, a batch per calendar."""
+    batches: dict[BusinessCalendar, list[int]] = defaultdict(list)
+    calendars: dict[tuple[str, Any], BusinessCalendar] = {}  # per rule and branch
+    for index, finding in enumerate(breaches):
+        key = (finding.rule_id, finding.record.get("branch_id"))
+        calendar = calendars.get(key)
+        if calendar is None:
+            branch = branches.get(key[1]) or {}  # type: ignore[arg-type]
+            calendar = calendars[key] = terms.calendar(finding.rule_id, branch)
+        batches[calendar].append(index)
+    spans = [timedelta(0)] * len(breaches)
+    for calendar, indexes in batches.items():
+        starts = [deadlines[index] for index in indexes]
+        for index, span in zip(indexes, calendar.between_many(starts, [as_of] * len(starts)),
+                               strict=True):  # fmt: skip
+            spans[index] = span
+    return spans
+
+
+def _lateness(rule: LateRule) -> tuple[timedelta, timedelta, str]:
+    # Most working time late first; the wall clock, then the rule, break ties.
+    return (-rule.working, -rule.overdue, rule.rule_id)
+
+
+def _hours(span: timedelta) -> float:
+    return round(span.total_seconds() / 3600, 1)
+
+
+def render_csv(parts: Sequence[OverdueBranch], locale: str) -> str:
+    """One row per overdue entity, its rules most late first, rule titles in `locale`;
+    instants in UTC as in every file, the earliest deadline also as the branch's wall time."""
+    return csv_text(CSV_COLUMNS, (_csv_row(part, item, locale) for part in parts
+                                  for item in part.items))  # fmt: skip
+
+
+def _csv_row(part: OverdueBranch, item: OverdueItem, locale: str) -> tuple[Any, ...]:
+    local = item.deadline.astimezone(ZoneInfo(part.timezone))
+    return (
+        part.code,
+        part.name,
+        item.entity,
+        item.entity_id,
+        item.number,
+        item.customer,
+        item.responsible(locale),
+        item.working_hours,
+        item.overdue_hours,
+        item.level,
+        LIST_SEPARATOR.join(rule.rule_id for rule in item.rules),
+        LIST_SEPARATOR.join(rule.title_in(locale) for rule in item.rules),
+        instant_text(item.deadline),
+        local.strftime("%Y-%m-%d %H:%M"),
+        part.timezone,
+        LIST_SEPARATOR.join(rule.reason for rule in item.rules),
     )
 
 
 def chart(part: OverdueBranch) -> bytes:
-    """Overdue items per rule in one branch, as a PNG bar chart (drawn once: the branch's
-    letters and the page show the same)."""
+    """Clocks past their deadline per rule in one branch, as a PNG bar chart (drawn once: the
+    branch's letters and the page show the same)."""
     if part.png is None:
         part.png = bar_chart(f"Overdue now: {part.code}", part.by_rule(), unit="items")
     return part.png
@@ -276,9 +450,10 @@ def overdue_letters(
         branch = directory.branches.get(part.branch_id) or {}  # type: ignore[arg-type]
         day = summary.as_of.astimezone(ZoneInfo(part.timezone)).date().isoformat()
         name = f"overdue_{part.code}_{day}"
+        locale = branch.get("locale") or "en"  # one file for all readers: the branch's language
         files = cache(
-            lambda part=part, name=name: (
-                Attachment(f"{name}.csv", "text/csv", _csv_bytes([part])),
+            lambda part=part, name=name, locale=locale: (
+                Attachment(f"{name}.csv", "text/csv", _csv_bytes([part], locale)),
                 Attachment(f"{name}.png", "image/png", chart(part), chart_cid(name)),
             )
         )
@@ -306,14 +481,14 @@ def write_page(
         part.code: "data:image/png;base64," + base64.b64encode(chart(part)).decode("ascii")
         for part in summary.branches
     }
-    values = {"summary": summary, "charts": charts, "locale": locale, "timezone": "UTC"}
+    values = {"summary": summary, "charts": charts, "locale": locale, "timezone": zone}
     html = templates.env.get_template(PAGE_TEMPLATE).render(values)
     html_path, csv_path = folder / f"overdue_{stamp}.html", folder / f"overdue_{stamp}.csv"
-    write_atomically(csv_path, render_csv(summary.branches), "utf-8-sig")
+    write_atomically(csv_path, render_csv(summary.branches, locale), "utf-8-sig")
     write_atomically(html_path, html, "utf-8")
     return [html_path, csv_path]
 
 
-def _csv_bytes(parts: Sequence[OverdueBranch]) -> bytes:
+def _csv_bytes(parts: Sequence[OverdueBranch], locale: str) -> bytes:
     # utf-8-sig: spreadsheet programs then read the Chinese titles right.
-    return render_csv(parts).encode("utf-8-sig")
+    return render_csv(parts, locale).encode("utf-8-sig")

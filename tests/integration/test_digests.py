@@ -91,8 +91,10 @@ def test_each_person_gets_one_message_per_night_with_every_item_grouped(
     [table] = [p for p in msg.iter_attachments() if p.get_content_type() == "text/csv"]
     assert table.get_filename() == "overdue_SH-01_2026-11-24.csv"  # the branch's local date
     lines = list(csv.DictReader(io.StringIO(table.get_content().lstrip("\ufeff"))))
-    dispatch = [line["number"] for line in lines if line["rule_id"] == "dispatch-urban"]
-    assert sorted(dispatch) == numbers
+    # One row per call, naming whom to chase, with the rules it is late for.
+    assert sorted(line["number"] for line in lines) == numbers
+    assert all("dispatch-urban" in line["rule_ids"].split(" | ") for line in lines)
+    assert {line["responsible"] for line in lines} == {"technician sh"}
     html = msg.get_body(("html",)).get_content()
     images = [p for p in msg.walk() if p.get_content_type() == "image/png"]
     assert images and all(f"cid:{p['Content-ID'].strip('<>')}" in html for p in images)
@@ -150,17 +152,18 @@ def _per_kind(items: list[Notice]) -> list[int]:
 def test_the_overdue_letter_lists_the_most_overdue_and_attaches_them_all(
     db, db_url, settings_for, service_data
 ):
-    overdue_calls(service_data, count=40)  # three rules each: 120 items
+    overdue_calls(service_data, count=105)  # a row each, late for three rules
     night(db, settings_for, db_url)
 
     [letter] = [n for n in outbox(db) if n.template == "overdue_summary"]
     listed = [line for line in letter.body_text.splitlines() if line.startswith("- SR-SH-")]
-    assert len(listed) == 100 and "另有 20 项，见附件 CSV 文件" in letter.body_text
-    assert letter.body_html.count("<tr>") == 100 and "120" in letter.subject
+    assert len(listed) == 100 and "另有 5 项，见附件 CSV 文件" in letter.body_text
+    assert listed[0].startswith("- SR-SH-001") and listed[-1].startswith("- SR-SH-100")
+    assert letter.body_html.count("<tr>") == 100 and "105" in letter.subject
     with db.connect() as conn:
         data = conn.scalar(
             select(NoticeAttachment.data).where(
                 NoticeAttachment.notice_id == letter.id, NoticeAttachment.content_type == "text/csv"
             )
         )
-    assert len(data.decode("utf-8-sig").splitlines()) == 1 + 120
+    assert len(data.decode("utf-8-sig").splitlines()) == 1 + 105

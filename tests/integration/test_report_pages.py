@@ -79,7 +79,9 @@ def test_overdue_page_shows_its_table_and_chart_in_chromium(
     page = settings.artifacts_dir / "reports" / "overdue_2026-11-24.html"
     assert str(page) in result.ledger["reports"]
     html = page.read_text(encoding="utf-8")
-    assert html.count("SR-SH-00") == 3 * 3  # three calls, each late for three rules
+    # One row per call, naming its customer and technician, with the three rules it is late for.
+    assert html.count("SR-SH-00") == html.count("Li Lei") == html.count("technician sh") == 3
+    assert html.count("working hours late") == 3 * 3
     image = screenshot(page, ARTIFACTS / "overdue_page.png", tmp_path / "profile")
     assert _colours(image).get(BAR, 0) > 2000, "the chart's bars did not show"
 
