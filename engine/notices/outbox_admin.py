@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
@@ -55,9 +56,7 @@ def list_notices(conn: Connection, states: Sequence[str], limit: int | None) -> 
     """The notices in `states` (all when empty), newest first."""
     unknown = sorted(set(states) - set(OUTBOX_STATES))
     if unknown:
-        raise UsageError(
-            f"--state {', '.join(unknown)}: the states are {', '.join(OUTBOX_STATES)}"
-        )
+        raise UsageError(f"--state {', '.join(unknown)}: the states are {', '.join(OUTBOX_STATES)}")
     stmt = select(
         Notice.id, Notice.created_at, Notice.template, Notice.recipient_name,
         Notice.recipient_address, Notice.status, Notice.attempts, Notice.last_error,
@@ -65,14 +64,15 @@ def list_notices(conn: Connection, states: Sequence[str], limit: int | None) -> 
     if states:
         stmt = stmt.where(Notice.status.in_(states))
     stmt = stmt.order_by(Notice.id.desc()).limit(limit)
-    return [
-        OutboxRow(
-            row.id, row.created_at, row.template,
-            f"{row.recipient_name} <{row.recipient_address or 'no address'}>",
-            row.status, row.attempts, row.last_error or "",
-        )  # fmt: skip
-        for row in conn.execute(stmt)
-    ]
+    return [_listed(row) for row in conn.execute(stmt)]
+
+
+def _listed(row: Any) -> OutboxRow:
+    recipient = f"{row.recipient_name} <{row.recipient_address or 'no address'}>"
+    reason = row.last_error or ""
+    return OutboxRow(
+        row.id, row.created_at, row.template, recipient, row.status, row.attempts, reason
+    )
 
 
 def retry(conn: Connection, notice_id: int, *, by: str, at: datetime) -> str:

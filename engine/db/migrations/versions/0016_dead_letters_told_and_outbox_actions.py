@@ -59,12 +59,16 @@ def upgrade() -> None:
         sa.Column("notice_id", sa.Integer(), nullable=False, comment="Notice acted on"),
         sa.Column("action", sa.String(length=20), nullable=False, comment="retry or cancel"),
         sa.Column(
-            "status_before", sa.String(length=20), nullable=False,
+            "status_before",
+            sa.String(length=20),
+            nullable=False,
             comment="The notice's state before",
         ),
         sa.Column("error_before", sa.Text(), nullable=True, comment="Its last_error before"),
         sa.Column(
-            "by", sa.String(length=200), nullable=False,
+            "by",
+            sa.String(length=200),
+            nullable=False,
             comment="Who did it (--by, default the login name)",
         ),
         sa.Column("at", engine.db.types.UtcDateTime(timezone=True), nullable=False, comment="When"),
