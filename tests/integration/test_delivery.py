@@ -350,7 +350,7 @@ def test_eml_files_are_the_default_and_rewriting_is_harmless(db, tmp_path):
     report = run(db, EmlDirectorySender(tmp_path / "outbox"))
     assert report.sent == 3
     names = sorted(p.name for p in (tmp_path / "outbox").iterdir())
-    assert names == sorted(f"n{i}.renewal@aftersales.example.eml" for i in ids)
+    assert names == sorted(f"{NOW:%Y-%m-%d}_renewal_Customer-{i}_{i}.eml" for i in ids)
 
 
 def test_many_letters_share_few_connections(db, smtp_server):
