@@ -548,8 +548,6 @@ OUTBOX_STATES = (
     "render_failed",
     "cancelled",
 )
-# What nothing resends by itself: a person must look (`aftersales outbox --retry/--cancel`).
-NEEDS_A_PERSON = ("dead", "unknown", "render_failed")
 
 
 class Notice(Base):
