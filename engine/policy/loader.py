@@ -890,10 +890,14 @@ class _RuleChecks:
             return
         source, defaults = given
         staff = entity_table("staff")
+        # The undeliverable roles as written: a policy that declares its own roles and leaves
+        # the key out is not faulted for the default role.
+        undeliverable = defaults.undeliverable
+        told = undeliverable.notify if "undeliverable" in defaults.model_fields_set else ()
         sent = (
             (("defaults", "overdue_summary_to"), defaults.overdue_summary_to, OVERDUE_NOTICE,
              "send the overdue summary to"),
-            (("defaults", "undeliverable", "notify"), defaults.undeliverable.notify,
+            (("defaults", "undeliverable", "notify"), told,
              UNDELIVERABLE_NOTICE, "ask to phone or post an undeliverable letter"),
         )  # fmt: skip
         for where, roles, notice, what in sent:
