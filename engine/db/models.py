@@ -565,7 +565,7 @@ class Notice(Base):
         # reading every dead letter of the past.
         Index(
             "ix_notices_untold",
-            "id",
+            *("status", "recipient_role", "told_at", "id"),  # the query's terms: it is chosen
             sqlite_where=UNTOLD,
             postgresql_where=UNTOLD,
         ),

@@ -48,7 +48,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_notices_untold",
         "notices",
-        ["id"],
+        ["status", "recipient_role", "told_at", "id"],
         unique=False,
         sqlite_where=UNTOLD,
         postgresql_where=UNTOLD,
