@@ -20,11 +20,9 @@ def _ask_the_supervisor(rules: Path) -> None:
     """The policy asks the service supervisor (not the default, the hotline)."""
     contracts = rules / "contracts.yaml"
     text = contracts.read_text("utf-8")
-    old = "defaults:\n"
+    old = "    notify: [hotline_operator]\n"
     assert old in text
-    contracts.write_text(
-        text.replace(old, old + "  undeliverable: {notify: [service_supervisor]}\n", 1), "utf-8"
-    )
+    contracts.write_text(text.replace(old, "    notify: [service_supervisor]\n", 1), "utf-8")
 
 
 def _tasks(engine) -> list[tuple[str, str, str]]:
