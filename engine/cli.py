@@ -327,7 +327,7 @@ def run(
         if "reports_error" in result.ledger:
             err.print(f"reports not written: {result.ledger['reports_error']}", highlight=False)
         if night.delivery is not None:
-            _report_delivery(settings, night.delivery)
+            _report_delivery(settings, night.delivery, engine)
         if result.outcome != "success":
             raise typer.Exit(1)
 
@@ -355,12 +355,15 @@ def deliver_(
                 out.print(line, highlight=False)
             out.print("mail server OK")
             return
-        _report_delivery(settings, deliver_locked(settings, _connect(settings)))
+        engine = _connect(settings)
+        _report_delivery(settings, deliver_locked(settings, engine), engine)
 
 
-def _report_delivery(settings: Settings, report: Any) -> None:
-    """Print what a delivery did; exit 5 when the mail server could not be used."""
+def _report_delivery(settings: Settings, report: Any, engine: Any) -> None:
+    """Print what a delivery did and what the outbox holds after it (counted as `status`
+    counts it); exit 5 when the mail server could not be used."""
     from engine.errors import MailTransportError
+    from engine.notices.outbox_admin import describe_counts, outbox_counts
 
     smtp = settings.smtp
     where = f"SMTP {smtp.host}:{smtp.port}" if smtp.host else f"{settings.outbox_dir}/ (.eml)"
@@ -369,6 +372,8 @@ def _report_delivery(settings: Settings, report: Any) -> None:
         f"{report.dead} dead, {report.unknown} unknown"
         + (f", {report.held} held for the customer send window" if report.held else "")
     )
+    with engine.connect() as conn:
+        out.print(describe_counts(outbox_counts(conn)), highlight=False)
     if report.from_journal:
         out.print(f"{report.from_journal} answers of an earlier delivery recorded from its journal")
     for item in report.needs_attention:
@@ -403,6 +408,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """The last runs, what waits in the outbox, and the next scheduled run."""
+    from engine.notices.outbox_admin import describe_counts
     from engine.status import read_status
 
     with _handled():
@@ -418,11 +424,71 @@ def status(
         for item in report["runs"]:
             table.add_row(*_run_cells(item))
         _wide().print(table)
-        outbox = ", ".join(f"{n} {state}" for state, n in report["outbox"].items()) or "empty"
-        out.print(f"outbox: {outbox}")
+        out.print(describe_counts(report["outbox"]), highlight=False)
         for item in report["awaiting_approval"]:
             out.print(_waits(item))
         out.print(f"next scheduled run: {report['next_run']}")
+
+
+@app.command(name="outbox")
+def outbox_(
+    db: DbOpt = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option("--state", help="Only notices in this state (repeatable): dead, pending, ..."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many rows, newest first")] = 50,
+    retry: Annotated[
+        int | None,
+        typer.Option("--retry", metavar="ID", help="Queue a dead, failed or unknown notice again"),
+    ] = None,
+    cancel: Annotated[
+        int | None,
+        typer.Option("--cancel", metavar="ID", help="Cancel a notice for good (needs --reason)"),
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why it is cancelled")] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who retries or cancels (default: your login name)")
+    ] = None,
+) -> None:
+    """List the outbox's notices, or retry or cancel one (recorded with who, when and why)."""
+    import getpass
+
+    from engine.db.schema import require_current
+    from engine.notices import outbox_admin
+
+    with _handled():
+        if retry is not None and cancel is not None:
+            raise UsageError("--retry and --cancel: one at a time")
+        if cancel is not None and not reason:
+            raise UsageError("--cancel needs --reason: say why the notice is cancelled")
+        engine = _connect(_settings(db=db))
+        require_current(engine)
+        now = datetime.now(UTC).replace(microsecond=0)
+        who = by or getpass.getuser()
+        if retry is not None or cancel is not None:
+            with engine.begin() as conn:
+                if retry is not None:
+                    done = outbox_admin.retry(conn, retry, by=who, at=now)
+                else:
+                    assert cancel is not None and reason is not None
+                    done = outbox_admin.cancel(conn, cancel, reason=reason, by=who, at=now)
+            out.print(done, highlight=False)
+            return
+        with engine.connect() as conn:
+            rows = outbox_admin.list_notices(conn, state or (), limit)
+            counts = outbox_admin.outbox_counts(conn)
+        table = Table(title="Outbox, newest first", title_justify="left")
+        for heading in ("id", "created (UTC)", "template", "recipient", "state", "attempts",
+                        "reason"):  # fmt: skip
+            table.add_column(heading, overflow="fold")
+        for row in rows:
+            table.add_row(
+                str(row.id), f"{row.created_at:%Y-%m-%d %H:%M}", row.template, row.recipient,
+                row.state, str(row.attempts), row.reason,
+            )  # fmt: skip
+        _wide().print(table)
+        out.print(outbox_admin.describe_counts(counts), highlight=False)
 
 
 def _waits(item: dict[str, Any]) -> str:

@@ -63,6 +63,26 @@ ENGINE_SAMPLES: dict[str, dict[str, Any]] = {
         "as_of": SAMPLE_AS_OF,
         "recipient": {"name": "Operations", "role": "operations"},
     },
+    "undeliverable": {
+        "customer": {
+            "name": "Ana Muñoz",
+            "phone": "+34 600 123 456",
+            "address": "Calle de Alcalá 42, 28014 Madrid",
+            "email": "ana.munoz@example.es",
+        },
+        "letter": {
+            "id": 1042,
+            "subject": "Su contrato de mantenimiento MC-MAD-0042 vence el 23 de diciembre de 2026",
+            "template": "maintenance_expiry",
+            "queued_at": SAMPLE_AS_OF,
+            "text": "Estimada Ana Muñoz:\n\nsu contrato de mantenimiento vence pronto.\n",
+        },
+        "failure": {"kind": "refused", "server_reply": "550 5.1.1 mailbox unavailable"},
+        "branch": {"code": "MAD-01", "name": "Madrid", "timezone": "Europe/Madrid"},
+        "timezone": "Europe/Madrid",
+        "as_of": SAMPLE_AS_OF,
+        "recipient": {"name": "Lucía Pérez", "role": "hotline_operator"},
+    },
     "outcome_unknown": {
         "notices": ["<0123456789abcdef@aftersales.example> to ana@example.es"],
         "server": "mail.example.com:587",

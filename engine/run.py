@@ -31,6 +31,7 @@ from engine.kpis import kept_values, record_kpis
 from engine.ledger.approval import releasable, waiting
 from engine.ledger.close import Settlement, settle, settle_approved
 from engine.ledger.periods import Period
+from engine.notices.dead_letters import hand_over_dead_letters
 from engine.notices.digest import bundle_digests
 from engine.notices.outbox import QueueReport, queue_letters
 from engine.notices.recipients import Directory
@@ -175,6 +176,8 @@ def _evaluate_and_queue(
             kpis, measured, stored = None, QueueReport(), 0
             if due.is_due("kpi_report"):
                 kpis, measured, stored = _kpi_report(conn, result, night.people(), **outgoing)
+            # Letters set aside tonight, or dead in an earlier delivery: staff phone or post them.
+            told = hand_over_dead_letters(conn, directory=night.people(), **outgoing)
             outgoing.pop("policy")
             bundled = QueueReport()
             if due.is_due("digests"):
@@ -187,10 +190,10 @@ def _evaluate_and_queue(
                 "findings_total": found,
                 "findings_history": night.history,
                 "notices_queued": sum(
-                    q.queued for q in (queued, settled, reported, measured, bundled)
+                    q.queued for q in (queued, settled, reported, measured, told, bundled)
                 ),
                 "notices_set_aside": sum(
-                    q.set_aside for q in (queued, settled, reported, measured, bundled)
+                    q.set_aside for q in (queued, settled, reported, measured, told, bundled)
                 ),
                 "kpi_values": stored,
                 "rule_errors": sum(1 for r in result.rules if r.error),
@@ -200,6 +203,7 @@ def _evaluate_and_queue(
                 + settled.reasons
                 + reported.reasons
                 + measured.reasons
+                + told.reasons
                 + bundled.reasons
             )
             result.ledger = settled.artifact()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
-from engine.db.models import OUTBOX_STATES, Notice, Run
+from engine.db.models import Run
 from engine.db.schema import require_current
 from engine.ledger.approval import waiting
+from engine.notices.outbox_admin import outbox_counts
 from engine.settings import Settings
 
 
@@ -19,14 +20,13 @@ def read_status(settings: Settings, engine: Engine, *, limit: int, now: datetime
     require_current(engine)
     with engine.connect() as conn:
         runs = conn.execute(select(Run).order_by(Run.started_at.desc()).limit(limit)).all()
-        counted = conn.execute(select(Notice.status, func.count()).group_by(Notice.status))
-        by_state = {state: n for state, n in counted}
+        by_state = outbox_counts(conn)
         held = [w.artifact() for w in waiting(conn)]
     # The loop counts its cadence from each cycle's start (engine.scheduler.CycleLoop).
     upcoming = max(runs[0].started_at + settings.schedule_every, now) if runs else now
     return {
         "runs": [_run(row) for row in runs],
-        "outbox": {state: by_state[state] for state in OUTBOX_STATES if by_state.get(state)},
+        "outbox": by_state,
         "awaiting_approval": held,
         "next_run": f"{upcoming:%Y-%m-%d %H:%M} UTC, if `aftersales schedule` is running "
         f"(a cycle every {_minutes(settings.schedule_every)})",

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Numeric,
     Table,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -528,10 +529,13 @@ class Finding(Base):
     )
 
 
+UNTOLD = text("status = 'dead' AND recipient_role = 'customer' AND told_at IS NULL")
+
 # `held`: a staff item waiting, as data (`context`), to be bundled into the person's digest;
 # `bundled`: an item that went out inside its digest (`digest_id`), never on its own.
 # `render_failed`: its template could not be rendered (an error, or past the render limits);
 # nothing was sent, `last_error` names the template line, and a person must look at it.
+# `cancelled`: a person took it out of the outbox (`aftersales outbox --cancel`); never sent.
 OUTBOX_STATES = (
     "pending",
     "sending",
@@ -542,6 +546,7 @@ OUTBOX_STATES = (
     "held",
     "bundled",
     "render_failed",
+    "cancelled",
 )
 
 
@@ -556,6 +561,14 @@ class Notice(Base):
         Index("ix_notices_digest_id", "digest_id"),
         Index("ix_notices_run_id", "run_id", "status"),
         Index("ix_notices_urgent", "urgent", "listed_in"),
+        # Only the customer letters not yet handed to staff: a cycle finds them without
+        # reading every dead letter of the past.
+        Index(
+            "ix_notices_untold",
+            *("status", "recipient_role", "told_at", "id"),  # the query's terms: it is chosen
+            sqlite_where=UNTOLD,
+            postgresql_where=UNTOLD,
+        ),
     )
     id: Mapped[intpk]
     dedup_key: Mapped[str400] = _col("finding key|recipient role|recipient")
@@ -592,6 +605,25 @@ class Notice(Base):
     listed_in: Mapped[int | None] = _fk(
         "notices.id", "For an urgent staff item: the digest that listed it as already sent"
     )
+    told_at: Mapped[datetime | None] = _col(
+        "For a customer letter that could not be emailed: when staff were asked to phone or "
+        "post it (defaults.undeliverable)"
+    )
+
+
+class OutboxAction(Base):
+    """What a person did to a notice (`aftersales outbox --retry/--cancel`): who, when, why."""
+
+    __tablename__ = "outbox_actions"
+    __table_args__ = (Index("ix_outbox_actions_notice_id", "notice_id"),)
+    id: Mapped[intpk]
+    notice_id: Mapped[int] = _fk("notices.id", "Notice acted on")
+    action: Mapped[str20] = _col("retry or cancel", info=choices("retry", "cancel"))
+    status_before: Mapped[str20] = _col("The notice's state before")
+    error_before: Mapped[str | None] = _col("Its last_error before")
+    by: Mapped[str200] = _col("Who did it (--by, default the login name)")
+    at: Mapped[datetime] = _col("When")
+    reason: Mapped[str | None] = _col("Why (required to cancel)")
 
 
 class NoticeAttachment(Base):

@@ -44,6 +44,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from functools import partial
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import (
     Engine,
@@ -69,7 +70,7 @@ from engine.notices.senders import (
     MessageSender,
     Outcome,
     SendResult,
-    eml_filename,
+    letter_name,
 )
 from engine.notices.smtp import SmtpSender, translate_smtp_error
 from engine.notices.window import SendWindow
@@ -90,7 +91,7 @@ __all__ = [
     "Undelivered",
     "check_transport",
     "deliver",
-    "eml_filename",
+    "letter_name",
     "sender_from_settings",
     "translate_smtp_error",
 ]
@@ -214,10 +215,21 @@ def _builder(
 # ---------------------------------------------------------------- channels at work
 
 
+def _name(notice: Notice) -> str:
+    """The letter's name, dated on the reader's calendar (the day its letter speaks of)."""
+    try:  # ZoneInfo keeps each zone it made: this costs a lookup per letter
+        zone = ZoneInfo(notice.timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    created = notice.created_at.astimezone(zone)
+    return letter_name(notice.id, created, notice.template, notice.recipient_name)
+
+
 @dataclass(frozen=True, slots=True)
 class _Job:
     notice: Notice
     message: EmailMessage
+    name: str  # letter_name: how a person finds it among files
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +292,7 @@ class _Pump:
             while (job := self._next_job()) is not None:
                 # A transport failure leaves the letter unclaimed: it is as it was.
                 self.dropped += 1
-                result = await channel.send(job.message, partial(self._claim, job))
+                result = await channel.send(job.message, partial(self._claim, job), job.name)
                 self.dropped -= 1
                 if result is not None:
                     claimed = job.notice.id in self.claimed
@@ -366,7 +378,8 @@ class _Pump:
             return False
         notice = self.candidates.popleft()
         try:
-            self.built.append(_Job(notice, self.build(notice, self.files.pop(notice.id, ()))))
+            message = self.build(notice, self.files.pop(notice.id, ()))
+            self.built.append(_Job(notice, message, _name(notice)))
         except Exception as exc:
             # A missing or bad address, or a row no message can be made of, sinks this letter
             # only; nothing was tried.

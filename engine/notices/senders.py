@@ -8,13 +8,13 @@ Anything that happens to one letter is a SendResult instead.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import re
 import tempfile
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from enum import StrEnum
 from pathlib import Path
@@ -30,7 +30,7 @@ __all__ = [
     "MessageSender",
     "Outcome",
     "SendResult",
-    "eml_filename",
+    "letter_name",
     "serialise",
 ]
 
@@ -74,9 +74,10 @@ row is no longer due (someone changed it meanwhile), and nothing is sent."""
 class Channel(Protocol):
     """One session with the destination; carries one message at a time."""
 
-    async def send(self, message: EmailMessage, claim: Claim) -> SendResult | None:
+    async def send(self, message: EmailMessage, claim: Claim, name: str) -> SendResult | None:
         """Hand one message over, calling `claim` just before its data goes out; None when the
-        claim was refused. MailTransportError if the session could not be (re)opened."""
+        claim was refused. MailTransportError if the session could not be (re)opened. `name`
+        (letter_name) is how a person would find the letter, for a sender that files it."""
         ...
 
     async def close(self) -> None:
@@ -106,18 +107,19 @@ def serialise(msg: EmailMessage) -> bytes:
 # ---------------------------------------------------------------- .eml files
 
 
-def eml_filename(message_id: str) -> str:
-    """A file name that is safe on any file system and the same for the same Message-ID."""
-    core = message_id.strip().strip("<>")
-    safe = re.sub(r"[^A-Za-z0-9._@+=-]", "_", core).lstrip(".")[:120]
-    if safe != core:
-        # Replacing characters could make two ids collide; a digest of the original cannot.
-        safe = f"{safe}-{hashlib.sha256(message_id.encode()).hexdigest()[:16]}"
-    return f"{safe}.eml"
+_UNSAFE = re.compile(r"[^\w-]+")  # \w is Unicode: 张伟 and Muñoz stay readable
+
+
+def letter_name(notice_id: int, created: datetime, template: str, recipient: str) -> str:
+    """How a person finds a letter among files: the day it was queued (the reader's), the
+    template, the recipient's name made safe for any file system, then the notice id (what
+    `aftersales outbox` lists) to keep two letters apart; the same for the same notice."""
+    who = _UNSAFE.sub("-", recipient).strip("-")[:60] or "nobody"
+    return f"{created:%Y-%m-%d}_{_UNSAFE.sub('-', template)}_{who}_{notice_id}"
 
 
 class EmlDirectorySender:
-    """Writes each message to `<directory>/<Message-ID>.eml`; rewriting one is harmless."""
+    """Writes each message to `<directory>/<letter name>.eml`; rewriting one is harmless."""
 
     idempotent = True
     concurrency = 2  # file writes wait on fsync; two threads keep the disk busy
@@ -135,20 +137,17 @@ class EmlDirectorySender:
             ) from exc
         return self
 
-    async def send(self, message: EmailMessage, claim: Claim) -> SendResult | None:
-        """Write the message atomically (temporary file, fsync, rename, folder fsync)."""
+    async def send(self, message: EmailMessage, claim: Claim, name: str) -> SendResult | None:
+        """Write the message atomically (temporary file, fsync, rename, folder fsync) to
+        `<name>.eml`."""
         if not await claim():
             return None
-        return await asyncio.to_thread(self._write, message)
+        return await asyncio.to_thread(self._write, message, self.directory / f"{name}.eml")
 
     async def close(self) -> None:
         """Nothing stays open between messages."""
 
-    def _write(self, msg: EmailMessage) -> SendResult:
-        message_id = msg.get("Message-ID")
-        if not message_id:
-            return SendResult(Outcome.PERMANENT, "message has no Message-ID")
-        target = self.directory / eml_filename(str(message_id))
+    def _write(self, msg: EmailMessage, target: Path) -> SendResult:
         try:
             data = serialise(msg)
         except PermanentDeliveryError as exc:

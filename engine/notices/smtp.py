@@ -199,9 +199,10 @@ class _SmtpChannel:
         self._smtp = smtp
         self._data_timeout = sender._settings.data_timeout_s
 
-    async def send(self, message: EmailMessage, claim: Claim) -> SendResult | None:
+    async def send(self, message: EmailMessage, claim: Claim, name: str) -> SendResult | None:
         """MAIL, RCPT, `claim` and DATA for one message, waiting `data_timeout_s` for the
-        last reply; None (and RSET) when the claim is refused."""
+        last reply; None (and RSET) when the claim is refused. (`name` is for senders that
+        file letters: the server knows a letter by its Message-ID.)"""
         try:
             mail_from, recipients = _envelope(message)
             data = serialise(message)

@@ -32,6 +32,7 @@ from engine.policy.branch_scope import branch_column
 from engine.policy.models import (
     END_OF_WORKING_DAY,
     OVERDUE_NOTICE,
+    UNDELIVERABLE_NOTICE,
     Action,
     ClassificationRule,
     DeadlineRule,
@@ -901,16 +902,27 @@ class _RuleChecks:
             self.charge(source, at, (role,), staff, "send the KPI report to")
 
     def defaults(self, given: tuple[SourceFile, Defaults] | None) -> None:
-        """The overdue summary goes to staff roles, and its template exists."""
+        """The overdue summary and the undeliverable-letter task go to staff roles, and their
+        templates exist."""
         if given is None:
             return
         source, defaults = given
-        where = ("defaults", "overdue_summary_to")
         staff = entity_table("staff")
-        for index, role in enumerate(defaults.overdue_summary_to):
-            self.charge(source, (*where, index), (role,), staff, "send the overdue summary to")
-        if defaults.overdue_summary_to:
-            self.notice(source, where, OVERDUE_NOTICE)
+        # The undeliverable roles as written: a policy that declares its own roles and leaves
+        # the key out is not faulted for the default role.
+        undeliverable = defaults.undeliverable
+        told = undeliverable.notify if "undeliverable" in defaults.model_fields_set else ()
+        sent = (
+            (("defaults", "overdue_summary_to"), defaults.overdue_summary_to, OVERDUE_NOTICE,
+             "send the overdue summary to"),
+            (("defaults", "undeliverable", "notify"), told,
+             UNDELIVERABLE_NOTICE, "ask to phone or post an undeliverable letter"),
+        )  # fmt: skip
+        for where, roles, notice, what in sent:
+            for index, role in enumerate(roles):
+                self.charge(source, (*where, index), (role,), staff, what)
+            if roles:
+                self.notice(source, where, notice)
 
     def ledger(
         self,

@@ -64,6 +64,20 @@ def exactly_one_of(*keys: str) -> dict[str, Any]:
 OVERDUE_NOTICE = "overdue_summary"
 """The template of the nightly overdue summary (engine.reports.overdue)."""
 
+UNDELIVERABLE_NOTICE = "undeliverable"
+"""The staff task for a customer letter that could not be emailed (engine.notices.dead_letters)."""
+
+
+class Undeliverable(_Frozen):
+    """Who is asked to phone or post a customer letter that could not be emailed."""
+
+    notify: tuple[Word, ...] = Field(
+        ("hotline_operator",),
+        description="Staff roles asked, at the customer's branch (else head office), to phone "
+        "the customer or post the letter when it has no email address or was refused for good "
+        "(a 5xx bounce, retries used up); [] for nobody",
+    )
+
 
 class Defaults(_Frozen):
     """Policy-wide defaults."""
@@ -83,6 +97,10 @@ class Defaults(_Frozen):
         None,
         description="Go-live day: every rule (but KPI metrics) without its own effective_from "
         "takes it; what fell due before it is recorded as history, without notices",
+    )
+    undeliverable: Undeliverable = Field(
+        default_factory=Undeliverable,
+        description="A customer letter that could not be emailed becomes a task for staff",
     )
 
 

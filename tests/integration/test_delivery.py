@@ -28,7 +28,7 @@ from engine.notices.delivery import (
     MessageSender,
     SmtpSender,
     deliver,
-    eml_filename,
+    letter_name,
 )
 from engine.notices.window import SendWindow
 from engine.settings import SmtpSettings
@@ -249,7 +249,7 @@ def test_crash_leftover_in_sending_is_set_aside_not_resent_over_smtp(db, smtp_se
 def test_crash_leftover_in_sending_is_written_once_more_as_eml(db, tmp_path):
     outbox = tmp_path / "outbox"
     [nid] = add_notices(db, status="sending")
-    target = outbox / eml_filename(f"<n{nid}.renewal@aftersales.example>")
+    target = outbox / f"{NOW:%Y-%m-%d}_renewal_Customer-{nid}_{nid}.eml"
     outbox.mkdir()
     target.write_bytes(b"half of what the crashed run wrote")
 
@@ -350,7 +350,7 @@ def test_eml_files_are_the_default_and_rewriting_is_harmless(db, tmp_path):
     report = run(db, EmlDirectorySender(tmp_path / "outbox"))
     assert report.sent == 3
     names = sorted(p.name for p in (tmp_path / "outbox").iterdir())
-    assert names == sorted(f"n{i}.renewal@aftersales.example.eml" for i in ids)
+    assert names == sorted(f"{NOW:%Y-%m-%d}_renewal_Customer-{i}_{i}.eml" for i in ids)
 
 
 def test_many_letters_share_few_connections(db, smtp_server):
@@ -365,12 +365,27 @@ def test_many_letters_share_few_connections(db, smtp_server):
     assert len(sessions) == 2
 
 
-def test_eml_filename_is_safe_and_stable():
-    assert eml_filename("<abc.1@aftersales.example>") == "abc.1@aftersales.example.eml"
-    odd = eml_filename("<../../etc/passwd@x>")
-    assert "/" not in odd and not odd.startswith(".")
-    assert odd == eml_filename("<../../etc/passwd@x>")
-    assert eml_filename("<a/b@x>") != eml_filename("<a_b@x>")
+def test_eml_file_is_named_by_the_readers_date_template_and_recipient(db, tmp_path):
+    outbox = tmp_path / "outbox"
+    # Queued at 20:00 UTC: the 24th already for a reader in Shanghai.
+    evening = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)
+    [zhang] = add_notices(db, recipient_name="张伟", template="maintenance_expiry",
+                          created_at=evening, timezone="Asia/Shanghai")  # fmt: skip
+    [odd] = add_notices(db, recipient_name="../Ana /María\r\n<x>", template="complaint_received",
+                        created_at=evening)  # fmt: skip
+
+    assert run(db, EmlDirectorySender(outbox)).sent == 2
+
+    assert sorted(p.name for p in outbox.iterdir()) == [
+        f"2026-11-23_complaint_received_Ana-María-x_{odd}.eml",
+        f"2026-11-24_maintenance_expiry_张伟_{zhang}.eml",
+    ]
+
+
+def test_letter_name_is_safe_on_any_file_system():
+    name = letter_name(7, NOW, "quote", '.. / \\ : * ? " < > | \x00 CON')
+    assert name == "2026-11-23_quote_CON_7"
+    assert letter_name(8, NOW, "quote", "") == "2026-11-23_quote_nobody_8"
 
 
 # ---------------------------------------------------------------- TLS

@@ -101,6 +101,14 @@ def test_summary_recipients_are_checked_against_the_declared_roles(tmp_path):
     assert problem.hint == "did you mean 'service_manager'?"
 
 
+def test_who_phones_an_undeliverable_letter_is_checked_against_the_declared_roles(tmp_path):
+    defaults = "defaults:\n  undeliverable: {notify: [servce_manager]}\n"
+    (problem,) = problems_of(write_policy(tmp_path, roles=ROLES, sla=COMPLAINTS, d=defaults))
+    assert "cannot ask to phone or post an undeliverable letter 'servce_manager'" in problem.message
+    assert problem.hint == "did you mean 'service_manager'?"
+    assert problem.location.line == 2
+
+
 def test_a_role_is_declared_once_and_customer_is_not_a_staff_role(tmp_path):
     more = "roles:\n  quality:\n    title: {en: QA}\n  customer:\n    title: {en: Customer}\n"
     messages = [p.message for p in problems_of(write_policy(tmp_path, a=ROLES, b=more))]
