@@ -56,8 +56,8 @@ def open_database(url: str, *, create: bool = False) -> Engine:
 
 def sqlite_file(engine: Engine) -> Path | None:
     """The file an SQLite engine opens; None for other databases and in-memory ones."""
-    name = engine.url.database
-    if engine.dialect.name != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
+    name = engine.url.database or ":memory:"
+    if engine.dialect.name != "sqlite" or name == ":memory:" or name.startswith("file:"):
         return None
     return Path(name)
 
