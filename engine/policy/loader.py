@@ -168,10 +168,13 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
         raise PolicyError([Problem("no *.yaml policy files", Location(folder))])
 
     parsed: list[_Parsed] = []
+    lost = _Lost()
     for path in files:
         source = read_policy_file(path, problems)
-        if source is not None:
-            parsed.append(_validate_shape(source, problems))
+        if source is None:
+            lost.everything = True  # whatever the file defines is unknown
+        else:
+            parsed.append(_validate_shape(source, problems, lost))
 
     defaults = _defaults(parsed, problems)
     templates = templates or NoticeTemplates(Path("templates/notices"), defaults.locale)
@@ -180,7 +183,7 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
     ledger = _single(parsed, "ledger", problems)
     settings = ledger[1] if ledger else LedgerSettings()
     roles = declared_roles(((p.source, p.model.roles) for p in parsed), problems)
-    checks = _RuleChecks(templates, calendars, problems, views, settings, tuple(roles))
+    checks = _RuleChecks(templates, calendars, problems, views, settings, tuple(roles), lost)
     live = defaults.effective_from
     reminders = checks.family(parsed, "reminders", checks.reminder, live)
     deadlines = checks.family(parsed, "deadlines", checks.deadline, live)
@@ -249,9 +252,33 @@ class _Parsed:
     positions: dict[str, list[int]]  # section -> original index of each kept rule
 
 
-def _validate_shape(source: SourceFile, problems: list[Problem]) -> _Parsed:
+@dataclass
+class _Lost:
+    """What the policy meant to define but could not be read: a file that does not parse, a
+    rule or section with a problem of its own. A reference to it elsewhere is not reported, it
+    would only repeat that problem and point away from it (its suggestions naming other rules)."""
+
+    everything: bool = False
+    sections: set[str] = field(default_factory=set)
+    rule_ids: set[str] = field(default_factory=set)
+
+    def lost(self, section: str, raw: Any) -> None:
+        """Section `section` (with `raw`, a rule as written, when it is one rule) is broken."""
+        rule_id = raw.get("id") if isinstance(raw, dict) else None
+        if isinstance(rule_id, str):
+            self.rule_ids.add(rule_id)
+        else:
+            self.sections.add(section)
+
+    def hides(self, section: str, name: str | None = None) -> bool:
+        """Whether `name` (a rule id), or anything that `section` defines, may be among the lost."""
+        return self.everything or section in self.sections or name in self.rule_ids
+
+
+def _validate_shape(source: SourceFile, problems: list[Problem], lost: _Lost) -> _Parsed:
     """Validate section by section and rule by rule, so one bad rule hides no other problem."""
     if not isinstance(source.data, dict):
+        lost.everything = True
         problems.append(
             Problem(
                 "a policy file must be a mapping of sections",
@@ -273,30 +300,84 @@ def _validate_shape(source: SourceFile, problems: list[Problem]) -> _Parsed:
                     positions.setdefault(name, []).append(index)
                 except ValidationError as exc:
                     _add_shape_problems(source, exc, (name, index), problems)
+                    lost.lost(name, item)
             sections[name] = tuple(items)
             continue
         try:
             sections[name] = getattr(PolicyFile.model_validate({name: value}), name)
         except ValidationError as exc:
             _add_shape_problems(source, exc, (), problems)
+            lost.lost(name, None)
     return _Parsed(source, PolicyFile.model_construct(**sections), positions)
 
 
 def _add_shape_problems(
     source: SourceFile, exc: ValidationError, prefix: Path_, problems: list[Problem]
 ) -> None:
-    for error in exc.errors():
-        error["loc"] = (*prefix, *error["loc"])
-        problems.append(_shape_problem(source, error))
+    """The problems of one rule or section: its root causes, not what follows from them."""
+    errors = [{**e, "loc": (*prefix, *e["loc"])} for e in exc.errors()]
+    missing = {_where(e): e for e in errors if e["type"] == "missing"}
+    hidden: set[Path_] = set()
+    for error in errors:
+        where = _where(error)
+        if error["type"] == "extra_forbidden":
+            # A misspelt or misplaced key: the key it should be is not "missing" as well.
+            hidden |= {m for m in missing if m[:-1] == where[:-1] or m[-1] == where[-1]}
+        if error["input"] is None and error["type"] in _BLOCK_TYPES:
+            # `key:` with nothing under it: the lines meant for it, indented too little, are
+            # read as the keys after it, each wrong in its own way.
+            hidden |= {w for w in map(_where, errors) if _follows(source, where, w)}
+    for error in errors:
+        if _where(error) not in hidden:
+            problems.append(_shape_problem(source, error, missing))
 
 
-def _shape_problem(source: SourceFile, error: Any) -> Problem:
-    where: Path_ = tuple(p for p in error["loc"] if isinstance(p, str | int))
+# The errors of a value that should have been a block of keys or a list.
+_BLOCK_TYPES = {"dict_type", "model_type", "model_attributes_type", "list_type", "tuple_type"}
+
+
+def _where(error: Any) -> Path_:
+    return tuple(p for p in error["loc"] if isinstance(p, str | int))
+
+
+def _follows(source: SourceFile, empty: Path_, where: Path_) -> bool:
+    """Whether `where` lies under a key that comes after the empty key `empty` in its block."""
+    parent, depth = empty[:-1], len(empty)
+    if len(where) < depth or where[: depth - 1] != parent:
+        return False
+    block = source.data
+    for part in parent:
+        block = block[part] if isinstance(block, dict | list) else None
+    keys = list(block) if isinstance(block, dict) else []
+    return (
+        empty[-1] in keys
+        and where[depth - 1] in keys
+        and keys.index(where[depth - 1]) > keys.index(empty[-1])
+    )
+
+
+def _shape_problem(source: SourceFile, error: Any, missing: Mapping[Path_, Any]) -> Problem:
+    where = _where(error)
     if error["type"] == "extra_forbidden":
-        known = _known_keys(where[:-1])
-        close = difflib.get_close_matches(str(where[-1]), known, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-        return Problem(f"unknown key {where[-1]!r}", source.location(where, key=True), hint)
+        key, block = str(where[-1]), where[:-1]
+        lacking = [str(m[-1]) for m in missing if m[:-1] == block]
+        known = _known_keys(block)
+        close = difflib.get_close_matches(key, lacking, n=1) or difflib.get_close_matches(
+            key, known, n=1
+        )
+        belongs = next((m[:-1] for m in missing if m[-1] == key and m[:-1] != block), None)
+        if close:
+            hint = f"did you mean {close[0]!r}?"
+        elif belongs is not None:
+            line = source.location(belongs).line
+            hint = f"`{key}` belongs to the block on line {line}: check its indentation"
+        elif lacking:
+            hint = f"this block lacks {', '.join(f'`{k}:`' for k in lacking)}: is it this key?"
+        elif known:
+            hint = f"known keys: {', '.join(known)}"
+        else:
+            hint = "check the indentation of this key and the lines above it"
+        return Problem(f"unknown key {key!r}", source.location(where, key=True), hint)
     if error["loc"][-1:] == ("[key]",):  # a mapping's key outside its choices (a locale, say)
         expected = str(error.get("ctx", {}).get("expected", ""))
         choices = {c.lower(): c for c in re.findall(r"'([^']+)'", expected)}
@@ -310,26 +391,56 @@ def _shape_problem(source: SourceFile, error: Any) -> Problem:
             source.location(where[:-1]),
             f"add `{where[-1]}:` to this block",
         )
-    message = str(error["msg"]).removeprefix("Value error, ")
     field = ".".join(str(p) for p in where) or "file"
-    return Problem(f"{field}: {message}", source.location(where))
+    if error["input"] is None and error["type"] in _BLOCK_TYPES:
+        return Problem(
+            f"{field}: `{where[-1]}:` has nothing under it",
+            source.location(where, key=True),
+            "indent the lines that belong to it further than it, or remove it",
+        )
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return Problem(f"{field}: {message}", source.location(where), _type_hint(error["type"]))
+
+
+def _type_hint(kind: str) -> str:
+    """What to write instead, by the kind of value pydantic expected."""
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return "write a block of `key: value` lines, indented under this key"
+    if kind in ("list_type", "tuple_type"):
+        return "write a list: [a, b], or one `- item` line each"
+    return "see docs/policy.md for the values this key takes"
 
 
 def _known_keys(where: Path_) -> list[str]:
-    model: Any = PolicyFile
+    """The keys the block at `where` takes; [] where the policy chooses the names."""
+    annotation: Any = PolicyFile
+    named = False  # the part is a name the policy chose: a role, a calendar, an outcome
     for part in where:
-        if isinstance(part, int):
+        if isinstance(part, int) or named:
+            named = False
             continue
-        model = _inner_model(model.model_fields[part].annotation)
-        if model is None:
+        model = _inner_model(annotation)
+        field = model.model_fields.get(str(part)) if model is not None else None
+        if field is None:
             return []
-    return list(model.model_fields)
+        annotation = field.annotation
+        named = _is_mapping(annotation)
+    model = None if named else _inner_model(annotation)
+    return list(model.model_fields) if model is not None else []
+
+
+def _is_mapping(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is dict:
+        return True
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and any(
+        _is_mapping(arg) for arg in typing.get_args(annotation)
+    )
 
 
 def _inner_model(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    if typing.get_origin(annotation) in (tuple, list, typing.Union, types.UnionType):
+    if typing.get_origin(annotation) in (tuple, list, dict, typing.Union, types.UnionType):
         for arg in typing.get_args(annotation):
             found = _inner_model(arg)
             if found is not None:
@@ -434,8 +545,10 @@ class _RuleChecks:
         views: Views,
         ledger: LedgerSettings | None = None,
         roles: tuple[str, ...] = STANDARD_ROLES,
+        lost: _Lost | None = None,
     ):
         self.roles = roles  # the staff roles the policy declares
+        self.lost = lost or _Lost()  # what could not be read: references to it are not judged
         self.templates = templates
         self.calendars = calendars
         self.problems = problems
@@ -548,7 +661,11 @@ class _RuleChecks:
             self.field(source, at, stop, table, (DateTime,))
         if rule.by is not None and rule.by != END_OF_WORKING_DAY:
             self.field(source, (*where, "by"), rule.by, table, (DateTime,))
-        if rule.calendar is not None and rule.calendar not in self.calendars:
+        if (
+            rule.calendar is not None
+            and rule.calendar not in self.calendars
+            and not self.lost.hides("calendars")
+        ):
             close = difflib.get_close_matches(rule.calendar, list(self.calendars), n=1)
             hint = f"did you mean {close[0]!r}?" if close else "define it under `calendars:`"
             self.problems.append(
@@ -658,7 +775,7 @@ class _RuleChecks:
         for index, recipient in enumerate(action.notify):
             at: Path_ = (*where, "notify", index)
             for key, role in (("role", recipient.role), ("otherwise", recipient.otherwise)):
-                if role is None or role in known:
+                if role is None or role in known or self.lost.hides("roles"):
                     continue
                 close = difflib.get_close_matches(role, list(known), n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"roles: {', '.join(known)}"
@@ -713,7 +830,7 @@ class _RuleChecks:
             self.field(source, (*where, key, "of"), rule.amount.of, table, (Integer, Numeric))
         for role, amount in rule.by_role.items():
             at_role: Path_ = (*where, "by_role", role)
-            if role not in self.roles:
+            if role not in self.roles and not self.lost.hides("roles"):
                 close = difflib.get_close_matches(role, list(self.roles), n=1)
                 self.problems.append(
                     Problem(
@@ -731,7 +848,11 @@ class _RuleChecks:
             _condition(source, (*at, "when"), item.when, table, self.problems)
             for name in item.measure.fields:
                 self.field(source, (*at, "measure"), name, table, (Integer, Numeric))
-        if rule.currency is None and self.ledger_settings.currency is None:
+        if (
+            rule.currency is None
+            and self.ledger_settings.currency is None
+            and not self.lost.hides("ledger")
+        ):
             self.problems.append(
                 Problem(
                     "no currency for this tally's amounts",
@@ -753,7 +874,7 @@ class _RuleChecks:
         staff = [name for name, route in routes.items() if route.kind != "customer"]
         text = source.values[where].value if where in source.values else ""
         for role in roles:
-            if role in staff:
+            if role in staff or self.lost.hides("roles"):
                 continue
             close = difflib.get_close_matches(role, staff, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"staff roles: {', '.join(staff)}"
@@ -839,18 +960,23 @@ class _RuleChecks:
                 )
         _condition(source, (*where, "when"), numerator.when, rows, self.problems)
         for index, rule_id in enumerate(numerator.on_time):
-            if self.deadline_entities.get(rule_id) != table.name:
-                known = [r for r, e in self.deadline_entities.items() if e == table.name]
-                close = difflib.get_close_matches(rule_id, known, n=1)
-                self.problems.append(
-                    Problem(
-                        f"{rule_id!r} is not a deadline rule on {table.name}",
-                        source.location((*where, "on_time", index)),
-                        f"did you mean {close[0]!r}?"
-                        if close
-                        else f"deadlines: {', '.join(known)}",
-                    )
+            if self.deadline_entities.get(rule_id) == table.name:
+                continue
+            if rule_id not in self.deadline_entities and self.lost.hides("deadlines", rule_id):
+                continue  # the rule has a problem of its own, reported where it stands
+            known = [r for r, e in self.deadline_entities.items() if e == table.name]
+            close = difflib.get_close_matches(rule_id, known, n=1)
+            self.problems.append(
+                Problem(
+                    f"{rule_id!r} is not a deadline rule on {table.name}",
+                    source.location((*where, "on_time", index)),
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else f"deadlines on {table.name}: {', '.join(known)}"
+                    if known
+                    else f"write a deadline rule on {table.name} first (`deadlines:`)",
                 )
+            )
         if numerator.no_repeat is not None:
             repeat, at = numerator.no_repeat, (*where, "no_repeat")
             self.field(source, (*at, "same"), repeat.same, table, (Integer, String))
