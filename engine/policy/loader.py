@@ -289,8 +289,18 @@ def _validate_shape(source: SourceFile, problems: list[Problem], lost: _Lost) ->
         return _Parsed(source, PolicyFile(), {})
     sections: dict[str, Any] = {}
     positions: dict[str, list[int]] = {}
+    empty, told = None, False  # the last section with nothing under it; said so
     for name, value in source.data.items():
         field = PolicyFile.model_fields.get(name)
+        if field is None and empty is not None:
+            # Not a section: a line of the empty section above, indented too little.
+            if not told:
+                problems.append(_empty_problem(source, (empty,)))
+            lost.sections.add(empty)
+            told = True
+            continue
+        if value is None:
+            empty, told = name, False
         item_model = _inner_model(field.annotation) if field else None
         if field and typing.get_origin(field.annotation) is tuple and isinstance(value, list):
             items = []
@@ -308,6 +318,7 @@ def _validate_shape(source: SourceFile, problems: list[Problem], lost: _Lost) ->
         except ValidationError as exc:
             _add_shape_problems(source, exc, (), problems)
             lost.lost(name, None)
+            told = told or value is None
     return _Parsed(source, PolicyFile.model_construct(**sections), positions)
 
 
@@ -323,10 +334,24 @@ def _add_shape_problems(
         if error["type"] == "extra_forbidden":
             # A misspelt or misplaced key: the key it should be is not "missing" as well.
             hidden |= {m for m in missing if m[:-1] == where[:-1] or m[-1] == where[-1]}
-        if error["input"] is None and error["type"] in _BLOCK_TYPES:
+        if _is_empty(error):
             # `key:` with nothing under it: the lines meant for it, indented too little, are
             # read as the keys after it, each wrong in its own way.
             hidden |= {w for w in map(_where, errors) if _follows(source, where, w)}
+    for block, key in {(m[:-1], m[-1]) for m in missing if m not in hidden}:
+        # A key of `block` indented too little stands beside it, read as a name (a calendar
+        # called `hours`): one problem at that key, none for what it lacks and holds.
+        beside = (*block[:-1], key)
+        if block and _follows(source, block, beside):
+            hidden |= {w for w in map(_where, errors) if w[: len(beside)] == beside}
+            hidden.add((*block, key))
+            problems.append(
+                Problem(
+                    f"`{key}` stands beside `{block[-1]}`, as if it were one of its kind",
+                    source.location(beside, key=True),
+                    f"`{key}` is a key of `{block[-1]}`: indent it further than `{block[-1]}:`",
+                )
+            )
     for error in errors:
         if _where(error) not in hidden:
             problems.append(_shape_problem(source, error, missing))
@@ -340,9 +365,14 @@ def _where(error: Any) -> Path_:
     return tuple(p for p in error["loc"] if isinstance(p, str | int))
 
 
-def _follows(source: SourceFile, empty: Path_, where: Path_) -> bool:
-    """Whether `where` lies under a key that comes after the empty key `empty` in its block."""
-    parent, depth = empty[:-1], len(empty)
+def _is_empty(error: Any) -> bool:
+    """The error of a `key:` with nothing written after it."""
+    return error["input"] is None and error["type"] != "missing"
+
+
+def _follows(source: SourceFile, first: Path_, where: Path_) -> bool:
+    """Whether `where` lies under a key that comes after the key `first` in its block."""
+    parent, depth = first[:-1], len(first)
     if len(where) < depth or where[: depth - 1] != parent:
         return False
     block = source.data
@@ -350,9 +380,9 @@ def _follows(source: SourceFile, empty: Path_, where: Path_) -> bool:
         block = block[part] if isinstance(block, dict | list) else None
     keys = list(block) if isinstance(block, dict) else []
     return (
-        empty[-1] in keys
+        first[-1] in keys
         and where[depth - 1] in keys
-        and keys.index(where[depth - 1]) > keys.index(empty[-1])
+        and keys.index(where[depth - 1]) > keys.index(first[-1])
     )
 
 
@@ -391,15 +421,25 @@ def _shape_problem(source: SourceFile, error: Any, missing: Mapping[Path_, Any])
             source.location(where[:-1]),
             f"add `{where[-1]}:` to this block",
         )
+    if _is_empty(error) and error["type"] in _BLOCK_TYPES:
+        return _empty_problem(source, where)
     field = ".".join(str(p) for p in where) or "file"
-    if error["input"] is None and error["type"] in _BLOCK_TYPES:
-        return Problem(
-            f"{field}: `{where[-1]}:` has nothing under it",
-            source.location(where, key=True),
-            "indent the lines that belong to it further than it, or remove it",
-        )
     message = str(error["msg"]).removeprefix("Value error, ")
-    return Problem(f"{field}: {message}", source.location(where), _type_hint(error["type"]))
+    hint = _EMPTY_HINT if _is_empty(error) else _type_hint(error["type"])
+    return Problem(f"{field}: {message}", source.location(where), hint)
+
+
+_EMPTY_HINT = "write its value after it, or indent the lines that belong to it further than it"
+
+
+def _empty_problem(source: SourceFile, where: Path_) -> Problem:
+    """`key:` with nothing after it, where a value or a block was wanted."""
+    field = ".".join(str(p) for p in where)
+    return Problem(
+        f"{field}: `{where[-1]}:` has nothing under it",
+        source.location(where, key=True),
+        _EMPTY_HINT,
+    )
 
 
 def _type_hint(kind: str) -> str:
