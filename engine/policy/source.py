@@ -130,7 +130,7 @@ class _Walker:
         if empty is not None:
             hint = (
                 f"`{empty.value}:` on line {empty.start_mark.line + 1} has nothing under it: "
-                "indent the lines that belong to it further than it"
+                "it, or the lines meant to be under it, are indented wrongly"
             )
         self.problem(node, f"duplicate key {where[-1]!r} (first given on line {first})", hint)
 
