@@ -39,7 +39,7 @@ def open_database(url: str, *, create: bool = False) -> Engine:
     missing SQLite file is created only when `create` (`aftersales init`): any other command
     would leave an empty file behind."""
     engine = connect(url)
-    where = engine.url.render_as_string(hide_password=True)
+    where = make_url(url).render_as_string(hide_password=True)  # as the user wrote it
     path = sqlite_file(engine)
     if path is not None and not create and not path.is_file():
         raise DatabaseUnavailable(
@@ -49,7 +49,8 @@ def open_database(url: str, *, create: bool = False) -> Engine:
         with engine.connect():
             pass
     except DBAPIError as exc:  # refused, unknown database, login failed, unable to open
-        reason = " ".join(str(exc.orig or exc).split())  # the driver's words, on one line
+        lines = (" ".join(line.split()) for line in str(exc.orig or exc).splitlines())
+        reason = "; ".join(line for line in lines if line)  # the driver's words, on one line
         raise DatabaseUnavailable(f"cannot open the database {where}: {reason}") from None
     return engine
 
