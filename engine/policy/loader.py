@@ -347,7 +347,7 @@ def _add_shape_problems(
             hidden.add((*block, key))
             problems.append(
                 Problem(
-                    f"`{key}` stands beside `{block[-1]}`, as if it were one of its kind",
+                    f"`{key}` is read as an entry of its own, beside `{block[-1]}`",
                     source.location(beside, key=True),
                     f"`{key}` is a key of `{block[-1]}`: indent it further than `{block[-1]}:`",
                 )
@@ -389,25 +389,8 @@ def _follows(source: SourceFile, first: Path_, where: Path_) -> bool:
 def _shape_problem(source: SourceFile, error: Any, missing: Mapping[Path_, Any]) -> Problem:
     where = _where(error)
     if error["type"] == "extra_forbidden":
-        key, block = str(where[-1]), where[:-1]
-        lacking = [str(m[-1]) for m in missing if m[:-1] == block]
-        known = _known_keys(block)
-        close = difflib.get_close_matches(key, lacking, n=1) or difflib.get_close_matches(
-            key, known, n=1
-        )
-        belongs = next((m[:-1] for m in missing if m[-1] == key and m[:-1] != block), None)
-        if close:
-            hint = f"did you mean {close[0]!r}?"
-        elif belongs is not None:
-            line = source.location(belongs).line
-            hint = f"`{key}` belongs to the block on line {line}: check its indentation"
-        elif lacking:
-            hint = f"this block lacks {', '.join(f'`{k}:`' for k in lacking)}: is it this key?"
-        elif known:
-            hint = f"known keys: {', '.join(known)}"
-        else:
-            hint = "check the indentation of this key and the lines above it"
-        return Problem(f"unknown key {key!r}", source.location(where, key=True), hint)
+        hint = _unknown_key_hint(source, str(where[-1]), where[:-1], missing)
+        return Problem(f"unknown key {where[-1]!r}", source.location(where, key=True), hint)
     if error["loc"][-1:] == ("[key]",):  # a mapping's key outside its choices (a locale, say)
         expected = str(error.get("ctx", {}).get("expected", ""))
         choices = {c.lower(): c for c in re.findall(r"'([^']+)'", expected)}
@@ -440,6 +423,51 @@ def _empty_problem(source: SourceFile, where: Path_) -> Problem:
         source.location(where, key=True),
         _EMPTY_HINT,
     )
+
+
+def _unknown_key_hint(
+    source: SourceFile, key: str, block: Path_, missing: Mapping[Path_, Any]
+) -> str:
+    """What an unknown key should be: a key this block lacks or takes, else a key of the block
+    above it or around it, indented wrongly."""
+    lacking = [str(m[-1]) for m in missing if m[:-1] == block]
+    known = _known_keys(block)
+    close = difflib.get_close_matches(key, lacking, n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    belongs = next((m[:-1] for m in missing if m[-1] == key and m[:-1] != block), None)
+    if belongs is not None:
+        line = source.location(belongs).line
+        return f"`{key}` belongs to the block on line {line}: check its indentation"
+    above = next((b for b in _blocks_above(source, block, key) if key in _known_keys(b)), None)
+    if above is not None:
+        line = source.location(above, key=True).line
+        return f"`{key}` is a key of `{above[-1]}:` on line {line}: indent it under it"
+    around = block[:-1]
+    while around and isinstance(around[-1], int):
+        around = around[:-1]
+    if block and key in _known_keys(around):
+        return (
+            f"`{key}` is a key of the block around this one: indent it in line with `{block[-1]}:`"
+        )
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    if lacking:
+        return f"this block lacks {', '.join(f'`{k}:`' for k in lacking)}: is it this key?"
+    if known:
+        return f"known keys: {', '.join(known)}"
+    return "check the indentation of this key and the lines above it"
+
+
+def _blocks_above(source: SourceFile, block: Path_, key: str) -> list[Path_]:
+    """The keys before `key` in `block`, nearest first: a line indented too little joins them."""
+    data = source.data
+    for part in block:
+        data = data[part] if isinstance(data, dict | list) else None
+    keys = list(data) if isinstance(data, dict) else []
+    before = keys[: keys.index(key)] if key in keys else []
+    return [(*block, k) for k in reversed(before)]
 
 
 def _type_hint(kind: str) -> str:

@@ -57,6 +57,19 @@ def test_a_key_dedented_out_of_its_block_is_one_problem_naming_the_empty_block(t
 
 
 @pytest.mark.parametrize(
+    ("old", "new", "hint"),
+    [
+        ("  promotions:", "promotions:", "`promotions` is a key of `warranty:` on line 6"),
+        ("classifications:", "  classifications:", "in line with `warranty:`"),
+    ],
+)
+def test_a_key_at_the_wrong_depth_is_named_with_the_block_it_belongs_to(tmp_path, old, new, hint):
+    (problem,) = problems_of(shipped_with(tmp_path, "warranty", old, new))
+    assert problem.message.startswith("unknown key")
+    assert hint in (problem.hint or "")
+
+
+@pytest.mark.parametrize(
     ("name", "old", "new"),
     [
         ("sla", *OVER_INDENTED),
