@@ -164,7 +164,15 @@ def load_policy(folder: Path, templates: NoticeTemplates | None = None) -> Polic
         raise PolicyError([Problem("no such policy folder", Location(folder), "pass --rules DIR")])
     files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
     if not files:
-        raise PolicyError([Problem("no *.yaml policy files", Location(folder))])
+        raise PolicyError(
+            [
+                Problem(
+                    "no *.yaml policy files",
+                    Location(folder),
+                    "pass --rules DIR, the folder of rules/*.yaml",
+                )
+            ]
+        )
 
     parsed: list[_Parsed] = []
     lost = _Lost()
@@ -829,7 +837,11 @@ class _RuleChecks:
             self.field(source, (*where, "at"), numerator.at or "", rows, (Date, DateTime))
             if "branch_id" not in rows.c:
                 self.problems.append(
-                    Problem(f"{rows.name} has no branch_id", source.location((*where, "entity")))
+                    Problem(
+                        f"{rows.name} has no branch_id",
+                        source.location((*where, "entity")),
+                        "count a table whose rows belong to a branch",
+                    )
                 )
         _condition(source, (*where, "when"), numerator.when, rows, self.problems)
         for index, rule_id in enumerate(numerator.on_time):
@@ -955,6 +967,7 @@ def _expr_problem(
     source: SourceFile, where: Path_, message: str, offset: int, hint: str | None
 ) -> Problem:
     loc = source.scalar_column(where, offset)
+    hint = hint or "see docs/policy.md, Conditions (`when`)"
     return Problem(f"in `when`: {message}", loc, hint, source.excerpt(loc.line or 1, loc.column))
 
 

@@ -172,7 +172,13 @@ def read_policy_file(path: Path, problems: list[Problem]) -> SourceFile | None:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        problems.append(Problem(f"cannot read the file: {exc.strerror}", Location(path)))
+        problems.append(
+            Problem(
+                f"cannot read the file: {exc.strerror}",
+                Location(path),
+                "check that the file exists and may be read",
+            )
+        )
         return None
     if len(raw) > MAX_FILE_BYTES:
         problems.append(
@@ -193,7 +199,11 @@ def read_policy_file(path: Path, problems: list[Problem]) -> SourceFile | None:
         aliases = sum(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, _Parser))
         if aliases > MAX_ALIASES:
             problems.append(
-                Problem(f"{aliases} aliases (*name); at most {MAX_ALIASES}", Location(path))
+                Problem(
+                    f"{aliases} aliases (*name); at most {MAX_ALIASES}",
+                    Location(path),
+                    "write the repeated blocks out",
+                )
             )
             return None
         node = yaml.compose(text, Loader=_Parser)
