@@ -118,8 +118,8 @@ class _Walker:
                     self._duplicate(key_node, (*where, key), empty)
                 told = empty is not None
                 continue
-            if _is_empty(value_node):
-                empty, told = key_node, False
+            if told or _is_empty(value_node):  # a run of duplicates after `empty` ended here
+                empty, told = (key_node if _is_empty(value_node) else None), False
             self.source.keys[(*where, key)] = key_node
             out[key] = self.walk(value_node, (*where, key))
         return out
