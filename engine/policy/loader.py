@@ -42,7 +42,7 @@ from engine.policy.models import (
 from engine.policy.obligation_spec import ObligationRule, PlanCount
 from engine.policy.roles_spec import STANDARD_ROLES, RoleSpec, declared_roles, standard_roles
 from engine.policy.schedule_spec import ScheduleSpec
-from engine.policy.shape import empty_problem, inner_model, shape_problems
+from engine.policy.shape import empty_problem, inner_model, known_keys, shape_problems
 from engine.policy.source import Path_, SourceFile, read_policy_file
 from engine.policy.tally_spec import LedgerSettings, TallyRule
 from engine.policy.warranty_spec import WarrantySpec
@@ -299,8 +299,9 @@ def _validate_shape(source: SourceFile, problems: list[Problem], lost: _Lost) ->
     empty, told = None, False  # the last section with nothing under it; said so
     for name, value in source.data.items():
         field = PolicyFile.model_fields.get(name)
-        if field is None and empty is not None:
-            # Not a section: a line of the empty section above, indented too little.
+        if empty is not None and (field is None or name in known_keys((empty,))):
+            # A line of the empty section above, indented too little (`tallies:` is a
+            # section and a key of `schedule:` too).
             if not told:
                 problems.append(empty_problem(source, (empty,)))
             lost.sections.add(empty)

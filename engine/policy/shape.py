@@ -128,7 +128,7 @@ def _unknown_key_hint(
     """What an unknown key should be: a key this block lacks or takes, else a key of the block
     above it or around it, indented wrongly."""
     lacking = [str(m[-1]) for m in missing if m[:-1] == block]
-    known = _known_keys(block)
+    known = known_keys(block)
     close = difflib.get_close_matches(key, lacking, n=1)
     if close:
         return f"did you mean {close[0]!r}?"
@@ -136,14 +136,14 @@ def _unknown_key_hint(
     if belongs is not None:
         line = source.location(belongs).line
         return f"`{key}` belongs to the block on line {line}: check its indentation"
-    above = next((b for b in _blocks_above(source, block, key) if key in _known_keys(b)), None)
+    above = next((b for b in _blocks_above(source, block, key) if key in known_keys(b)), None)
     if above is not None:
         line = source.location(above, key=True).line
         return f"`{key}` is a key of `{above[-1]}:` on line {line}: indent it under it"
     around = block[:-1]
     while around and isinstance(around[-1], int):
         around = around[:-1]
-    if block and key in _known_keys(around):
+    if block and key in known_keys(around):
         return (
             f"`{key}` is a key of the block around this one: indent it in line with `{block[-1]}:`"
         )
@@ -176,7 +176,7 @@ def _type_hint(kind: str) -> str:
     return "see docs/policy.md for the values this key takes"
 
 
-def _known_keys(where: Path_) -> list[str]:
+def known_keys(where: Path_) -> list[str]:
     """The keys the block at `where` takes; [] where the policy chooses the names."""
     annotation: Any = PolicyFile
     named = False  # the part is a name the policy chose: a role, a calendar, an outcome

@@ -79,6 +79,7 @@ def test_a_key_at_the_wrong_depth_is_named_with_the_block_it_belongs_to(tmp_path
         ("warranty", "      paid:", "        paid:"),
         ("penalties", "  summary: penalty_summary", "    summary: penalty_summary"),
         ("obligations", "    due: 0 days after", "      due: 0 days after"),
+        ("schedule", "schedule:\n", "  schedule:\n"),  # its keys tallies:, obligations: too
     ],
 )
 def test_every_problem_of_a_wrong_indentation_has_a_hint(tmp_path, name, old, new):
