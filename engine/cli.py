@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from engine.errors import AftersalesError, UsageError
 from engine.settings import Settings
@@ -33,8 +34,10 @@ app = typer.Typer(
 )
 report_app = typer.Typer(no_args_is_help=True, help="Manager reports from the ledger.")
 app.add_typer(report_app, name="report")
-out = Console(soft_wrap=True)  # logs and pipes want whole lines
-err = Console(stderr=True, soft_wrap=True)
+# Logs and pipes want whole lines. No markup: what is printed is the engine's text, and a policy
+# line quoted in an error (`notify: [team_lead]`) must not lose its brackets to Rich.
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 DbOpt = Annotated[
     str | None,
@@ -86,14 +89,16 @@ def _handled() -> Iterator[None]:
     try:
         yield
     except AftersalesError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        err.print(Text.assemble(("error:", "red"), f" {exc}"), highlight=False)
         raise typer.Exit(exc.exit_code) from None
 
 
-def _connect(settings: Settings) -> Any:
-    from engine.db.session import connect
+def _connect(settings: Settings, *, create: bool = False) -> Any:
+    """The database, opened once: a missing SQLite file (created only by `init`) or a server
+    that refuses is one line and exit 1 (DatabaseUnavailable)."""
+    from engine.db.session import open_database
 
-    return connect(settings.db)
+    return open_database(settings.db, create=create)
 
 
 @app.command()
@@ -109,7 +114,7 @@ def init(
 
     with _handled():
         settings = _settings(db=db)
-        engine = _connect(settings)
+        engine = _connect(settings, create=True)
         before, after = upgrade(engine)
         where = engine.url.render_as_string(hide_password=True)
         verb = "created" if before is None else ("is current" if before == after else "upgraded")
@@ -205,6 +210,7 @@ def _role_warnings(settings: Settings, policy: Any) -> list[str]:
     none when there is no database to read."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from engine.errors import DatabaseUnavailable
     from engine.notices.recipients import role_fields, undeclared_roles
 
     if not _database_at_hand(settings):
@@ -213,7 +219,7 @@ def _role_warnings(settings: Settings, policy: Any) -> list[str]:
         with _connect(settings).connect() as conn:
             fields = role_fields(r.rule for r in policy.rules())
             return undeclared_roles(conn, policy.roles, fields)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, DatabaseUnavailable) as exc:
         return [f"staff roles not checked, the database could not be read: {exc}"]
 
 
@@ -297,12 +303,13 @@ def run(
 
     with _handled():
         settings = _settings(db=db, rules=rules, templates=templates)
+        when = parse_as_of(as_of)  # a usage error is told before the database is opened
         engine = _connect(settings)
         with _progress() as advance:
             night = one_night(
                 settings,
                 engine,
-                as_of=parse_as_of(as_of),
+                as_of=when,
                 dry_run=dry_run,
                 send=deliver,
                 out=output,
@@ -528,7 +535,7 @@ def approve(
 
 def _wide() -> Console:
     """The console for tables: a pipe or a log gets whole rows, not 80 squeezed columns."""
-    return out if out.is_terminal else Console(width=160)
+    return out if out.is_terminal else Console(width=160, markup=False)
 
 
 def _run_cells(run: dict[str, Any]) -> list[str]:
@@ -627,7 +634,7 @@ def _print_findings(rows: Iterable[Any], limit: int | None) -> None:
         still_open += row.closed_at is None
     if shown:
         # A pipe or a log gets one line per finding, whatever its length, for grep and less -S.
-        (out if out.is_terminal else Console(width=100_000)).print(table)
+        (out if out.is_terminal else Console(width=100_000, markup=False)).print(table)
     noun = "finding" if shown == 1 else "findings"
     more = ", --limit reached" if shown == limit else ""
     out.print(f"{shown} {noun} ({still_open} open){more}", highlight=False)
@@ -701,7 +708,7 @@ def explain(
             lines = explain_rule(settings, engine, rule, entity_id, when)
         table = Table(show_header=False, box=None)
         for label, value in lines:
-            table.add_row(f"[bold]{label}[/bold]", value)
+            table.add_row(Text(label, style="bold"), value)
         _wide().print(table)
 
 
@@ -843,7 +850,7 @@ def _print_kpis(report: Any) -> None:
                 c + (" !" if miss else "") for c, miss in zip(cells, line.missed, strict=True)
             ]
             table.add_row(part.code, line.metric_id, *marked, line.target or "")
-    Console(width=max(out.width, 120)).print(table)
+    Console(width=max(out.width, 120), markup=False).print(table)
 
 
 def _print_summary(summary: Any) -> None:
@@ -862,7 +869,7 @@ def _print_summary(summary: Any) -> None:
     for sums in summary.totals:
         table.add_row("total", "", "", str(summary.entries), *_sums(sums), style="bold")
     # A pipe gets 80 columns, too few for names and amounts: give the table what it needs.
-    Console(width=max(out.width, 120)).print(table)
+    Console(width=max(out.width, 120), markup=False).print(table)
 
 
 def _sums(sums: Any) -> tuple[str, str, str, str]:

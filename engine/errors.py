@@ -4,6 +4,7 @@
     ├── UsageError            bad command-line input or configuration          (exit 2)
     ├── PolicyError           one or more problems in rules/*.yaml or templates (exit 2)
     ├── ImportDataError       a CSV import that was rejected whole              (exit 1)
+    ├── DatabaseUnavailable   the database cannot be opened or reached          (exit 1)
     ├── DatabaseNotReady      the schema is missing or out of date              (exit 1)
     ├── RunLocked             another run holds the lock                        (exit 3)
     ├── DatabaseBusy          the database stayed locked or unwritable          (exit 4)
@@ -91,6 +92,11 @@ class ImportDataError(AftersalesError):
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         super().__init__("import rejected, nothing written:\n" + "\n".join(map(str, problems)))
+
+
+class DatabaseUnavailable(AftersalesError):
+    """The database could not be opened: no such SQLite file, server down, unknown database,
+    login refused."""
 
 
 class DatabaseNotReady(AftersalesError):

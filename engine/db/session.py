@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
-from engine.errors import UsageError
+from engine.errors import DatabaseUnavailable, UsageError
 
 T = TypeVar("T")
 _OPEN: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -29,6 +31,36 @@ def connect(url: str) -> Engine:
         event.listen(engine, "begin", _begin_sqlite)
     _OPEN.add(engine)
     return engine
+
+
+def open_database(url: str, *, create: bool = False) -> Engine:
+    """`connect`, then open the database once: one that cannot be used is a DatabaseUnavailable
+    naming it and the server's reason, not a driver's traceback halfway through a command. A
+    missing SQLite file is created only when `create` (`aftersales init`): any other command
+    would leave an empty file behind."""
+    engine = connect(url)
+    where = make_url(url).render_as_string(hide_password=True)  # as the user wrote it
+    path = sqlite_file(engine)
+    if path is not None and not create and not path.is_file():
+        raise DatabaseUnavailable(
+            f"no database at {path}: create it with `aftersales init`, or name one with --db"
+        )
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:  # refused, unknown database, login failed, unable to open
+        lines = (" ".join(line.split()) for line in str(exc.orig or exc).splitlines())
+        reason = "; ".join(line for line in lines if line)  # the driver's words, on one line
+        raise DatabaseUnavailable(f"cannot open the database {where}: {reason}") from None
+    return engine
+
+
+def sqlite_file(engine: Engine) -> Path | None:
+    """The file an SQLite engine opens; None for other databases and in-memory ones."""
+    name = engine.url.database or ":memory:"
+    if engine.dialect.name != "sqlite" or name == ":memory:" or name.startswith("file:"):
+        return None
+    return Path(name)
 
 
 def close_all() -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
-import re
-import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +14,7 @@ from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from jinja2 import TemplateSyntaxError
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import Column, Date, DateTime, FromClause, Integer, Numeric, String, Table
 
 from engine.calendar import BusinessCalendar, build_calendar
@@ -46,6 +44,7 @@ from engine.policy.models import (
 from engine.policy.obligation_spec import ObligationRule, PlanCount
 from engine.policy.roles_spec import STANDARD_ROLES, RoleSpec, declared_roles, standard_roles
 from engine.policy.schedule_spec import ScheduleSpec
+from engine.policy.shape import empty_problem, inner_model, known_keys, shape_problems
 from engine.policy.source import Path_, SourceFile, read_policy_file
 from engine.policy.tally_spec import LedgerSettings, TallyRule
 from engine.policy.warranty_spec import WarrantySpec
@@ -172,13 +171,24 @@ def load_policy(
         raise PolicyError([Problem("no such policy folder", Location(folder), "pass --rules DIR")])
     files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
     if not files:
-        raise PolicyError([Problem("no *.yaml policy files", Location(folder))])
+        raise PolicyError(
+            [
+                Problem(
+                    "no *.yaml policy files",
+                    Location(folder),
+                    "pass --rules DIR, the folder of rules/*.yaml",
+                )
+            ]
+        )
 
     parsed: list[_Parsed] = []
+    lost = _Lost()
     for path in files:
         source = read_policy_file(path, problems)
-        if source is not None:
-            parsed.append(_validate_shape(source, problems))
+        if source is None:
+            lost.everything = True  # whatever the file defines is unknown
+        else:
+            parsed.append(_validate_shape(source, problems, lost))
 
     defaults = _defaults(parsed, problems)
     templates = templates or NoticeTemplates(Path("templates/notices"), defaults.locale)
@@ -187,7 +197,7 @@ def load_policy(
     ledger = _single(parsed, "ledger", problems)
     settings = ledger[1] if ledger else LedgerSettings()
     roles = declared_roles(((p.source, p.model.roles) for p in parsed), problems)
-    checks = _RuleChecks(templates, calendars, problems, views, settings, tuple(roles))
+    checks = _RuleChecks(templates, calendars, problems, views, settings, tuple(roles), lost)
     live = defaults.effective_from
     reminders = checks.family(parsed, "reminders", checks.reminder, live)
     deadlines = checks.family(parsed, "deadlines", checks.deadline, live)
@@ -263,9 +273,33 @@ class _Parsed:
     positions: dict[str, list[int]]  # section -> original index of each kept rule
 
 
-def _validate_shape(source: SourceFile, problems: list[Problem]) -> _Parsed:
+@dataclass
+class _Lost:
+    """What the policy meant to define but could not be read: a file that does not parse, a
+    rule or section with a problem of its own. A reference to it elsewhere is not reported, it
+    would only repeat that problem and point away from it (its suggestions naming other rules)."""
+
+    everything: bool = False
+    sections: set[str] = field(default_factory=set)
+    rule_ids: set[str] = field(default_factory=set)
+
+    def lost(self, section: str, raw: Any) -> None:
+        """Section `section` (with `raw`, a rule as written, when it is one rule) is broken."""
+        rule_id = raw.get("id") if isinstance(raw, dict) else None
+        if isinstance(rule_id, str):
+            self.rule_ids.add(rule_id)
+        else:
+            self.sections.add(section)
+
+    def hides(self, section: str, name: str | None = None) -> bool:
+        """Whether `name` (a rule id), or anything that `section` defines, may be among the lost."""
+        return self.everything or section in self.sections or name in self.rule_ids
+
+
+def _validate_shape(source: SourceFile, problems: list[Problem], lost: _Lost) -> _Parsed:
     """Validate section by section and rule by rule, so one bad rule hides no other problem."""
     if not isinstance(source.data, dict):
+        lost.everything = True
         problems.append(
             Problem(
                 "a policy file must be a mapping of sections",
@@ -276,9 +310,20 @@ def _validate_shape(source: SourceFile, problems: list[Problem]) -> _Parsed:
         return _Parsed(source, PolicyFile(), {})
     sections: dict[str, Any] = {}
     positions: dict[str, list[int]] = {}
+    empty, told = None, False  # the last section with nothing under it; said so
     for name, value in source.data.items():
         field = PolicyFile.model_fields.get(name)
-        item_model = _inner_model(field.annotation) if field else None
+        if empty is not None and (field is None or name in known_keys((empty,))):
+            # A line of the empty section above, indented too little (`tallies:` is a
+            # section and a key of `schedule:` too).
+            if not told:
+                problems.append(empty_problem(source, (empty,)))
+            lost.sections.add(empty)
+            told = True
+            continue
+        # Only the keys right after an empty section are taken for its lines.
+        empty, told = (name, False) if value is None else (None, told)
+        item_model = inner_model(field.annotation) if field else None
         if field and typing.get_origin(field.annotation) is tuple and isinstance(value, list):
             items = []
             for index, item in enumerate(value):
@@ -286,69 +331,17 @@ def _validate_shape(source: SourceFile, problems: list[Problem]) -> _Parsed:
                     items.append(item_model.model_validate(item))  # type: ignore[union-attr]
                     positions.setdefault(name, []).append(index)
                 except ValidationError as exc:
-                    _add_shape_problems(source, exc, (name, index), problems)
+                    problems += shape_problems(source, exc, (name, index))
+                    lost.lost(name, item)
             sections[name] = tuple(items)
             continue
         try:
             sections[name] = getattr(PolicyFile.model_validate({name: value}), name)
         except ValidationError as exc:
-            _add_shape_problems(source, exc, (), problems)
+            problems += shape_problems(source, exc, ())
+            lost.lost(name, None)
+            told = told or value is None
     return _Parsed(source, PolicyFile.model_construct(**sections), positions)
-
-
-def _add_shape_problems(
-    source: SourceFile, exc: ValidationError, prefix: Path_, problems: list[Problem]
-) -> None:
-    for error in exc.errors():
-        error["loc"] = (*prefix, *error["loc"])
-        problems.append(_shape_problem(source, error))
-
-
-def _shape_problem(source: SourceFile, error: Any) -> Problem:
-    where: Path_ = tuple(p for p in error["loc"] if isinstance(p, str | int))
-    if error["type"] == "extra_forbidden":
-        known = _known_keys(where[:-1])
-        close = difflib.get_close_matches(str(where[-1]), known, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-        return Problem(f"unknown key {where[-1]!r}", source.location(where, key=True), hint)
-    if error["loc"][-1:] == ("[key]",):  # a mapping's key outside its choices (a locale, say)
-        expected = str(error.get("ctx", {}).get("expected", ""))
-        choices = {c.lower(): c for c in re.findall(r"'([^']+)'", expected)}
-        close = difflib.get_close_matches(str(where[-2]).lower(), list(choices), n=1)
-        hint = f"did you mean {choices[close[0]]!r}?" if close else f"keys: {expected}"
-        where_key = source.location(where[:-1], key=True)
-        return Problem(f"unknown key {where[-2]!r} in {where[-3]}", where_key, hint)
-    if error["type"] == "missing":
-        return Problem(
-            f"missing required key {where[-1]!r}",
-            source.location(where[:-1]),
-            f"add `{where[-1]}:` to this block",
-        )
-    message = str(error["msg"]).removeprefix("Value error, ")
-    field = ".".join(str(p) for p in where) or "file"
-    return Problem(f"{field}: {message}", source.location(where))
-
-
-def _known_keys(where: Path_) -> list[str]:
-    model: Any = PolicyFile
-    for part in where:
-        if isinstance(part, int):
-            continue
-        model = _inner_model(model.model_fields[part].annotation)
-        if model is None:
-            return []
-    return list(model.model_fields)
-
-
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if typing.get_origin(annotation) in (tuple, list, typing.Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            found = _inner_model(arg)
-            if found is not None:
-                return found
-    return None
 
 
 def _defaults(parsed: list[_Parsed], problems: list[Problem]) -> Defaults:
@@ -448,8 +441,10 @@ class _RuleChecks:
         views: Views,
         ledger: LedgerSettings | None = None,
         roles: tuple[str, ...] = STANDARD_ROLES,
+        lost: _Lost | None = None,
     ):
         self.roles = roles  # the staff roles the policy declares
+        self.lost = lost or _Lost()  # what could not be read: references to it are not judged
         self.templates = templates
         self.calendars = calendars
         self.problems = problems
@@ -563,7 +558,11 @@ class _RuleChecks:
             self.field(source, at, stop, table, (DateTime,))
         if rule.by is not None and rule.by != END_OF_WORKING_DAY:
             self.field(source, (*where, "by"), rule.by, table, (DateTime,))
-        if rule.calendar is not None and rule.calendar not in self.calendars:
+        if (
+            rule.calendar is not None
+            and rule.calendar not in self.calendars
+            and not self.lost.hides("calendars")
+        ):
             close = difflib.get_close_matches(rule.calendar, list(self.calendars), n=1)
             hint = f"did you mean {close[0]!r}?" if close else "define it under `calendars:`"
             self.problems.append(
@@ -673,7 +672,7 @@ class _RuleChecks:
         for index, recipient in enumerate(action.notify):
             at: Path_ = (*where, "notify", index)
             for key, role in (("role", recipient.role), ("otherwise", recipient.otherwise)):
-                if role is None or role in known:
+                if role is None or role in known or self.lost.hides("roles"):
                     continue
                 close = difflib.get_close_matches(role, list(known), n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"roles: {', '.join(known)}"
@@ -732,7 +731,7 @@ class _RuleChecks:
             self.field(source, (*where, key, "of"), rule.amount.of, table, (Integer, Numeric))
         for role, amount in rule.by_role.items():
             at_role: Path_ = (*where, "by_role", role)
-            if role not in self.roles:
+            if role not in self.roles and not self.lost.hides("roles"):
                 close = difflib.get_close_matches(role, list(self.roles), n=1)
                 self.problems.append(
                     Problem(
@@ -750,7 +749,11 @@ class _RuleChecks:
             _condition(source, (*at, "when"), item.when, table, self.problems)
             for name in item.measure.fields:
                 self.field(source, (*at, "measure"), name, table, (Integer, Numeric))
-        if rule.currency is None and self.ledger_settings.currency is None:
+        if (
+            rule.currency is None
+            and self.ledger_settings.currency is None
+            and not self.lost.hides("ledger")
+        ):
             self.problems.append(
                 Problem(
                     "no currency for this tally's amounts",
@@ -772,7 +775,7 @@ class _RuleChecks:
         staff = [name for name, route in routes.items() if route.kind != "customer"]
         text = source.values[where].value if where in source.values else ""
         for role in roles:
-            if role in staff:
+            if role in staff or self.lost.hides("roles"):
                 continue
             close = difflib.get_close_matches(role, staff, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"staff roles: {', '.join(staff)}"
@@ -854,22 +857,31 @@ class _RuleChecks:
             self.field(source, (*where, "at"), numerator.at or "", rows, (Date, DateTime))
             if "branch_id" not in rows.c:
                 self.problems.append(
-                    Problem(f"{rows.name} has no branch_id", source.location((*where, "entity")))
+                    Problem(
+                        f"{rows.name} has no branch_id",
+                        source.location((*where, "entity")),
+                        "count a table whose rows belong to a branch",
+                    )
                 )
         _condition(source, (*where, "when"), numerator.when, rows, self.problems)
         for index, rule_id in enumerate(numerator.on_time):
-            if self.deadline_entities.get(rule_id) != table.name:
-                known = [r for r, e in self.deadline_entities.items() if e == table.name]
-                close = difflib.get_close_matches(rule_id, known, n=1)
-                self.problems.append(
-                    Problem(
-                        f"{rule_id!r} is not a deadline rule on {table.name}",
-                        source.location((*where, "on_time", index)),
-                        f"did you mean {close[0]!r}?"
-                        if close
-                        else f"deadlines: {', '.join(known)}",
-                    )
+            if self.deadline_entities.get(rule_id) == table.name:
+                continue
+            if rule_id not in self.deadline_entities and self.lost.hides("deadlines", rule_id):
+                continue  # the rule has a problem of its own, reported where it stands
+            known = [r for r, e in self.deadline_entities.items() if e == table.name]
+            close = difflib.get_close_matches(rule_id, known, n=1)
+            self.problems.append(
+                Problem(
+                    f"{rule_id!r} is not a deadline rule on {table.name}",
+                    source.location((*where, "on_time", index)),
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else f"deadlines on {table.name}: {', '.join(known)}"
+                    if known
+                    else f"write a deadline rule on {table.name} first (`deadlines:`)",
                 )
+            )
         if numerator.no_repeat is not None:
             repeat, at = numerator.no_repeat, (*where, "no_repeat")
             self.field(source, (*at, "same"), repeat.same, table, (Integer, String))
@@ -986,6 +998,7 @@ def _expr_problem(
     source: SourceFile, where: Path_, message: str, offset: int, hint: str | None
 ) -> Problem:
     loc = source.scalar_column(where, offset)
+    hint = hint or "see docs/policy.md, Conditions (`when`)"
     return Problem(f"in `when`: {message}", loc, hint, source.excerpt(loc.line or 1, loc.column))
 
 

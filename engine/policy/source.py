@@ -105,6 +105,8 @@ class _Walker:
     def _mapping(self, node: yaml.MappingNode, where: Path_) -> dict[Any, Any]:
         self.constructor.flatten_mapping(node)
         out: dict[Any, Any] = {}
+        empty: yaml.Node | None = None  # the last `key:` with nothing after it
+        told = False  # a duplicate after `empty` was reported: the next ones follow from it
         for key_node, value_node in node.value:
             key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str | int):
@@ -112,16 +114,25 @@ class _Walker:
                 continue
             key = str(key)
             if key in out:
-                first = self.source.keys[(*where, key)].start_mark.line + 1
-                self.problem(
-                    key_node,
-                    f"duplicate key {key!r} (first given on line {first})",
-                    "a key may appear once per block; remove or rename one of them",
-                )
+                if not told:
+                    self._duplicate(key_node, (*where, key), empty)
+                told = empty is not None
                 continue
+            if told or _is_empty(value_node):  # a run of duplicates after `empty` ended here
+                empty, told = (key_node if _is_empty(value_node) else None), False
             self.source.keys[(*where, key)] = key_node
             out[key] = self.walk(value_node, (*where, key))
         return out
+
+    def _duplicate(self, node: yaml.Node, where: Path_, empty: yaml.Node | None) -> None:
+        first = self.source.keys[where].start_mark.line + 1
+        hint = "a key may appear once per block; remove or rename one of them"
+        if empty is not None:
+            hint = (
+                f"`{empty.value}:` on line {empty.start_mark.line + 1} has nothing under it: "
+                "it, or the lines meant to be under it, are indented wrongly"
+            )
+        self.problem(node, f"duplicate key {where[-1]!r} (first given on line {first})", hint)
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
         try:
@@ -146,6 +157,11 @@ class _Walker:
         return value
 
 
+def _is_empty(node: yaml.Node) -> bool:
+    """`key:` with no value written after it."""
+    return isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null") and node.value == ""
+
+
 class _TooLarge(Exception):
     def __init__(self, node: yaml.Node):
         self.node = node
@@ -156,7 +172,13 @@ def read_policy_file(path: Path, problems: list[Problem]) -> SourceFile | None:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        problems.append(Problem(f"cannot read the file: {exc.strerror}", Location(path)))
+        problems.append(
+            Problem(
+                f"cannot read the file: {exc.strerror}",
+                Location(path),
+                "check that the file exists and may be read",
+            )
+        )
         return None
     if len(raw) > MAX_FILE_BYTES:
         problems.append(
@@ -177,7 +199,11 @@ def read_policy_file(path: Path, problems: list[Problem]) -> SourceFile | None:
         aliases = sum(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, _Parser))
         if aliases > MAX_ALIASES:
             problems.append(
-                Problem(f"{aliases} aliases (*name); at most {MAX_ALIASES}", Location(path))
+                Problem(
+                    f"{aliases} aliases (*name); at most {MAX_ALIASES}",
+                    Location(path),
+                    "write the repeated blocks out",
+                )
             )
             return None
         node = yaml.compose(text, Loader=_Parser)
