@@ -1,8 +1,8 @@
 """`aftersales preview`: render every notice template in every locale before a customer sees it.
 
-Sample data comes from a real night: the demo data set is loaded into a scratch SQLite file and
-the policy is run over it at a fixed instant, and the context each notice is rendered with is
-kept. A notice that night does not reach is given a row of the table of a rule that sends it.
+Sample data comes from a real night: the demo data set, as `init --demo` loads it, is loaded
+into a scratch SQLite file and the policy is run over it at a fixed instant, and the context
+each notice is rendered with is kept. A notice that night does not reach is given a row of the table of a rule that sends it.
 Each template is then rendered in each locale with its sample; any error (a missing variable,
 a filter on an empty value, a sandbox violation, a syntax error, a rendering past the render
 limits) is a problem with the template's file and line, so it fails preview instead of a letter.
@@ -24,7 +24,7 @@ from jinja2 import TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import SecurityError
 from sqlalchemy import Engine, select
 
-from engine.db.demo import load_demo
+from engine.db.demo import DEMO_SCALE, load_demo
 from engine.db.models import LOCALES
 from engine.db.schema import upgrade
 from engine.db.session import connect
@@ -140,7 +140,7 @@ def collect_samples(
         engine = connect(url)
         try:
             upgrade(engine)
-            load_demo(engine, as_of)
+            load_demo(engine, as_of, scale=DEMO_SCALE)  # the demo `init --demo` loads
             recording = NoticeTemplates(
                 settings.templates, policy.defaults.locale, settings.rendering.limits()
             )

@@ -977,7 +977,9 @@ class _Demo:
             self._contract(branch, customers[0], "free_maintenance", "active", ends - 729, ends)
             ends = today + 30 + int(rnd() * 40)
             self._contract(branch, customers[1], "free_maintenance", "active", ends - 364, ends)
-            ends = today - 5 - int(rnd() * 120)
+            # Lapsed within the last weeks: the customer's lapse letter and the rep's task go out
+            # tonight (and preview samples them from the night, with a date in the past).
+            ends = today - 2 - int(rnd() * 20)
             self._contract(
                 branch, customers[3 % len(customers)], "maintenance", "lapsed", ends - 364, ends
             )
