@@ -2,7 +2,8 @@
 
 Sample data comes from a real night: the demo data set, as `init --demo` loads it, is loaded
 into a scratch SQLite file and the policy is run over it at a fixed instant, and the context
-each notice is rendered with is kept. A notice that night does not reach is given a row of the table of a rule that sends it.
+each notice is rendered with is kept. A notice that night does not reach is given a row of
+the table of a rule that sends it.
 Each template is then rendered in each locale with its sample; any error (a missing variable,
 a filter on an empty value, a sandbox violation, a syntax error, a rendering past the render
 limits) is a problem with the template's file and line, so it fails preview instead of a letter.

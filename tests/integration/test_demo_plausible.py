@@ -78,9 +78,9 @@ def _ended_on(name: str, context: dict) -> list[tuple[str, date]]:
     ended = []
     if name in ("contract_lapsed", "lapse_task"):
         ended.append(("contract ended", entity["ends_on"]))
-    if name == "quote" and not entity.get("warranty_void") and entity.get("warranty_basis"):
-        if entity.get("warranty_term") and entity.get("warranty_ends_on") is not None:
-            ended.append(("warranty ended", entity["warranty_ends_on"]))
+    says_ended = not entity.get("warranty_void") and entity.get("warranty_basis")
+    if name == "quote" and says_ended and entity.get("warranty_term"):
+        ended.append(("warranty ended", entity["warranty_ends_on"]))
     return ended
 
 
