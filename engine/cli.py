@@ -120,9 +120,7 @@ def init(
             from engine.db.demo import DEMO_SCALE, load_demo
 
             try:
-                counts = load_demo(
-                    engine, parse_as_of(as_of), scale=scale or DEMO_SCALE, seed=seed
-                )
+                counts = load_demo(engine, parse_as_of(as_of), scale=scale or DEMO_SCALE, seed=seed)
             except UsageError as exc:
                 out.print(f"{exc}; nothing loaded")
             else:
