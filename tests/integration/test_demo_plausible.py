@@ -4,6 +4,7 @@ sample letters agree with themselves."""
 
 from __future__ import annotations
 
+import shutil
 from collections import defaultdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -85,10 +86,20 @@ def _ended_on(name: str, context: dict) -> list[tuple[str, date]]:
 
 
 def test_preview_samples_do_not_contradict_their_letters(settings_for, tmp_path):
-    """A sample that says something ended names a day before the letter's own date."""
-    settings = settings_for(f"sqlite:///{tmp_path / 'unused.db'}")
+    """A sample that says something ended names a day before the letter's own date, also when
+    the night does not reach the notice and preview takes a row of its rule's table: here the
+    lapse letter, put ten years after the end so that no contract is due for one."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    contracts = rules / "contracts.yaml"
+    text = contracts.read_text(encoding="utf-8")
+    lapse = "offset: 1 day after                  # the first day without cover"
+    assert lapse in text
+    contracts.write_text(text.replace(lapse, "offset: 10 years after"), encoding="utf-8")
+    settings = settings_for(f"sqlite:///{tmp_path / 'unused.db'}", rules=rules)
     policy = load_policy(settings.rules, NoticeTemplates(settings.templates))
     samples = collect_samples(settings, policy, SAMPLE_AS_OF)
+    assert samples["contract_lapsed"][0] == "a row of rule maintenance-lapsed"
     checked, problems = 0, []
     for name, (source, context) in samples.items():
         letter_day = SAMPLE_AS_OF.date()
@@ -98,5 +109,5 @@ def test_preview_samples_do_not_contradict_their_letters(settings_for, tmp_path)
                 day = day.date()
             if not day < letter_day:
                 problems.append(f"{name} ({source}): {what} {day}, letter of {letter_day}")
-    assert checked >= 2
+    assert checked >= 3  # the lapse letter, the sales rep's task, the quote
     assert not problems, problems
