@@ -1333,10 +1333,11 @@ class _Demo:
                 as_of - int((5 + rnd() * 4) * DAY), 30 + rnd() * 30, None, due_days=3,
             )  # fmt: skip
         else:
-            # Closed on time a week or two ago, verified.
+            # Received a week ago and closed on time in the last days, verified: the customer's
+            # letter with the outcome goes out tonight.
             self._complaint(
-                branch, pick(customers), "appeal", "general", as_of - int((8 + rnd() * 6) * DAY),
-                2 + rnd() * 18, 60 + rnd() * 90, verified=True,
+                branch, pick(customers), "appeal", "general", as_of - int((7 + rnd()) * DAY),
+                2 + rnd() * 18, 48 + rnd() * 72, verified=True,
             )  # fmt: skip
 
     def _previous_month_start(self, branch: _Branch) -> int:
