@@ -106,7 +106,9 @@ def init(
     db: DbOpt = None,
     demo: Annotated[bool, typer.Option(help="Load the demo data set")] = False,
     as_of: AsOfOpt = None,
-    scale: Annotated[int, typer.Option(min=1, help="Demo size multiplier")] = 1,
+    scale: Annotated[
+        int | None, typer.Option(min=1, help="Demo size: N x 300 calls (default 8)")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Demo random seed")] = 7,
 ) -> None:
     """Create or upgrade the schema; --demo fills it with demo data built around --as-of."""
@@ -120,10 +122,10 @@ def init(
         verb = "created" if before is None else ("is current" if before == after else "upgraded")
         out.print(f"schema {verb} at revision {after}: {where}")
         if demo:
-            from engine.db.demo import load_demo
+            from engine.db.demo import DEMO_SCALE, load_demo
 
             try:
-                counts = load_demo(engine, parse_as_of(as_of), scale=scale, seed=seed)
+                counts = load_demo(engine, parse_as_of(as_of), scale=scale or DEMO_SCALE, seed=seed)
             except UsageError as exc:
                 out.print(f"{exc}; nothing loaded")
             else:

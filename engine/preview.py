@@ -1,8 +1,9 @@
 """`aftersales preview`: render every notice template in every locale before a customer sees it.
 
-Sample data comes from a real night: the demo data set is loaded into a scratch SQLite file and
-the policy is run over it at a fixed instant, and the context each notice is rendered with is
-kept. A notice that night does not reach is given a row of the table of a rule that sends it.
+Sample data comes from a real night: the demo data set, as `init --demo` loads it, is loaded
+into a scratch SQLite file and the policy is run over it at a fixed instant, and the context
+each notice is rendered with is kept. A notice that night does not reach is given a row of
+the table of a rule that sends it.
 Each template is then rendered in each locale with its sample; any error (a missing variable,
 a filter on an empty value, a sandbox violation, a syntax error, a rendering past the render
 limits) is a problem with the template's file and line, so it fails preview instead of a letter.
@@ -22,19 +23,23 @@ from typing import Any
 
 from jinja2 import TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import SecurityError
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
-from engine.db.demo import load_demo
+from engine.db.demo import DEMO_SCALE, load_demo
 from engine.db.models import LOCALES
 from engine.db.schema import upgrade
 from engine.db.session import connect
+from engine.db.types import UtcDateTime
 from engine.errors import Location, Problem
+from engine.expr import to_sql
 from engine.findings import Finding
 from engine.ledger.approval import approve, waiting
 from engine.notices.outbox import finding_context
 from engine.notices.recipients import Directory, Recipient
 from engine.notices.templates import NoticeTemplates, RenderedNotice, RenderLimitExceeded
 from engine.policy import Policy
+from engine.policy.durations import Duration
+from engine.policy.loader import CompiledRule
 from engine.run import load_checked_policy, run_night
 from engine.settings import Settings
 
@@ -160,7 +165,7 @@ def collect_samples(
         engine = connect(url)
         try:
             upgrade(engine)
-            load_demo(engine, as_of)
+            load_demo(engine, as_of, scale=DEMO_SCALE)  # the demo `init --demo` loads
             recording = NoticeTemplates(
                 settings.templates, policy.defaults.locale, settings.rendering.limits()
             )
@@ -197,10 +202,9 @@ def _rule_samples(
             names = set(_notice_names(compiled.rule.model_dump())) - have
             if not names:
                 continue
-            row = conn.execute(select(compiled.table).limit(1)).mappings().first()
-            if row is None:
+            record = _sample_row(conn, compiled, as_of)
+            if record is None:
                 continue
-            record = dict(row)
             customers = [record["customer_id"]] if "customer_id" in record else []
             directory = Directory(conn, customers, policy.roles)
             finding = Finding(
@@ -219,6 +223,33 @@ def _rule_samples(
             for name in names:
                 have.add(name)
                 yield name, (f"a row of rule {compiled.rule.id}", context)
+
+
+def _sample_row(
+    conn: Connection, compiled: CompiledRule[Any], as_of: datetime
+) -> dict[str, Any] | None:
+    """A row the rule would send about, so the letter agrees with itself: one its condition
+    holds for and, for a dated rule, whose date lies on the side of the sample night that its
+    offset points to (a lapse letter about a contract that has ended, not one ending next
+    month); any row of its table when none does."""
+    table = compiled.table
+    query = select(table)
+    if compiled.condition is not None:
+        query = query.where(to_sql(compiled.condition, table, as_of))
+    name = getattr(compiled.rule, "date", None)
+    offset = getattr(compiled.rule, "offset", None) or getattr(compiled.rule, "due", None)
+    if isinstance(name, str) and name in table.c and isinstance(offset, Duration):
+        column = table.c[name]
+        night = as_of if isinstance(column.type, UtcDateTime) else as_of.date()
+        if offset.is_negative:  # sent ahead of the date: the soonest still to come
+            query = query.order_by((column > night).desc(), column)
+        else:  # sent after it: the latest already past
+            query = query.order_by((column < night).desc(), column.desc())
+    for candidate in (query, select(table)):
+        row = conn.execute(candidate.limit(1)).mappings().first()
+        if row is not None:
+            return dict(row)
+    return None
 
 
 def _notice_names(value: Any) -> Iterator[str]:

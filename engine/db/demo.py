@@ -58,7 +58,7 @@ from engine.db.models import SERVICE_TABLES
 from engine.db.types import UtcDateTime
 from engine.errors import UsageError
 
-__all__ = ["REQUESTS_PER_SCALE", "load_demo", "scale_for_requests"]
+__all__ = ["DEMO_SCALE", "REQUESTS_PER_SCALE", "load_demo", "scale_for_requests"]
 
 REQUESTS_PER_SCALE = 300
 """Service requests per unit of `scale`."""
@@ -71,6 +71,18 @@ BLOCKS_PER_BRANCH = 50
 
 CHUNK_ROWS = 40_000
 """Rows buffered (all tables together) before they are written."""
+
+DEMO_SCALE = 8
+"""The scale of `aftersales init --demo` and of preview's sample night: 2,400 calls, enough that
+a branch's month has dozens of repair calls, so the scenarios' handful of complaints reads as a
+few per 100 calls (scale 1 has about five repair calls per branch and month)."""
+
+COMPLAINT_EVERY = 40
+"""Calls per complaint in the bulk data (the scenarios add theirs): with them a branch sees a
+few complaints per 100 repair calls, as a real department does."""
+
+REPEAT_SHARE = 0.15
+"""Completed calls whose fault comes back (a repeat call): first-time fix around 85-90 %."""
 
 DAY = 86_400
 HOUR = 3_600
@@ -694,6 +706,7 @@ class _Demo:
         self.branches: list[_Branch] = []
         self.head_office: dict[str, int] = {}
         self.falsify_next = False
+        self.block = 0  # the block being generated
         # Improvements and targets draw from their own stream, so adding them left every
         # other table exactly as it was for a given seed.
         self.tally_rng = random.Random(f"{seed}:tallies")
@@ -725,6 +738,7 @@ class _Demo:
         for model, name, category, _parts in _PRODUCTS:
             self.out.add("products", (self._next("products"), model, name, category))
         for block in range(self.scale):
+            self.block = block
             scenarios = block % SCENARIO_EVERY == 0
             group = self.branches[block // BLOCKS_PER_BRANCH * 4 :][:4]
             for branch in group:
@@ -963,7 +977,9 @@ class _Demo:
             self._contract(branch, customers[0], "free_maintenance", "active", ends - 729, ends)
             ends = today + 30 + int(rnd() * 40)
             self._contract(branch, customers[1], "free_maintenance", "active", ends - 364, ends)
-            ends = today - 5 - int(rnd() * 120)
+            # Lapsed within the last weeks: the customer's lapse letter and the rep's task go out
+            # tonight (and preview samples them from the night, with a date in the past).
+            ends = today - 2 - int(rnd() * 20)
             self._contract(
                 branch, customers[3 % len(customers)], "maintenance", "lapsed", ends - 364, ends
             )
@@ -1033,8 +1049,8 @@ class _Demo:
             made += 1
             # The same fault again within weeks: a repeat call (double fines, first-time fix).
             completed = next((t for s, t in timeline if s == "completed"), None)
-            if completed is not None and made < branch.spec.requests and rnd() < 0.05:
-                again = _bump(completed + 3 * DAY + int(rnd() * 27 * DAY))
+            if completed is not None and made < branch.spec.requests and rnd() < REPEAT_SHARE:
+                again = _bump(completed + 2 * DAY + int(rnd() * 19 * DAY))
                 if branch.utc(again) <= latest:
                     timeline, flags, promised = self._bulk_timeline(again)
                     self._request(branch, customer, timeline, flags, promised, request_id)
@@ -1245,38 +1261,52 @@ class _Demo:
     def _complaints(self, branch: _Branch, customers: list[_Customer], scenarios: bool) -> None:
         rnd, as_of, pick = self.rng.random, self.as_of, self._pick
         if scenarios:
-            c0, c1 = customers[0], customers[1]
-            # Overdue: no reply 24 hours after acceptance, nobody found responsible yet.
+            self._complaint_scenarios(branch, customers)
+        # One complaint per COMPLAINT_EVERY calls over the year, on top of the scenarios, spread
+        # evenly over the year: each of the branch's blocks takes its slot of it, and each
+        # branch its quarter of the slot. Drawn independently, the department's month of a
+        # few complaints swung between none and twice the usual.
+        count = branch.spec.requests // COMPLAINT_EVERY
+        slot = self.block % BLOCKS_PER_BRANCH + (_BRANCHES.index(branch.spec) + rnd()) / 4
+        for index in range(count):
+            share = (index + slot / branch.blocks) / count
+            received = as_of - int((3 + share * 362) * DAY)
             self._complaint(
-                branch, c0, "appeal", "general", as_of - int((30 + rnd() * 30) * HOUR), None, None
-            )
-            self._complaint(
-                branch, c1, "claim", "serious", as_of - int((26 + rnd() * 14) * HOUR), None, None
-            )
-            # Within the 24 hours still.
-            self._complaint(
-                branch,
-                pick(customers),
-                "appeal",
-                "general",
-                as_of - int((2 + rnd() * 8) * HOUR),
-                None,
-                None,
-            )
-            # Replied late, not closed yet, and past its 3-day handling deadline: urged.
-            self._complaint(
-                branch, pick(customers), "appeal", "general",
-                as_of - int((5 + rnd() * 4) * DAY), 30 + rnd() * 30, None, due_days=3,
+                branch, pick(customers), "claim" if rnd() < 0.25 else "appeal",
+                "serious" if rnd() < 0.1 else "general", received,
+                2 + rnd() * 40, 48 + rnd() * 500,
+                responsible=rnd() < 0.85, verified=rnd() < 0.6, satisfied=rnd() < 0.85,
             )  # fmt: skip
-            # Closed on time this month, verified.
-            self._complaint(
-                branch, pick(customers), "appeal", "general",
-                as_of - int((8 + rnd() * 6) * DAY), 2 + rnd() * 18, 60 + rnd() * 90, verified=True,
-            )  # fmt: skip
-            # Last month, for the review by the 10th: the same problem twice (double fine), a
-            # verified one nobody was found responsible for (the team lead pays), a claim closed
-            # late with an unhappy customer.
-            month_start = branch.utc(self._previous_month_start(branch))
+
+    def _complaint_scenarios(self, branch: _Branch, customers: list[_Customer]) -> None:
+        """The complaints the night and the monthly close must find.
+
+        Every branch has its own overdue and fresh complaints (its language's letters); the
+        cases of last month, or of last month early in a month, are shared out among the
+        branches instead of repeated in each: a branch's month then has a few complaints per
+        100 repair calls, not one per call.
+        """
+        rnd, as_of, pick = self.rng.random, self.as_of, self._pick
+        c0, c1 = customers[0], customers[1]
+        position = _BRANCHES.index(branch.spec)
+        # Overdue: no reply 24 hours after acceptance, nobody found responsible yet.
+        self._complaint(
+            branch, c0, "appeal", "general", as_of - int((30 + rnd() * 30) * HOUR), None, None
+        )
+        self._complaint(
+            branch, c1, "claim", "serious", as_of - int((26 + rnd() * 14) * HOUR), None, None
+        )
+        # Within the 24 hours still.
+        self._complaint(
+            branch, pick(customers), "appeal", "general", as_of - int((2 + rnd() * 8) * HOUR),
+            None, None,
+        )  # fmt: skip
+        # Last month, for the review by the 10th, and the urged and closed cases, which fall
+        # into last month early in a month: one branch each, the review's at the two Chinese
+        # branches (the fines are theirs).
+        month_start = branch.utc(self._previous_month_start(branch))
+        if position == 0:
+            # The same problem twice (double fine), and a claim closed late, customer unhappy.
             first = self._complaint(
                 branch, c0, "appeal", "general", month_start + int((1 + rnd() * 6) * DAY),
                 3 + rnd() * 15, 48 + rnd() * 48, verified=True,
@@ -1285,22 +1315,29 @@ class _Demo:
                 branch, c0, "appeal", "general", month_start + int((14 + rnd() * 5) * DAY),
                 4 + rnd() * 10, 24 + rnd() * 48, verified=True, repeat_of=first,
             )  # fmt: skip
-            self._complaint(
-                branch, c1, "appeal", "serious", month_start + int((8 + rnd() * 8) * DAY),
-                5 + rnd() * 10, 72 + rnd() * 72, verified=True, responsible=False,
-            )  # fmt: skip
             received = month_start + int((3 + rnd() * 5) * DAY)
             self._complaint(
                 branch, pick(customers), "claim", "serious", received,
                 20 + rnd() * 20, (20 + rnd() * 10) * 24, verified=True, satisfied=False,
             )  # fmt: skip
-        for _ in range(branch.spec.requests // 25):
-            received = as_of - int((3 + rnd() * 362) * DAY)
+        elif position == 1:
+            # Verified, and nobody was found responsible: the team lead pays.
             self._complaint(
-                branch, pick(customers), "claim" if rnd() < 0.25 else "appeal",
-                "serious" if rnd() < 0.1 else "general", received,
-                2 + rnd() * 40, 48 + rnd() * 500,
-                responsible=rnd() < 0.85, verified=rnd() < 0.6, satisfied=rnd() < 0.85,
+                branch, c1, "appeal", "serious", month_start + int((8 + rnd() * 8) * DAY),
+                5 + rnd() * 10, 72 + rnd() * 72, verified=True, responsible=False,
+            )  # fmt: skip
+        elif position == 2:
+            # Replied late, not closed yet, and past its 3-day handling deadline: urged.
+            self._complaint(
+                branch, pick(customers), "appeal", "general",
+                as_of - int((5 + rnd() * 4) * DAY), 30 + rnd() * 30, None, due_days=3,
+            )  # fmt: skip
+        else:
+            # Received a week ago and closed on time in the last days, verified: the customer's
+            # letter with the outcome goes out tonight.
+            self._complaint(
+                branch, pick(customers), "appeal", "general", as_of - int((7 + rnd()) * DAY),
+                2 + rnd() * 18, 48 + rnd() * 72, verified=True,
             )  # fmt: skip
 
     def _previous_month_start(self, branch: _Branch) -> int:
