@@ -48,6 +48,7 @@ from engine.reports.overdue import (
 )
 from engine.reports.penalties import write_reports
 from engine.rules.metric import Measured, is_effective, measure, months_to_measure
+from engine.rules.unjudged import count_unjudged
 from engine.run_result import RuleOutcome, RunResult, spent
 from engine.settings import Settings
 
@@ -170,8 +171,11 @@ def _evaluate_and_queue(
             reported = QueueReport()
             if due.is_due("overdue_summary"):
                 branches = night.people().branches
-                every = open_overdue(conn, as_of, branches, SummaryTerms.of(policy))
-                summary = every.only(due.scopes("overdue_summary").branches)
+                scope = due.scopes("overdue_summary").branches
+                unjudged = count_unjudged(conn, policy, as_of, scope)
+                every = open_overdue(conn, as_of, branches, SummaryTerms.of(policy), unjudged)
+                summary = every.only(scope)
+                result.record_unjudged(unjudged)
                 reported = _report_overdue(conn, summary, night.people(), **outgoing)
             kpis, measured, stored = None, QueueReport(), 0
             if due.is_due("kpi_report"):

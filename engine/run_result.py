@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.rules.unjudged import Unjudged
 
 
 @dataclass
@@ -20,6 +24,8 @@ class RuleOutcome:
     new: int = 0
     history: int = 0  # new findings due before the rule went live: recorded, no notices
     skipped: dict[str, int] = field(default_factory=dict)
+    # Open rows it cannot judge for an empty field, counted with the branches' overdue summary
+    unjudged: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
     mode: str = "full"  # full, incremental (what changed or came due) or not due (its part)
@@ -51,6 +57,15 @@ class RunResult:
         if self.artifact is None:
             return []
         return json.loads(self.artifact.read_text("utf-8"))["findings"]
+
+    def record_unjudged(self, unjudged: Iterable[Unjudged]) -> None:
+        """Add what each rule could not judge (engine.rules.unjudged) to its outcome."""
+        outcomes = {outcome.rule_id: outcome for outcome in self.rules}
+        for counted in unjudged:
+            outcome = outcomes.get(counted.rule_id)
+            if outcome is not None:
+                reason = counted.reason
+                outcome.unjudged[reason] = outcome.unjudged.get(reason, 0) + counted.count
 
     def document(self, policy_hash: str, dry_run: bool) -> dict[str, Any]:
         """The run artifact (schema_version 2) but for its findings, which are spooled."""

@@ -39,6 +39,7 @@ from engine.policy.models import OVERDUE_NOTICE
 from engine.reports.charts import bar_chart, chart_cid
 from engine.reports.files import write_atomically
 from engine.reports.spreadsheet import csv_text
+from engine.rules.unjudged import Unjudged
 
 PAGE_TEMPLATE = "_reports/overdue.html.j2"
 LETTER_ITEMS = 100
@@ -175,6 +176,20 @@ class OverdueItem:
         return self.person or self.department.get(locale) or None
 
 
+@dataclass(frozen=True, slots=True)
+class UnjudgedLine:
+    """Open rows of the branch a rule could not judge for an empty field, with the rule's
+    title: so missing data is seen, not taken for compliance."""
+
+    counted: Unjudged
+    rule_title: str
+    titles: Mapping[str, str] = field(default_factory=dict)
+
+    def title_in(self, locale: str) -> str:
+        """The rule's title for a reader of `locale`."""
+        return self.titles.get(locale, self.rule_title)
+
+
 @dataclass
 class OverdueBranch:
     """One branch's overdue rows, most late first."""
@@ -185,6 +200,7 @@ class OverdueBranch:
     timezone: str
     items: list[OverdueItem] = field(default_factory=list)
     hidden: int = 0  # rows left out of `items` (a letter shows the most late)
+    unjudged: list[UnjudgedLine] = field(default_factory=list)  # most rows first
     png: bytes | None = field(default=None, repr=False, compare=False)  # chart(), once drawn
 
     @property
@@ -196,7 +212,9 @@ class OverdueBranch:
         """The same branch with only its `limit` most late rows, the rest counted."""
         shown = self.items[:limit]
         rest = len(self.items) - len(shown) + self.hidden
-        return OverdueBranch(self.branch_id, self.code, self.name, self.timezone, shown, rest)
+        return OverdueBranch(
+            self.branch_id, self.code, self.name, self.timezone, shown, rest, self.unjudged
+        )
 
     def by_rule(self) -> list[tuple[str, int]]:
         """(rule id, clocks past its deadline) pairs, most first."""
@@ -226,10 +244,12 @@ def open_overdue(
     as_of: datetime,
     branches: Mapping[int, Mapping[str, Any]],
     terms: SummaryTerms,
+    unjudged: Sequence[Unjudged] = (),
 ) -> OverdueSummary:
     """Every clock late at `as_of`: the open breaches and escalation levels in the findings
     table (each run keeps them open exactly while they hold), with their entity's branch,
-    number and names; so the summary needs no run that judges every clock."""
+    number and names; so the summary needs no run that judges every clock. With what the
+    rules could not judge (engine.rules.unjudged), per branch."""
     rows = select(
         FindingRow.rule_id, FindingRow.entity, FindingRow.entity_id, FindingRow.occurrence,
         FindingRow.state, FindingRow.reason, FindingRow.due_at,
@@ -258,7 +278,7 @@ def open_overdue(
         )
         for row in late
     ]
-    return build_overdue(findings, branches, terms, as_of)
+    return build_overdue(findings, branches, terms, as_of, unjudged)
 
 
 def _records(conn: Connection, table: Table, ids: Sequence[int]) -> Iterator[dict[str, Any]]:
@@ -296,23 +316,28 @@ def build_overdue(
     branches: Mapping[int, Mapping[str, Any]],
     terms: SummaryTerms,
     as_of: datetime,
+    unjudged: Sequence[Unjudged] = (),
 ) -> OverdueSummary:
     """The overdue summary from deadline findings (pure): one row per entity with the rules
-    it is late for, most late first, in branches ordered by code."""
+    it is late for, most late first, in branches ordered by code; and per branch, the rows
+    each rule could not judge, most first."""
     parts: dict[Any, OverdueBranch] = {}
-    for (branch_id, entity, entity_id), (record, rules) in _late_rules(
-        found, branches, terms, as_of
-    ).items():
-        part = parts.get(branch_id)
-        if part is None:
+
+    def part_of(branch_id: Any) -> OverdueBranch:
+        if branch_id not in parts:
             branch = branches.get(branch_id) or {}
-            part = parts[branch_id] = OverdueBranch(
+            parts[branch_id] = OverdueBranch(
                 branch_id,
                 branch.get("code", "HQ"),
                 branch.get("name", "Head office"),
                 branch.get("timezone", "UTC"),
             )
-        part.items.append(
+        return parts[branch_id]
+
+    for (branch_id, entity, entity_id), (record, rules) in _late_rules(
+        found, branches, terms, as_of
+    ).items():
+        part_of(branch_id).items.append(
             OverdueItem(
                 entity=entity,
                 entity_id=entity_id,
@@ -321,6 +346,14 @@ def build_overdue(
                 person=record.get(PERSON),
                 department=terms.department(record.get(DEPARTMENT)),
                 rules=tuple(sorted(rules, key=_lateness)),
+            )
+        )
+    for counted in sorted(unjudged, key=lambda u: (-u.count, u.rule_id, u.field)):
+        part_of(counted.branch_id).unjudged.append(
+            UnjudgedLine(
+                counted,
+                terms.titles.get(counted.rule_id, counted.rule_id),
+                terms.localized.get(counted.rule_id, {}),
             )
         )
     for part in parts.values():
@@ -453,9 +486,13 @@ def overdue_letters(
         locale = branch.get("locale") or "en"  # one file for all readers: the branch's language
         files = cache(
             lambda part=part, name=name, locale=locale: (
-                Attachment(f"{name}.csv", "text/csv", _csv_bytes([part], locale)),
-                Attachment(f"{name}.png", "image/png", chart(part), chart_cid(name)),
-            )
+                (
+                    Attachment(f"{name}.csv", "text/csv", _csv_bytes([part], locale)),
+                    Attachment(f"{name}.png", "image/png", chart(part), chart_cid(name)),
+                )
+                if part.items
+                else ()
+            )  # only what the rules could not judge: no rows, no chart
         )
         context = {
             "part": part.most_overdue(LETTER_ITEMS),
@@ -480,6 +517,7 @@ def write_page(
     charts = {
         part.code: "data:image/png;base64," + base64.b64encode(chart(part)).decode("ascii")
         for part in summary.branches
+        if part.items
     }
     values = {"summary": summary, "charts": charts, "locale": locale, "timezone": zone}
     html = templates.env.get_template(PAGE_TEMPLATE).render(values)
