@@ -35,6 +35,22 @@ from engine.db.schema import upgrade
 from engine.db.session import connect
 from engine.settings import Settings
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow", action="store_true", help="also run the tests marked slow (CI=true does)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the slow tests unless asked for (--slow) or in CI, which runs every test."""
+    if config.getoption("--slow") or os.environ.get("CI") == "true":
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 PG_ADMIN_URL = os.environ.get(
     "AFTERSALES_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
