@@ -35,6 +35,7 @@ from engine.db.schema import upgrade
 from engine.db.session import connect
 from engine.settings import Settings
 
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--slow", action="store_true", help="also run the tests marked slow (CI=true does)"

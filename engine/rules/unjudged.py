@@ -10,8 +10,8 @@ whose clock has not stopped, every row of a reminder. A rule that says with `whe
 happens to them (`when: promised_at is not null`) counts nothing.
 
 Rules that read derived fields (the warranty view) are not counted: the view is the costly
-part of a night. Counted once a day, with each branch's overdue summary, where the managers read it and the
-run artifact records it per rule (engine.run).
+part of a night. Counted once a day, with each branch's overdue summary, where the managers
+read it and the run artifact records it per rule (engine.run).
 """
 
 from __future__ import annotations
