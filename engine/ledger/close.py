@@ -245,6 +245,7 @@ def _person_letters(
             "totals": total(mine),
             "correction": all(e.correction for e in found),
             "approval": found[0].approval,
+            "role_titles": role_titles(policy),
         }
         context["timezone"] = context["branch"]["timezone"]
         readers = [_self(person)]
@@ -292,6 +293,7 @@ def _approval_letters(
         "lines": mine,
         "totals": total(mine),
         "correction": all(line.kind == "correction" for line in mine),
+        "role_titles": role_titles(policy),
         # Always one branch: without --branch the command would approve every branch's month.
         "command": f"aftersales approve {waits['period']} --branch "
         + (branch["code"] if waits["branch_id"] else HEAD_OFFICE_CODE)
@@ -319,8 +321,7 @@ def _summary_letters(
             "branch": branch,
             "timezone": branch["timezone"],
             "chart_src": f"cid:{chart_cid(name)}",
-            # A person's role by its title in the reader's language (rules/roles.yaml).
-            "role_titles": {role: dict(spec.title) for role, spec in policy.roles.items()},
+            "role_titles": role_titles(policy),
         }
         letters += branch_letters(
             directory, policy.ledger.summary_to, part.branch_id, reasons,
@@ -352,6 +353,12 @@ def _line(
         titles=rule.localized_titles() if rule else {},
         details=explained(booking["details"], rule),
     )
+
+
+def role_titles(policy: Policy) -> dict[str, dict[str, str]]:
+    """Each role's title per locale (rules/roles.yaml): letters name a role in the reader's
+    language."""
+    return {role: dict(spec.title) for role, spec in policy.roles.items()}
 
 
 def _branch(directory: Directory, branch_id: int | None) -> dict[str, Any]:

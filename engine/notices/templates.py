@@ -138,9 +138,9 @@ def _number(ctx: Context, value: Decimal | int | float) -> str:
 
 
 @pass_context
-def _percent(ctx: Context, value: Decimal | float) -> str:
+def _percent(ctx: Context, value: Decimal | float, format: str = "#,##0.#%") -> str:
     # A share held as a fraction (0.953) reads as a percentage in the reader's style.
-    return format_percent(_given(value, "share"), "#,##0.#%", locale=_babel_locale(ctx))
+    return format_percent(_given(value, "share"), format, locale=_babel_locale(ctx))
 
 
 class _BoundedEnvironment(ImmutableSandboxedEnvironment):

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +228,8 @@ def explained(details: Mapping[str, Any], rule: TallyRule | None) -> dict[str, A
     instants and days as such, and the policy's words (a score part's `names`, a factor's
     `why`) per locale beside what they explain."""
     out = {key: _decimal(value) if key in _NUMBERS else value for key, value in details.items()}
+    if "measure" in out:
+        out["measure"] = _rounded(out["measure"], details.get("kind") == "ratio")
     why = [m.why for m in rule.multiply] if rule else []
     out["items"] = [
         {
@@ -243,7 +245,8 @@ def explained(details: Mapping[str, Any], rule: TallyRule | None) -> dict[str, A
     out["parts"] = [
         {
             **part,
-            **{key: _decimal(part.get(key)) for key in ("measure", "points", "weight", "gate")},
+            **{key: _decimal(part.get(key)) for key in ("points", "weight", "gate")},
+            "measure": _rounded(_decimal(part.get("measure")), part.get("ratio", False)),
             "names": names.get(part["name"], {}),
         }
         for part in details.get("parts", ())
@@ -257,6 +260,14 @@ _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 def _decimal(value: Any) -> Decimal | None:
     return None if value is None else Decimal(value)
+
+
+def _rounded(value: Decimal | None, ratio: bool) -> Decimal | None:
+    """A measured value as the reason shows it, half up as the English reason does: a ratio
+    to a hundredth of a percent (94.99 % is not 95 %), others to a hundredth."""
+    if value is None:
+        return None
+    return value.quantize(Decimal("0.0001" if ratio else "0.01"), rounding=ROUND_HALF_UP)
 
 
 def _moment(value: str | None) -> date | datetime | None:

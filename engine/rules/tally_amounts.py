@@ -158,7 +158,7 @@ def _per_entity(tally: CompiledTally, group: Group, skipped: Counter[str]) -> Ta
     details: dict[str, Any] = {"per_entity": {k: str(v) for k, v in amounts.items()}}
     if factors:
         details["factors"] = factors
-    details["items"] = items[:_SHOWN]
+    details["items"], details["count"] = items[:_SHOWN], len(items)
     note = ""
     if rule.cap is not None and abs(total) > rule.cap:
         details["uncapped"] = str(total)
@@ -262,7 +262,7 @@ def _banded(tally: CompiledTally, group: Group) -> Tallied | None:
         "measure": str(value),
         "count": count,
         "band": str(hit.at_least),
-        "ratio": rule.measure.kind == "ratio",
+        "kind": rule.measure.kind,
     }
     return _tallied(tally, group, total, {}, details, reason)
 
