@@ -295,9 +295,9 @@ def _approval_letters(
         "correction": all(line.kind == "correction" for line in mine),
         "role_titles": role_titles(policy),
         # Always one branch: without --branch the command would approve every branch's month.
+        # The letter adds `--by "NAME"`, the placeholder in the reader's language.
         "command": f"aftersales approve {waits['period']} --branch "
-        + (branch["code"] if waits["branch_id"] else HEAD_OFFICE_CODE)
-        + ' --by "NAME"',
+        + (branch["code"] if waits["branch_id"] else HEAD_OFFICE_CODE),
     }
     return branch_letters(
         directory, (approval.by,), waits["branch_id"], reasons,
@@ -332,9 +332,7 @@ def _summary_letters(
     return letters
 
 
-def _line(
-    finding: Finding, rules: Mapping[str, TallyRule], run_id: str, as_of: datetime
-) -> Line:
+def _line(finding: Finding, rules: Mapping[str, TallyRule], run_id: str, as_of: datetime) -> Line:
     booking = finding.details[LEDGER_DETAILS]
     rule = rules.get(finding.rule_id)
     return Line(

@@ -349,7 +349,7 @@ def _label(row: Mapping[str, Any]) -> str:
 def _item(rule: TallyRule, row: Mapping[str, Any], base: Decimal, times: Decimal) -> dict[str, Any]:
     """One entity of a per-entity amount as JSON: its number, else when it happened (`at`,
     which a letter shows in the reader's time), its amount and which `multiply` parts applied."""
-    at = row[rule.at]
+    at = row.get(rule.at)
     return {
         "number": row.get("number"),
         "at": at.isoformat() if isinstance(at, date) else None,
