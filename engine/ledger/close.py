@@ -278,12 +278,13 @@ def _approval_letters(
     approval = policy.ledger.approval
     assert approval is not None
     branch = _branch(directory, waits["branch_id"])
+    # Each person with their lines: the approver sees whose money each line is.
     people: dict[int, dict[str, Any]] = {}
-    for finding in held:
-        if _held_in(finding, waits):
-            party = int(finding.entity_id)
-            person = directory.staff.get(party) or finding.record
-            people.setdefault(party, {"name": person.get("name"), "role": person.get("role")})
+    for finding, line in zip((f for f in held if _held_in(f, waits)), mine, strict=True):
+        party = int(finding.entity_id)
+        person = directory.staff.get(party) or finding.record
+        said = {"name": person.get("name"), "role": person.get("role"), "lines": []}
+        people.setdefault(party, said)["lines"].append(line)
     context = {
         "month": waits["period"],
         "branch": branch,
