@@ -57,6 +57,8 @@ STAFF_LETTERS = {
 """The staff letters the demo night sends, each checked here."""
 
 INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}|\+00:00")
+# A regulation cited as the policy writes it ("000 part 2 §2(3)", "000 art.14").
+CITATION = re.compile(r"\bpart \d+|\bart\.\d+")
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = yaml.safe_load((ROOT / "rules" / "roles.yaml").read_text(encoding="utf-8"))["roles"]
 ROLE_CODES = re.compile(r"\b(" + "|".join(r for r in ROLES if "_" in r) + r")\b")
@@ -100,7 +102,7 @@ def _english(settings, engine: Engine) -> set[str]:
     with engine.connect() as conn:
         text += " " + " ".join(conn.scalars(select(FindingRow.reason)))
     sources = " ".join(c.rule.source or "" for c in policy.rules())
-    # Sources cite the regulations as written ("000 part 2 §2(3)"): a citation, not prose.
+    # Sources name the regulations' sections ("003 (4S pay)"): checked as citations instead.
     cited = {w.lower() for w in WORD.findall(sources)}
     # A reason names the people it is about (a technician's daily report): names, not English.
     with engine.connect() as conn:
@@ -113,6 +115,7 @@ def _problems(name: str, locale: str, text: str, english: set[str]) -> list[str]
     text = MARKUP.sub(" ", text)
     found = [f"instant {m!r}" for m in INSTANT.findall(text)]
     found += [f"role code {m!r}" for m in ROLE_CODES.findall(text)]
+    found += [f"citation {m!r}" for m in CITATION.findall(text)]
     found += sorted({f"English {w!r}" for w in WORD.findall(text) if w.lower() in english})
     return [f"{name} ({locale}): {problem}" for problem in found]
 
