@@ -754,9 +754,9 @@ def report_penalties(
         settings, policy, notice_templates, engine = _report_inputs(db, rules, templates, locale)
         ledger = policy.ledger
         chosen = Period.parse(period) if period else last_closed_month(parse_as_of(as_of), ledger)
-        titles = {t.rule.id: t.rule.title for t in policy.tallies}
+        tallies = {t.rule.id: t.rule for t in policy.tallies}
         with engine.connect() as conn:
-            summary = build_summary(conn, chosen, titles)
+            summary = build_summary(conn, chosen, tallies)
             held = [w for w in waiting(conn) if w.period == chosen.closing_month.key]
         folder = output or settings.artifacts_dir / "reports"
         language = locale or policy.defaults.locale

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -47,6 +47,7 @@ from engine.notices.outbox import Letter, branch_letters, queue_letters
 from engine.notices.recipients import Directory, Recipient
 from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy
+from engine.policy.tally_spec import TallyRule
 from engine.reports.charts import chart_cid
 from engine.reports.penalties import (
     Line,
@@ -55,6 +56,7 @@ from engine.reports.penalties import (
     build_summary,
     closing_months,
     entry_line,
+    explained,
     total,
 )
 
@@ -109,8 +111,8 @@ def settle(
     closed = close(conn, due, policy.ledger, run_id=run_id, as_of=as_of, policy_hash=policy.hash)
     result.entries, result.closed = len(booked), [p.key for p in closed]
     directory = directory or Directory(conn, roles=policy.roles)
-    titles = {t.rule.id: t.rule.title for t in policy.tallies}
-    lines = {f.key: _line(f, titles, run_id, as_of) for f in booked}
+    rules = {t.rule.id: t.rule for t in policy.tallies}
+    lines = {f.key: _line(f, rules, run_id, as_of) for f in booked}
     held = [
         f
         for f in booked
@@ -120,13 +122,13 @@ def settle(
     ]
     waits = {f.key for f in held}
     announced = [_Entry.of(f, lines[f.key]) for f in booked if f.key not in waits]
-    announced += _approved(conn, titles, directory, run_id, result)
+    announced += _approved(conn, rules, directory, run_id, result)
     letters = _person_letters(announced, policy, directory, result.reasons)
     for held_group in hold(conn, held, run_id=run_id, as_of=as_of):
         mine = [lines[f.key] for f in held if _held_in(f, held_group)]
         letters += _approval_letters(held_group, mine, held, policy, directory, result.reasons)
     months = closing_months([*closed, *(Period.parse(f.occurrence) for f in booked)])
-    summaries = {m.key: build_summary(conn, m, titles) for m in months}
+    summaries = {m.key: build_summary(conn, m, rules) for m in months}
     result.summaries = [s for s in summaries.values() if s.entries or s.period in result.closed]
     for month in closing_months(closed):
         letters += _summary_letters(summaries[month.key], policy, directory, result.reasons)
@@ -152,8 +154,8 @@ def settle_approved(
     """Only queue the notices of entries approved since the last run: for a run that does
     not settle the ledger, so an approval goes out within a cycle, not at the next close."""
     result = Settlement()
-    titles = {t.rule.id: t.rule.title for t in policy.tallies}
-    entries = _approved(conn, titles, directory, run_id, result)
+    rules = {t.rule.id: t.rule for t in policy.tallies}
+    entries = _approved(conn, rules, directory, run_id, result)
     letters = _person_letters(entries, policy, directory, result.reasons)
     queued = queue_letters(
         conn, letters, templates=templates, mail_from=mail_from, run_id=run_id, as_of=as_of
@@ -165,12 +167,16 @@ def settle_approved(
 
 
 def _approved(
-    conn: Connection, titles: dict[str, str], directory: Directory, run_id: str, result: Settlement
+    conn: Connection,
+    rules: Mapping[str, TallyRule],
+    directory: Directory,
+    run_id: str,
+    result: Settlement,
 ) -> list[_Entry]:
     """The entries approved since their hold, now released by this run."""
     out: list[_Entry] = []
     for released in release(conn, run_id=run_id):
-        out += [_Entry.released(row, released, titles, directory) for row in released.rows]
+        out += [_Entry.released(row, released, rules, directory) for row in released.rows]
         result.released += len(released.rows)
     return out
 
@@ -196,13 +202,13 @@ class _Entry:
 
     @classmethod
     def released(
-        cls, row: Any, done: Release, titles: dict[str, str], directory: Directory
+        cls, row: Any, done: Release, rules: Mapping[str, TallyRule], directory: Directory
     ) -> _Entry:
         """An entry booked by an earlier run, told now that it is approved."""
         party = int(row["party_id"])
         person = dict(directory.staff.get(party) or {"id": party, "name": str(party)})
         approval = {"by": done.approved_by, "at": done.approved_at}
-        line = entry_line(row, titles)
+        line = entry_line(row, rules)
         return cls(
             row["key"], done.period, party, line, row["kind"] == "correction", person, approval
         )
@@ -239,6 +245,7 @@ def _person_letters(
             "totals": total(mine),
             "correction": all(e.correction for e in found),
             "approval": found[0].approval,
+            "role_titles": role_titles(policy),
         }
         context["timezone"] = context["branch"]["timezone"]
         readers = [_self(person)]
@@ -271,12 +278,13 @@ def _approval_letters(
     approval = policy.ledger.approval
     assert approval is not None
     branch = _branch(directory, waits["branch_id"])
+    # Each person with their lines: the approver sees whose money each line is.
     people: dict[int, dict[str, Any]] = {}
-    for finding in held:
-        if _held_in(finding, waits):
-            party = int(finding.entity_id)
-            person = directory.staff.get(party) or finding.record
-            people.setdefault(party, {"name": person.get("name"), "role": person.get("role")})
+    for finding, line in zip((f for f in held if _held_in(f, waits)), mine, strict=True):
+        party = int(finding.entity_id)
+        person = directory.staff.get(party) or finding.record
+        said = {"name": person.get("name"), "role": person.get("role"), "lines": []}
+        people.setdefault(party, said)["lines"].append(line)
     context = {
         "month": waits["period"],
         "branch": branch,
@@ -286,10 +294,11 @@ def _approval_letters(
         "lines": mine,
         "totals": total(mine),
         "correction": all(line.kind == "correction" for line in mine),
+        "role_titles": role_titles(policy),
         # Always one branch: without --branch the command would approve every branch's month.
+        # The letter adds `--by "NAME"`, the placeholder in the reader's language.
         "command": f"aftersales approve {waits['period']} --branch "
-        + (branch["code"] if waits["branch_id"] else HEAD_OFFICE_CODE)
-        + ' --by "NAME"',
+        + (branch["code"] if waits["branch_id"] else HEAD_OFFICE_CODE),
     }
     return branch_letters(
         directory, (approval.by,), waits["branch_id"], reasons,
@@ -313,8 +322,7 @@ def _summary_letters(
             "branch": branch,
             "timezone": branch["timezone"],
             "chart_src": f"cid:{chart_cid(name)}",
-            # A person's role by its title in the reader's language (rules/roles.yaml).
-            "role_titles": {role: dict(spec.title) for role, spec in policy.roles.items()},
+            "role_titles": role_titles(policy),
         }
         letters += branch_letters(
             directory, policy.ledger.summary_to, part.branch_id, reasons,
@@ -325,12 +333,13 @@ def _summary_letters(
     return letters
 
 
-def _line(finding: Finding, titles: dict[str, str], run_id: str, as_of: datetime) -> Line:
+def _line(finding: Finding, rules: Mapping[str, TallyRule], run_id: str, as_of: datetime) -> Line:
     booking = finding.details[LEDGER_DETAILS]
+    rule = rules.get(finding.rule_id)
     return Line(
         period=finding.occurrence,
         rule_id=finding.rule_id,
-        rule_title=titles.get(finding.rule_id, finding.rule_id),
+        rule_title=rule.title if rule else finding.rule_id,
         direction=booking["details"]["direction"],
         kind=booking["kind"],
         amount=finding.amount or Decimal(0),
@@ -340,7 +349,15 @@ def _line(finding: Finding, titles: dict[str, str], run_id: str, as_of: datetime
         reason=finding.reason,
         run_id=run_id,
         booked_at=as_of,
+        titles=rule.localized_titles() if rule else {},
+        details=explained(booking["details"], rule),
     )
+
+
+def role_titles(policy: Policy) -> dict[str, dict[str, str]]:
+    """Each role's title per locale (rules/roles.yaml): letters name a role in the reader's
+    language."""
+    return {role: dict(spec.title) for role, spec in policy.roles.items()}
 
 
 def _branch(directory: Directory, branch_id: int | None) -> dict[str, Any]:

@@ -147,9 +147,30 @@ def _number(ctx: Context, value: Decimal | int | float) -> str:
 
 
 @pass_context
-def _percent(ctx: Context, value: Decimal | float) -> str:
+def _percent(ctx: Context, value: Decimal | float, format: str = "#,##0.#%") -> str:
     # A share held as a fraction (0.953) reads as a percentage in the reader's style.
-    return format_percent(_given(value, "share"), "#,##0.#%", locale=_babel_locale(ctx))
+    return format_percent(_given(value, "share"), format, locale=_babel_locale(ctx))
+
+
+# How the seed documents' parts and articles are cited in each language; English as written.
+_CITED = {
+    "zh-CN": ("第{n}部分", "第{n}条"),
+    "zh-TW": ("第{n}部分", "第{n}條"),
+    "es": ("parte {n}", "art. {n}"),
+}
+_PART = re.compile(r"\bpart (\d+)")
+_ARTICLE = re.compile(r"\bart\.\s*(\d+(?:-\d+)?)")
+
+
+@pass_context
+def _citation(ctx: Context, source: str) -> str:
+    """A rule's `source` ("000 part 2 §2(3)", "000 art.14") cited in the reader's language."""
+    words = _CITED.get(ctx["locale"])
+    if words is None:
+        return source
+    part, article = words
+    cited = _PART.sub(lambda m: part.format(n=m[1]), source)
+    return _ARTICLE.sub(lambda m: article.format(n=m[1]), cited)
 
 
 class _BoundedEnvironment(ImmutableSandboxedEnvironment):
@@ -230,6 +251,7 @@ class NoticeTemplates:
             number=_number,
             percent=_percent,
             zone=_zone,  # `timezone|zone`: the zone's name in the reader's language
+            citation=_citation,
             base_state=base_state,  # `breach:repeat-2`|base_state is `breach`
         )
         self._files = self._scan()

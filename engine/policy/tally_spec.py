@@ -40,7 +40,7 @@ from pydantic import (
 
 from engine.policy.calendar_spec import time_zone_schema
 from engine.policy.durations import PeriodKind, Span
-from engine.policy.models import BranchScope, Rule, Word, _Frozen
+from engine.policy.models import BranchScope, Locale, Rule, Word, _Frozen
 from engine.policy.schema_parts import LazySchema
 
 ONE_HUNDRED_PERCENT = Decimal(1)
@@ -423,6 +423,11 @@ class Multiplier(_Frozen):
 
     when: str | None = Field(None, description="Condition on the entity; empty: always")
     by: Factor = Field(description="Factor, e.g. 2 for double")
+    why: dict[Locale, Annotated[str, StringConstraints(min_length=1)]] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="Why the factor applies, in words per locale ({en: repeated, zh-CN: 重复}), "
+        "for the reward/penalty notices; without it they show the factor alone",
+    )
 
 
 class Gate(_Frozen):
@@ -436,6 +441,11 @@ class ScoreItem(_Frozen):
     gate (`gate: {at_least: 94}`) the measure must reach for any amount, worth no points."""
 
     name: str = Field(min_length=1, description="What the part is, for reasons and notices")
+    names: dict[Locale, Annotated[str, StringConstraints(min_length=1)]] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="The name in other languages, by locale ({zh-CN: ..., es: ...}), for the "
+        "reward/penalty notices; a reader whose locale has none reads `name`",
+    )
     weight: Share | None = Field(None, description="Share of the score, e.g. 40%")
     when: str | None = Field(None, description="Which entities this part measures")
     measure: Measure = Field(

@@ -10,10 +10,11 @@ a CSV with one row per entry, for accounting and payroll.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from engine.findings import instant_text
 from engine.ledger.periods import Period, closing_with
 from engine.notices.outbox import Attachment
 from engine.notices.templates import NoticeTemplates
+from engine.policy.tally_spec import TallyRule
 from engine.reports.charts import SignedBar, chart_cid, signed_chart
 from engine.reports.files import write_atomically
 from engine.reports.spreadsheet import csv_text
@@ -68,6 +70,15 @@ class Line:
     reason: str
     run_id: str
     booked_at: datetime
+    # The rule's title per locale, and the reason's parts as data (`explained`), so a letter
+    # says both in the reader's language; `rule_title` and `reason` stay for the CSV.
+    titles: Mapping[str, str] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def day(self) -> date | None:
+        """The day a daily period is (`2026-12-07`); None for a month, quarter, ..."""
+        return date.fromisoformat(self.period) if _DAY.match(self.period) else None
 
 
 @dataclass
@@ -164,7 +175,7 @@ def total(lines: Iterable[Line]) -> list[Totals]:
     return [out[c] for c in sorted(out)]
 
 
-def build_summary(conn: Connection, period: Period, titles: Mapping[str, str]) -> Summary:
+def build_summary(conn: Connection, period: Period, rules: Mapping[str, TallyRule]) -> Summary:
     """Every ledger entry of `period` by branch and person (a month: with the quarter it ends)."""
     periods = [p.key for p in closing_with(period)] if period.kind == "month" else [period.key]
     entries, staff, branches = (t.__table__ for t in (LedgerEntry, Staff, Branch))
@@ -196,19 +207,20 @@ def build_summary(conn: Connection, period: Period, titles: Mapping[str, str]) -
             person = Person(row["party_id"], row["staff_name"], row["staff_role"])
             people[row["party_id"]] = person
             parts[branch_id].people.append(person)
-        person.lines.append(entry_line(row, titles))
+        person.lines.append(entry_line(row, rules))
     return summary
 
 
-def entry_line(row: Mapping[str, Any], titles: Mapping[str, str]) -> Line:
+def entry_line(row: Mapping[str, Any], rules: Mapping[str, TallyRule]) -> Line:
     """A ledger_entries row as a summary or a notice shows it."""
     details = row["details"] or {}
     amount: Decimal = row["amount"]
     direction = details.get("direction") or ("penalty" if amount < 0 else "reward")
+    rule = rules.get(row["rule_id"])
     return Line(
         period=row["period"],
         rule_id=row["rule_id"],
-        rule_title=titles.get(row["rule_id"], row["rule_id"]),
+        rule_title=rule.title if rule else row["rule_id"],
         direction=direction,
         kind=row["kind"],
         amount=amount,
@@ -218,7 +230,66 @@ def entry_line(row: Mapping[str, Any], titles: Mapping[str, str]) -> Line:
         reason=row["reason"],
         run_id=row["run_id"],
         booked_at=row["created_at"],
+        titles=rule.localized_titles() if rule else {},
+        details=explained(details, rule),
     )
+
+
+def explained(details: Mapping[str, Any], rule: TallyRule | None) -> dict[str, Any]:
+    """A booking's details (engine.rules.tally) as a letter reads them: numbers as Decimals,
+    instants and days as such, and the policy's words (a score part's `names`, a factor's
+    `why`) per locale beside what they explain."""
+    out = {key: _decimal(value) if key in _NUMBERS else value for key, value in details.items()}
+    if "measure" in out:
+        out["measure"] = _rounded(out["measure"], details.get("kind") == "ratio")
+    why = [m.why for m in rule.multiply] if rule else []
+    out["items"] = [
+        {
+            **item,
+            "at": _moment(item.get("at")),
+            "base": Decimal(item["base"]),
+            "times": Decimal(item["times"]),
+            "why": [why[i] for i in item.get("multiplied", ()) if i < len(why) and why[i]],
+        }
+        for item in details.get("items", ())
+    ]
+    names = {part.name: part.names for part in rule.score} if rule else {}
+    out["parts"] = [
+        {
+            **part,
+            **{key: _decimal(part.get(key)) for key in ("points", "weight", "gate")},
+            "measure": _rounded(_decimal(part.get("measure")), part.get("ratio", False)),
+            "names": names.get(part["name"], {}),
+        }
+        for part in details.get("parts", ())
+    ]
+    return out
+
+
+_NUMBERS = frozenset({"measure", "band", "points", "per_point", "uncapped", "cap", "was", "now"})
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _rounded(value: Decimal | None, ratio: bool) -> Decimal | None:
+    """A measured value as the reason shows it, half up as the English reason does: a ratio
+    to a hundredth of a percent (94.99 % is not 95 %), others to a hundredth."""
+    if value is None:
+        return None
+    return value.quantize(Decimal("0.0001" if ratio else "0.01"), rounding=ROUND_HALF_UP)
+
+
+def _moment(value: str | None) -> date | datetime | None:
+    """An entity's `at` as stored: a day, or an instant (UTC when it carries no offset)."""
+    if value is None:
+        return None
+    if _DAY.match(value):
+        return date.fromisoformat(value)
+    instant = datetime.fromisoformat(value)
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
 
 
 def render_csv(summary: Summary) -> str:

@@ -18,7 +18,14 @@ from typing import Any
 
 from engine.ledger.periods import Period
 from engine.policy import CompiledTally
-from engine.policy.tally_spec import Amount, Measure, MoneyBand, PointsBand, TallyRule
+from engine.policy.tally_spec import (
+    Amount,
+    Measure,
+    MoneyBand,
+    PointsBand,
+    ScoreItem,
+    TallyRule,
+)
 
 LOCAL = "_local"
 BRANCH = "_branch_{}"  # the entity's branch code and country, which decide the currency
@@ -133,6 +140,7 @@ def _per_entity(tally: CompiledTally, group: Group, skipped: Counter[str]) -> Ta
     amounts: dict[str, Decimal] = {}
     parts: list[str] = []
     factors: dict[str, str] = {}
+    items: list[dict[str, Any]] = []  # each entity as a letter names it, in any language
     for row in group.rows:
         base = base_amount(tally, group.amount(rule), row, currency, skipped)
         if base is None:
@@ -143,15 +151,18 @@ def _per_entity(tally: CompiledTally, group: Group, skipped: Counter[str]) -> Ta
         if times != 1:
             factors[entity_id] = str(times)
         parts.append(f"{_label(row)} {money(base)}" + (f" × {times} ({why})" if why else ""))
+        items.append(_item(rule, row, base, times))
     if not amounts:
         return None
     total = sum(amounts.values(), Decimal(0))
     details: dict[str, Any] = {"per_entity": {k: str(v) for k, v in amounts.items()}}
     if factors:
         details["factors"] = factors
+    details["items"], details["count"] = items[:_SHOWN], len(items)
     note = ""
     if rule.cap is not None and abs(total) > rule.cap:
         details["uncapped"] = str(total)
+        details["cap"] = str(rule.cap)
         total = rule.cap * rule.sign
         note = f", capped at {rule.cap}"
     reason = f"{len(amounts)} {tally.table.name}: {_listed(parts)} = {abs(total)} {currency}{note}"
@@ -185,11 +196,20 @@ def base_amount(
 def factor(rule: TallyRule, row: Mapping[str, Any]) -> tuple[Decimal, str]:
     """The product of the `multiply` factors that apply to a row, and their conditions."""
     product, why = Decimal(1), []
-    for index, multiplier in enumerate(rule.multiply):
-        if multiplier.when is None or row.get(FACTOR.format(index)):
-            product *= multiplier.by
-            why.append(multiplier.when or "always")
+    for index in applied(rule, row):
+        multiplier = rule.multiply[index]
+        product *= multiplier.by
+        why.append(multiplier.when or "always")
     return product, "; ".join(why)
+
+
+def applied(rule: TallyRule, row: Mapping[str, Any]) -> list[int]:
+    """The indexes of the `multiply` parts whose condition the row meets."""
+    return [
+        index
+        for index, multiplier in enumerate(rule.multiply)
+        if multiplier.when is None or row.get(FACTOR.format(index))
+    ]
 
 
 # ---------------------------------------------------------------- measures and bands
@@ -238,7 +258,12 @@ def _banded(tally: CompiledTally, group: Group) -> Tallied | None:
         f"{rule.measure} {shown} over {count} {tally.table.name}: "
         f"band from {_shown(rule.measure, hit.at_least)} = {money(hit.amount)} {group.currency}"
     )
-    details = {"measure": str(value), "count": count, "band": str(hit.at_least)}
+    details = {
+        "measure": str(value),
+        "count": count,
+        "band": str(hit.at_least),
+        "kind": rule.measure.kind,
+    }
     return _tallied(tally, group, total, {}, details, reason)
 
 
@@ -256,6 +281,7 @@ def _scored(tally: CompiledTally, group: Group) -> Tallied | None:
             if value is None or value < item.gate.at_least:
                 return None  # a gate not reached: no amount at all
             words.append(f"{item.name} {_shown(item.measure, value)} reaches {item.gate.at_least}")
+            parts.append(_part(item, value, gate=str(item.gate.at_least)))
             continue
         assert item.weight is not None  # a part without a gate has one (the loader checks)
         hit: PointsBand | None = band(item.bands, value)
@@ -263,13 +289,7 @@ def _scored(tally: CompiledTally, group: Group) -> Tallied | None:
             return None  # below the required part's lowest band: no amount at all
         got = hit.points if hit else Decimal(0)
         points += got * item.weight
-        parts.append(
-            {
-                "name": item.name,
-                "measure": None if value is None else str(value),
-                "points": str(got),
-            }
-        )
+        parts.append(_part(item, value, points=str(got), weight=str(item.weight)))
         words.append(
             f"{item.name} {_shown(item.measure, value)} → {got} points × {_pct(item.weight)}"
         )
@@ -281,7 +301,7 @@ def _scored(tally: CompiledTally, group: Group) -> Tallied | None:
         f"{'; '.join(words)} = {points.normalize():f} points × {money(per_point)} "
         f"= {abs(total)} {group.currency}"
     )
-    details = {"points": str(points), "parts": parts}
+    details = {"points": str(points), "parts": parts, "per_point": str(money(per_point))}
     return _tallied(tally, group, total, {}, details, reason)
 
 
@@ -301,6 +321,7 @@ def _tallied(
         return None
     if group.via != tally.rule.charge[0]:
         reason += f" (no {tally.rule.charge[0]}: charged to {group.via})"
+        details = {**details, "instead_of": tally.rule.charge[0], "charged_to": group.via}
     ids = tuple(per_entity) if per_entity else tuple(str(r["id"]) for r in group.rows)
     return Tallied(
         group.period,
@@ -315,8 +336,27 @@ def _tallied(
     )
 
 
+def _part(item: ScoreItem, value: Decimal | None, **said: str) -> dict[str, Any]:
+    """A score part as JSON: its name, what it measured, and its points or its gate."""
+    measured = None if value is None else str(value)
+    return {"name": item.name, "measure": measured, "ratio": item.measure.kind == "ratio", **said}
+
+
 def _label(row: Mapping[str, Any]) -> str:
     return str(row.get("number") or f"#{row['id']}")
+
+
+def _item(rule: TallyRule, row: Mapping[str, Any], base: Decimal, times: Decimal) -> dict[str, Any]:
+    """One entity of a per-entity amount as JSON: its number, else when it happened (`at`,
+    which a letter shows in the reader's time), its amount and which `multiply` parts applied."""
+    at = row.get(rule.at)
+    return {
+        "number": row.get("number"),
+        "at": at.isoformat() if isinstance(at, date) else None,
+        "base": str(money(base)),
+        "times": str(times),
+        "multiplied": applied(rule, row),
+    }
 
 
 def _listed(parts: Sequence[str]) -> str:

@@ -348,7 +348,7 @@ def test_the_close_sends_each_person_a_notice_and_the_manager_a_summary(
         ]
         assert all(f"请存档（{title}）" in n.body_text for n in copies)
     letter = next(n for n in notices if n.recipient_address == "technician@sh.example")
-    assert letter.subject == "奖罚通知单 2026-10：technician sh"
+    assert letter.subject == "奖罚通知单 2026年10月：technician sh"
     assert "-CN¥100.00" in letter.body_text or "-¥100.00" in letter.body_text
     summary = next(n for n in notices if n.template == "penalty_summary")
     assert summary.body_html and "technician sh" in summary.body_html
@@ -367,6 +367,36 @@ def test_the_close_sends_each_person_a_notice_and_the_manager_a_summary(
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == 2 and text.startswith("period,report,branch,")
     assert sum(Decimal(r["amount"]) for r in rows) == Decimal("-200.00")
+
+
+def test_a_reward_penalty_notice_says_each_fine_and_why_in_the_readers_language(
+    service_data, unapproved_settings_for
+):
+    """Issue 19 item 1: the rule's title, each complaint by its number with its factor and
+    why, the charge to the team lead and the month in the reader's words, not the English
+    reason the close records."""
+    first = _complaint(service_data, sh(2026, 10, 5, 11, 0))
+    _complaint(service_data, sh(2026, 10, 20, 11, 0), repeat_of_id=first)
+    _complaint(service_data, sh(2026, 10, 8, 16, 0), responsible_staff_id=None)
+    with service_data.engine.begin() as conn:  # the team lead reads Spanish
+        conn.execute(
+            text(f"UPDATE staff SET locale = 'es' WHERE id = {service_data.staff['team_lead']}")
+        )
+        numbers = dict(conn.execute(text("SELECT id, number FROM complaints")).all())
+
+    _run(service_data, unapproved_settings_for)
+
+    with service_data.engine.connect() as conn:
+        notices = conn.execute(select(Notice).where(Notice.template == "reward_penalty_notice"))
+        letters = {n.recipient_address: n.body_text for n in notices}
+    technician, lead = letters["technician@sh.example"], letters["team_lead@sh.example"]
+    assert "经核实的投诉；同一问题曾报修的加倍" in technician  # the policy's zh-CN title
+    assert f"投诉2项：{numbers[first]}（¥100.00）、" in technician
+    assert "（¥100.00×2，同一问题曾报修），合计¥300.00" in technician
+    assert "2026年10月" in technician and "repeat_of_id" not in technician
+    assert "Reclamación comprobada" in lead and "octubre de 2026" in lead
+    assert "reclamaciones (1):" in lead and "= 100,00" in lead
+    assert "sin responsable: se carga a Jefe de equipo" in lead and "responsible_staff" not in lead
 
 
 def test_the_ledger_refuses_updates_and_deletes(service_data, settings_for):
