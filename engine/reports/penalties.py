@@ -141,16 +141,16 @@ class Summary:
         return total(line for part in self.branches for p in part.people for line in p.lines)
 
     @property
-    def rules(self) -> list[tuple[str, str]]:
-        """(rule id, title) of each rule with entries, penalties first: the chart's bars,
-        numbered from 1 in this order."""
+    def rules(self) -> list[tuple[str, Line]]:
+        """(rule id, its first entry: the title in each language) of each rule with entries,
+        penalties first: the chart's bars, numbered from 1 in this order."""
         first: dict[str, Line] = {}
         for part in self.branches:
             for person in part.people:
                 for line in person.lines:
                     first.setdefault(line.rule_id, line)
         order = sorted(first.values(), key=lambda line: (line.direction != "penalty", line.rule_id))
-        return [(line.rule_id, line.rule_title) for line in order]
+        return [(line.rule_id, line) for line in order]
 
     @property
     def entries(self) -> int:
