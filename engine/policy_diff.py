@@ -1,0 +1,365 @@
+"""What a policy change would do: rules added, removed and changed (split into what changed,
+as dbt's `state:modified.body/.configs`), the findings and notices that would appear,
+disappear or move, and the open ledger period's amounts, judged on the database as it is.
+
+Both policies are judged by the families' own `judge` (the path a night takes) inside one
+transaction that is rolled back: nothing is written, not even a run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from engine.findings import Finding, instant_text
+from engine.policy import CompiledRule, Policy
+from engine.rules import FAMILIES, tally
+
+EXAMPLES = 3
+"""Example entities shown per rule and kind of change."""
+
+_PARTS = {
+    **dict.fromkeys(("when", "branches", "entity", "start", "stop", "pause_while", "date",
+                     "active", "record", "recorded", "first_match"), "condition"),
+    **dict.fromkeys(("within", "by", "calendar", "warn_at", "offset", "send_until", "every",
+                     "due", "look_back", "working_days", "effective_from", "period", "at",
+                     "local_hours", "partial_periods", "after", "repeat"), "timing"),
+    **dict.fromkeys(("notify", "charge", "role", "department", "otherwise"), "recipients"),
+    **dict.fromkeys(("notice", "urgent"), "notices"),
+    **dict.fromkeys(("penalty", "reward", "by_role", "cap", "multiply", "score", "measure",
+                     "min_count", "currency", "count", "amount"), "amounts"),
+    **dict.fromkeys(("title", "titles", "source"), "wording"),
+    "disabled": "enabled",
+}  # fmt: skip
+"""What a changed key of a rule is about; the innermost known key of a changed path decides."""
+
+_SECTIONS = ("defaults", "ledger", "kpi_report", "schedule", "roles")
+"""Parts of a policy besides its rules, compared as a whole."""
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One entity whose findings change, with its states before and after."""
+
+    entity: str
+    entity_id: str
+    occurrence: str
+    before: dict[str, str | None]  # state -> due instant
+    after: dict[str, str | None]
+    explain: str
+
+
+@dataclass
+class RuleDiff:
+    """What changes for one rule: its text, its findings, its open period's amounts."""
+
+    rule: str
+    family: str
+    change: str | None = None  # added, removed, changed; None when only its findings change
+    parts: list[str] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)  # appear, disappear, change
+    notices: dict[str, Counter[str]] = field(
+        default_factory=lambda: {"appear": Counter(), "disappear": Counter()}
+    )
+    examples: dict[str, list[Example]] = field(default_factory=lambda: defaultdict(list))
+    amounts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def differs(self) -> bool:
+        """True when anything about the rule changes."""
+        return bool(self.change or self.counts or self.amounts)
+
+    def document(self) -> dict[str, Any]:
+        """The rule's entry in `--format json`."""
+        return {
+            "rule": self.rule,
+            "family": self.family,
+            "change": self.change,
+            "parts": self.parts,
+            "findings": {k: self.counts.get(k, 0) for k in ("appear", "disappear", "change")},
+            "notices": {k: dict(sorted(v.items())) for k, v in self.notices.items()},
+            "examples": {
+                kind: [vars_of(e) for e in items] for kind, items in self.examples.items()
+            },
+            "amounts": self.amounts,
+        }
+
+
+@dataclass
+class PolicyDiff:
+    """Every difference between two policies at one instant."""
+
+    as_of: datetime
+    before: str  # the policies' hashes
+    after: str
+    against: str  # what was compared with, in words
+    sections: list[str]
+    rules: list[RuleDiff]
+
+    @property
+    def differs(self) -> bool:
+        """True when the comparison found any difference (exit 1)."""
+        return bool(self.sections or self.rules)
+
+    def document(self) -> dict[str, Any]:
+        """The stable JSON shape of `aftersales diff --format json` (docs/policy.md)."""
+        return {
+            "as_of": instant_text(self.as_of),
+            "policy": {"before": self.before, "after": self.after, "against": self.against},
+            "differs": self.differs,
+            "sections": self.sections,
+            "rules": [r.document() for r in self.rules],
+        }
+
+
+def vars_of(example: Example) -> dict[str, Any]:
+    """An example as a JSON object."""
+    return {
+        "entity": example.entity,
+        "entity_id": example.entity_id,
+        "occurrence": example.occurrence,
+        "before": example.before,
+        "after": example.after,
+        "explain": example.explain,
+    }
+
+
+def compare(
+    engine: Engine,
+    before: Policy,
+    after: Policy,
+    as_of: datetime,
+    *,
+    against: str,
+    explain_rules: Mapping[str, Path | None],
+) -> PolicyDiff:
+    """Compare two loaded policies on the database at `as_of`; writes nothing.
+    `explain_rules`: the folder to name in each example's explain command, per side."""
+    old, new = _identities(before), _identities(after)
+    diffs: dict[str, RuleDiff] = {}
+    for rule_id in [*old, *(r for r in new if r not in old)]:
+        mine = diffs[rule_id] = RuleDiff(rule_id, _family(new.get(rule_id) or old[rule_id]))
+        if rule_id not in old:
+            mine.change = "added"
+        elif rule_id not in new:
+            mine.change = "removed"
+        else:
+            mine.parts = changed_parts(_dump(old[rule_id].rule), _dump(new[rule_id].rule))
+            mine.change = "changed" if mine.parts else None
+    with engine.connect() as conn, conn.begin() as tx:
+        was, now = _judged(conn, before, as_of), _judged(conn, after, as_of)
+        for rule_id, mine in diffs.items():
+            side = "after" if rule_id in new else "before"
+            folder = explain_rules.get(side)
+            _findings(mine, was.get(rule_id, {}), now.get(rule_id, {}), _explain(as_of, folder))
+        amounts_before, amounts_after = _running(conn, before, as_of), _running(conn, after, as_of)
+        tx.rollback()  # deadline judging fills a temporary table; leave nothing behind
+    for rule_id in {*amounts_before, *amounts_after}:
+        diffs[rule_id].amounts = _amounts(amounts_before.get(rule_id), amounts_after.get(rule_id))
+    sections = [s for s in _SECTIONS if _dump(getattr(before, s)) != _dump(getattr(after, s))]
+    rules = [d for d in diffs.values() if d.differs]
+    return PolicyDiff(as_of, before.hash, after.hash, against, sections, rules)
+
+
+def changed_parts(before: Any, after: Any) -> list[str]:
+    """What the differing keys of two dumped rules are about (condition, timing, ...)."""
+    return sorted({_part(path) for path in _differing(before, after, ())})
+
+
+def _part(path: tuple[Any, ...]) -> str:
+    keys = [k for k in path if isinstance(k, str)]
+    return next((_PARTS[k] for k in reversed(keys) if k in _PARTS), keys[0] if keys else "rule")
+
+
+def _differing(a: Any, b: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted({*a, *b}):
+            yield from _differing(a.get(key), b.get(key), (*path, key))
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            yield from _differing(x, y, (*path, index))
+    elif a != b:
+        yield path
+
+
+def _dump(value: Any) -> Any:
+    """A rule or policy section as JSON-like data, to compare."""
+    if hasattr(value, "model_dump"):
+        # warnings off: a Decimal field read as text (score points) dumps fine, but warns.
+        return value.model_dump(mode="json", warnings=False)
+    if isinstance(value, Mapping):
+        return {k: _dump(v) for k, v in value.items()}
+    return value
+
+
+def _identities(policy: Policy) -> dict[str, CompiledRule[Any]]:
+    """Every rule by id: judged, disabled and metrics alike."""
+    every = [*policy.rules(), *policy.disabled, *policy.metrics]
+    return {r.rule.id: r for r in every}
+
+
+def _family(compiled: CompiledRule[Any]) -> str:
+    return type(compiled.rule).__name__.removesuffix("Rule").lower()
+
+
+_Item = tuple[str, str, str]  # entity, entity id, occurrence
+
+
+def _judged(conn: Any, policy: Policy, as_of: datetime) -> dict[str, dict[_Item, list[Finding]]]:
+    """Each effective rule's findings at `as_of`, by rule and item, as a full night finds them."""
+    found: dict[str, dict[_Item, list[Finding]]] = {}
+    for family, rules in policy.by_family().items():
+        judge = FAMILIES[family]
+        for compiled in rules:
+            if not judge.is_effective(compiled, as_of):
+                continue
+            items = found.setdefault(compiled.rule.id, defaultdict(list))
+            findings, _ = judge.judge(conn, compiled, policy.calendars, as_of)
+            for f in findings:
+                items[(f.entity, f.entity_id, f.occurrence)].append(f)
+    return found
+
+
+def _explain(as_of: datetime, folder: Path | None) -> Any:
+    rules = f" --rules {folder}" if folder is not None else ""
+
+    def command(rule_id: str, entity_id: str) -> str:
+        return f"aftersales explain {rule_id} {entity_id} --as-of {instant_text(as_of)}{rules}"
+
+    return command
+
+
+def _findings(
+    mine: RuleDiff,
+    was: Mapping[_Item, list[Finding]],
+    now: Mapping[_Item, list[Finding]],
+    explain: Any,
+) -> None:
+    """Count and exemplify the items whose findings appear, disappear or change."""
+    for item in sorted({*was, *now}):
+        before = {f.state: f for f in was.get(item, ())}
+        after = {f.state: f for f in now.get(item, ())}
+        if _same(before, after):
+            continue
+        kind = "appear" if not before else "disappear" if not after else "change"
+        mine.counts[kind] += 1
+        for state in after.keys() - before.keys():
+            mine.notices["appear"].update(_notices(after[state]))
+        for state in before.keys() - after.keys():
+            mine.notices["disappear"].update(_notices(before[state]))
+        if len(mine.examples[kind]) < EXAMPLES:
+            entity, entity_id, occurrence = item
+            mine.examples[kind].append(
+                Example(entity, entity_id, occurrence, _states(before), _states(after),
+                        explain(mine.rule, entity_id))
+            )  # fmt: skip
+
+
+def _same(before: Mapping[str, Finding], after: Mapping[str, Finding]) -> bool:
+    """Same states, due at the same instants, with the same notices to the same roles."""
+    return before.keys() == after.keys() and all(
+        before[s].due_at == after[s].due_at
+        and before[s].recipients == after[s].recipients
+        and before[s].notices == after[s].notices
+        and before[s].amount == after[s].amount
+        for s in before
+    )
+
+
+def _notices(finding: Finding) -> list[str]:
+    """A finding's notices as `template → role`."""
+    return [f"{n.template} → {n.role}" for n in finding.notices]
+
+
+def _states(findings: Mapping[str, Finding]) -> dict[str, str | None]:
+    return {s: instant_text(f.due_at) if f.due_at else None for s, f in sorted(findings.items())}
+
+
+def _running(conn: Any, policy: Policy, as_of: datetime) -> dict[str, dict[str, Any]]:
+    """Per tally rule: its open period and each person's amount so far, with the entities'."""
+    out: dict[str, dict[str, Any]] = {}
+    for compiled in policy.tallies:
+        if not tally.is_effective(compiled, as_of):
+            continue
+        period = tally.open_period(compiled, as_of)
+        rows = tally.tallied(conn, compiled, [period], as_of, Counter())
+        out[compiled.rule.id] = {
+            "period": period.key,
+            "totals": _totals((t.currency, t.amount) for t in rows),
+            "entities": {k: v for t in rows for k, v in t.per_entity.items()},
+        }
+    return out
+
+
+def _totals(amounts: Iterator[tuple[str, Decimal]] | Any) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for currency, amount in amounts:
+        totals[currency] += amount
+    return totals
+
+
+def _amounts(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The open period's totals per currency that differ, with a few entities whose do."""
+    empty: dict[str, Any] = {"period": None, "totals": {}, "entities": {}}
+    before, after = before or empty, after or empty
+    was, now = before["entities"], after["entities"]
+    moved = sorted(k for k in {*was, *now} if was.get(k) != now.get(k))[:EXAMPLES]
+    out = []
+    for currency in sorted({*before["totals"], *after["totals"]}):
+        old, new = before["totals"].get(currency, Decimal(0)), after["totals"].get(currency)
+        new = new if new is not None else Decimal(0)
+        if old != new:
+            out.append({
+                "period": after["period"] or before["period"], "currency": currency,
+                "before": str(old), "after": str(new), "entities": moved,
+            })  # fmt: skip
+    return out
+
+
+def render_text(diff: PolicyDiff) -> list[str]:
+    """The comparison as lines for a terminal, rule by rule."""
+    lines = [
+        f"policy {diff.after} against {diff.against} ({diff.before}) at {instant_text(diff.as_of)}"
+    ]
+    if diff.sections:
+        lines.append("changed sections: " + ", ".join(diff.sections))
+    for rule in diff.rules:
+        head = f"{rule.rule} ({rule.family})"
+        if rule.change:
+            head += f": {rule.change}" + (f" ({', '.join(rule.parts)})" if rule.parts else "")
+        lines.append(head)
+        counts = [f"{rule.counts[k]} {k}" for k in ("appear", "disappear", "change")
+                  if rule.counts[k]]  # fmt: skip
+        if counts:
+            lines.append("  findings: " + ", ".join(counts))
+        for kind, notices in rule.notices.items():
+            if notices:
+                told = ", ".join(f"{n} × {what}" for what, n in sorted(notices.items()))
+                lines.append(f"  notices that would {kind}: {told}")
+        for kind, examples in rule.examples.items():
+            for e in examples:
+                lines.append(
+                    f"  {kind}: {e.entity} {e.entity_id} ({e.occurrence}): "
+                    f"{_shown(e.before)} → {_shown(e.after)}"
+                )
+                lines.append(f"    {e.explain}")
+        for amount in rule.amounts:
+            lines.append(
+                f"  {amount['period']}: {amount['before']} → {amount['after']} "
+                f"{amount['currency']} (e.g. {', '.join(amount['entities']) or '-'})"
+            )
+    lines.append(f"{len(diff.rules)} rules differ" if diff.differs else "no difference")
+    return lines
+
+
+def _shown(states: Mapping[str, str | None]) -> str:
+    if not states:
+        return "nothing"
+    return ", ".join(f"{s} due {at}" if at else s for s, at in states.items())
