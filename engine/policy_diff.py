@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,8 @@ class RuleDiff:
             "findings": {k: self.counts.get(k, 0) for k in ("appear", "disappear", "change")},
             "notices": {k: dict(sorted(v.items())) for k, v in self.notices.items()},
             "examples": {
-                kind: [vars_of(e) for e in items] for kind, items in self.examples.items()
+                kind: [vars_of(e) for e in self.examples.get(kind, ())]
+                for kind in ("appear", "disappear", "change")
             },
             "amounts": self.amounts,
         }
@@ -156,13 +158,14 @@ def compare(
     with engine.connect() as conn, conn.begin() as tx:
         was, now = _judged(conn, before, as_of), _judged(conn, after, as_of)
         for rule_id, mine in diffs.items():
-            side = "after" if rule_id in new else "before"
-            folder = explain_rules.get(side)
-            _findings(mine, was.get(rule_id, {}), now.get(rule_id, {}), _explain(as_of, folder))
-        amounts_before, amounts_after = _running(conn, before, as_of), _running(conn, after, as_of)
+            folder = explain_rules.get("after" if rule_id in new else "before")
+            explain = _explain(as_of, folder)
+            _findings(mine, was.get(rule_id, {}), now.get(rule_id, {}), explain)
+            mine.amounts = _amounts(
+                _running(conn, before, rule_id, as_of), _running(conn, after, rule_id, as_of),
+                partial(explain, rule_id),
+            )  # fmt: skip
         tx.rollback()  # deadline judging fills a temporary table; leave nothing behind
-    for rule_id in {*amounts_before, *amounts_after}:
-        diffs[rule_id].amounts = _amounts(amounts_before.get(rule_id), amounts_after.get(rule_id))
     sections = [s for s in _SECTIONS if _dump(getattr(before, s)) != _dump(getattr(after, s))]
     rules = [d for d in diffs.values() if d.differs]
     return PolicyDiff(as_of, before.hash, after.hash, against, sections, rules)
@@ -282,20 +285,19 @@ def _states(findings: Mapping[str, Finding]) -> dict[str, str | None]:
     return {s: instant_text(f.due_at) if f.due_at else None for s, f in sorted(findings.items())}
 
 
-def _running(conn: Any, policy: Policy, as_of: datetime) -> dict[str, dict[str, Any]]:
-    """Per tally rule: its open period and each person's amount so far, with the entities'."""
-    out: dict[str, dict[str, Any]] = {}
-    for compiled in policy.tallies:
-        if not tally.is_effective(compiled, as_of):
-            continue
-        period = tally.open_period(compiled, as_of)
-        rows = tally.tallied(conn, compiled, [period], as_of, Counter())
-        out[compiled.rule.id] = {
-            "period": period.key,
-            "totals": _totals((t.currency, t.amount) for t in rows),
-            "entities": {k: v for t in rows for k, v in t.per_entity.items()},
-        }
-    return out
+def _running(conn: Any, policy: Policy, rule_id: str, as_of: datetime) -> dict[str, Any] | None:
+    """A tally rule's open period, its amounts so far per currency and per entity; None for
+    any other rule or one not in effect."""
+    compiled = next((t for t in policy.tallies if t.rule.id == rule_id), None)
+    if compiled is None or not tally.is_effective(compiled, as_of):
+        return None
+    period = tally.open_period(compiled, as_of)
+    rows = tally.tallied(conn, compiled, [period], as_of, Counter())
+    return {
+        "period": period.key,
+        "totals": _totals((t.currency, t.amount) for t in rows),
+        "entities": {k: v for t in rows for k, v in t.per_entity.items()},
+    }
 
 
 def _totals(amounts: Iterator[tuple[str, Decimal]] | Any) -> dict[str, Decimal]:
@@ -305,12 +307,15 @@ def _totals(amounts: Iterator[tuple[str, Decimal]] | Any) -> dict[str, Decimal]:
     return totals
 
 
-def _amounts(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _amounts(
+    before: dict[str, Any] | None, after: dict[str, Any] | None, explain: Any
+) -> list[dict[str, Any]]:
     """The open period's totals per currency that differ, with a few entities whose do."""
     empty: dict[str, Any] = {"period": None, "totals": {}, "entities": {}}
     before, after = before or empty, after or empty
     was, now = before["entities"], after["entities"]
     moved = sorted(k for k in {*was, *now} if was.get(k) != now.get(k))[:EXAMPLES]
+    examples = [{"entity_id": k, "explain": explain(k)} for k in moved]
     out = []
     for currency in sorted({*before["totals"], *after["totals"]}):
         old, new = before["totals"].get(currency, Decimal(0)), after["totals"].get(currency)
@@ -318,7 +323,7 @@ def _amounts(before: dict[str, Any] | None, after: dict[str, Any] | None) -> lis
         if old != new:
             out.append({
                 "period": after["period"] or before["period"], "currency": currency,
-                "before": str(old), "after": str(new), "entities": moved,
+                "before": str(old), "after": str(new), "examples": examples,
             })  # fmt: skip
     return out
 
@@ -352,9 +357,10 @@ def render_text(diff: PolicyDiff) -> list[str]:
                 lines.append(f"    {e.explain}")
         for amount in rule.amounts:
             lines.append(
-                f"  {amount['period']}: {amount['before']} → {amount['after']} "
-                f"{amount['currency']} (e.g. {', '.join(amount['entities']) or '-'})"
+                f"  open period {amount['period']}: {amount['before']} → {amount['after']} "
+                f"{amount['currency']}"
             )
+            lines.extend(f"    {e['entity_id']}: {e['explain']}" for e in amount["examples"])
     lines.append(f"{len(diff.rules)} rules differ" if diff.differs else "no difference")
     return lines
 
