@@ -51,7 +51,10 @@ def git_files(rules: Path, revision: str) -> dict[str, str]:
     """The policy files of the rules folder as they were at a git revision."""
     folder = rules.resolve()
     prefix = _git(folder, "rev-parse", "--show-prefix").strip()
-    names = _git(folder, "ls-tree", "--name-only", f"{revision}:{prefix}").split("\n")
+    # --full-tree: run inside the folder, ls-tree would list only what lies under it again.
+    names = _git(folder, "ls-tree", "--full-tree", "--name-only", f"{revision}:{prefix}").split(
+        "\n"
+    )
     wanted = [n for n in names if n.endswith((".yaml", ".yml"))]
     return {n: _git(folder, "show", f"{revision}:{prefix}{n}") for n in wanted}
 
