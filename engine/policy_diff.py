@@ -9,15 +9,15 @@ transaction that is rolled back: nothing is written, not even a run.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from engine.findings import Finding, instant_text
 from engine.policy import CompiledRule, Policy
@@ -87,7 +87,7 @@ class RuleDiff:
             "findings": {k: self.counts.get(k, 0) for k in ("appear", "disappear", "change")},
             "notices": {k: dict(sorted(v.items())) for k, v in self.notices.items()},
             "examples": {
-                kind: [vars_of(e) for e in self.examples.get(kind, ())]
+                kind: [asdict(e) for e in self.examples.get(kind, ())]
                 for kind in ("appear", "disappear", "change")
             },
             "amounts": self.amounts,
@@ -119,18 +119,6 @@ class PolicyDiff:
             "sections": self.sections,
             "rules": [r.document() for r in self.rules],
         }
-
-
-def vars_of(example: Example) -> dict[str, Any]:
-    """An example as a JSON object."""
-    return {
-        "entity": example.entity,
-        "entity_id": example.entity_id,
-        "occurrence": example.occurrence,
-        "before": example.before,
-        "after": example.after,
-        "explain": example.explain,
-    }
 
 
 def compare(
@@ -215,7 +203,9 @@ def _family(compiled: CompiledRule[Any]) -> str:
 _Item = tuple[str, str, str]  # entity, entity id, occurrence
 
 
-def _judged(conn: Any, policy: Policy, as_of: datetime) -> dict[str, dict[_Item, list[Finding]]]:
+def _judged(
+    conn: Connection, policy: Policy, as_of: datetime
+) -> dict[str, dict[_Item, list[Finding]]]:
     """Each effective rule's findings at `as_of`, by rule and item, as a full night finds them."""
     found: dict[str, dict[_Item, list[Finding]]] = {}
     for family, rules in policy.by_family().items():
@@ -230,7 +220,11 @@ def _judged(conn: Any, policy: Policy, as_of: datetime) -> dict[str, dict[_Item,
     return found
 
 
-def _explain(as_of: datetime, folder: Path | None) -> Any:
+Explain = Callable[[str, str], str]
+"""The `aftersales explain` command for a rule and an entity id."""
+
+
+def _explain(as_of: datetime, folder: Path | None) -> Explain:
     rules = f" --rules {folder}" if folder is not None else ""
 
     def command(rule_id: str, entity_id: str) -> str:
@@ -243,7 +237,7 @@ def _findings(
     mine: RuleDiff,
     was: Mapping[_Item, list[Finding]],
     now: Mapping[_Item, list[Finding]],
-    explain: Any,
+    explain: Explain,
 ) -> None:
     """Count and exemplify the items whose findings appear, disappear or change."""
     for item in sorted({*was, *now}):
@@ -285,7 +279,9 @@ def _states(findings: Mapping[str, Finding]) -> dict[str, str | None]:
     return {s: instant_text(f.due_at) if f.due_at else None for s, f in sorted(findings.items())}
 
 
-def _running(conn: Any, policy: Policy, rule_id: str, as_of: datetime) -> dict[str, Any] | None:
+def _running(
+    conn: Connection, policy: Policy, rule_id: str, as_of: datetime
+) -> dict[str, Any] | None:
     """A tally rule's open period, its amounts so far per currency and per entity; None for
     any other rule or one not in effect."""
     compiled = next((t for t in policy.tallies if t.rule.id == rule_id), None)
@@ -300,7 +296,7 @@ def _running(conn: Any, policy: Policy, rule_id: str, as_of: datetime) -> dict[s
     }
 
 
-def _totals(amounts: Iterator[tuple[str, Decimal]] | Any) -> dict[str, Decimal]:
+def _totals(amounts: Iterable[tuple[str, Decimal]]) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for currency, amount in amounts:
         totals[currency] += amount
@@ -308,7 +304,7 @@ def _totals(amounts: Iterator[tuple[str, Decimal]] | Any) -> dict[str, Decimal]:
 
 
 def _amounts(
-    before: dict[str, Any] | None, after: dict[str, Any] | None, explain: Any
+    before: dict[str, Any] | None, after: dict[str, Any] | None, explain: Callable[[str], str]
 ) -> list[dict[str, Any]]:
     """The open period's totals per currency that differ, with a few entities whose do."""
     empty: dict[str, Any] = {"period": None, "totals": {}, "entities": {}}
