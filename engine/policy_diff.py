@@ -9,7 +9,7 @@ transaction that is rolled back: nothing is written, not even a run.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -17,8 +17,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 
+from engine.db.models import Finding as FindingRow
+from engine.db.session import chunks
 from engine.findings import Finding, instant_text
 from engine.policy import CompiledRule, Policy
 from engine.rules import FAMILIES, tally
@@ -148,7 +150,7 @@ def compare(
         for rule_id, mine in diffs.items():
             folder = explain_rules.get("after" if rule_id in new else "before")
             explain = _explain(as_of, folder)
-            _findings(mine, was.get(rule_id, {}), now.get(rule_id, {}), explain)
+            _findings(conn, mine, was.get(rule_id, {}), now.get(rule_id, {}), explain)
             mine.amounts = _amounts(
                 _running(conn, before, rule_id, as_of), _running(conn, after, rule_id, as_of),
                 partial(explain, rule_id),
@@ -234,12 +236,15 @@ def _explain(as_of: datetime, folder: Path | None) -> Explain:
 
 
 def _findings(
+    conn: Connection,
     mine: RuleDiff,
     was: Mapping[_Item, list[Finding]],
     now: Mapping[_Item, list[Finding]],
     explain: Explain,
 ) -> None:
-    """Count and exemplify the items whose findings appear, disappear or change."""
+    """Count and exemplify the items whose findings appear, disappear or change, and the
+    notices of the states that appear or disappear."""
+    states: dict[str, list[Finding]] = {"appear": [], "disappear": []}
     for item in sorted({*was, *now}):
         before = {f.state: f for f in was.get(item, ())}
         after = {f.state: f for f in now.get(item, ())}
@@ -247,16 +252,29 @@ def _findings(
             continue
         kind = "appear" if not before else "disappear" if not after else "change"
         mine.counts[kind] += 1
-        for state in after.keys() - before.keys():
-            mine.notices["appear"].update(_notices(after[state]))
-        for state in before.keys() - after.keys():
-            mine.notices["disappear"].update(_notices(before[state]))
+        states["appear"] += (after[s] for s in after.keys() - before.keys())
+        states["disappear"] += (before[s] for s in before.keys() - after.keys())
         if len(mine.examples[kind]) < EXAMPLES:
             entity, entity_id, occurrence = item
             mine.examples[kind].append(
                 Example(entity, entity_id, occurrence, _states(before), _states(after),
                         explain(mine.rule, entity_id))
             )  # fmt: skip
+    keys = [f.key for found in states.values() for f in found]
+    recorded = _recorded(conn, keys)
+    for kind, found in states.items():
+        # A state recorded already sent its notices, whichever policy finds it now.
+        mine.notices[kind].update(n for f in found if f.key not in recorded for n in _notices(f))
+
+
+def _recorded(conn: Connection, keys: Sequence[str]) -> set[str]:
+    """Those of `keys` the findings table holds."""
+    column = FindingRow.__table__.c.key
+    return {
+        key
+        for part in chunks(keys, 500)
+        for key in conn.scalars(select(column).where(column.in_(part)))
+    }
 
 
 def _same(before: Mapping[str, Finding], after: Mapping[str, Finding]) -> bool:

@@ -174,3 +174,14 @@ def test_by_default_against_the_policy_of_the_last_successful_run(
     assert "dispatch-urban (deadline): changed (timing)" in done.stdout
     assert _diff(engine, ROOT / "rules").exit_code == 0
     assert _counts(engine) == before
+
+
+def test_notices_of_states_recorded_already_are_not_counted(service_data, settings_for, tmp_path):
+    calls = _calls(service_data)
+    engine, shorter = service_data.engine, _shortened(tmp_path / "rules4")
+    run_night(settings_for(str(engine.url), rules=shorter), engine, as_of=AS_OF)
+
+    done = _diff(engine, shorter, "--against", str(ROOT / "rules"), "--format", "json")
+    (rule,) = json.loads(done.stdout)["rules"]
+    assert rule["examples"]["appear"][0]["entity_id"] == str(calls["fresh"])
+    assert rule["notices"]["appear"] == {}  # its breach went to the supervisor at 14:30
