@@ -341,6 +341,43 @@ def run(
             raise typer.Exit(1)
 
 
+@app.command()
+def diff(
+    rules: RulesOpt = None,
+    against: Annotated[
+        str | None,
+        typer.Option(help="Folder or git revision to compare with (default: the last run's)"),
+    ] = None,
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    templates: TemplatesOpt = None,
+    format_: Annotated[Literal["text", "json"], typer.Option("--format")] = "text",
+) -> None:
+    """What a policy change would do, on the database as it is; writes nothing. Exit 0 with
+    no difference, 1 with differences, 2 when either policy is invalid."""
+    from engine.db.schema import require_current
+    from engine.notices.templates import NoticeTemplates
+    from engine.policy_diff import compare, render_text
+    from engine.policy_versions import against_policy, load_side
+
+    with _handled():
+        settings = _settings(db=db, rules=rules, templates=templates)
+        engine, when = _connect(settings), parse_as_of(as_of)
+        require_current(engine)
+        shapes = NoticeTemplates(settings.templates)
+        after = load_side(settings.rules, shapes, str(settings.rules))
+        before, name, folder = against_policy(engine, settings.rules, against, shapes)
+        sides = {"before": folder, "after": settings.rules}
+        found = compare(engine, before, after, when, against=name, explain_rules=sides)
+        if format_ == "json":
+            out.print_json(data=found.document())
+        else:
+            for line in render_text(found):
+                out.print(line, highlight=False, markup=False)
+    if found.differs:
+        raise typer.Exit(1)
+
+
 @app.command(name="deliver")
 def deliver_(
     db: DbOpt = None,

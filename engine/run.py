@@ -38,6 +38,7 @@ from engine.notices.recipients import Directory
 from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy, load_policy
 from engine.policy.schedule_spec import PARTS
+from engine.policy_versions import keep_version
 from engine.reports.kpis import KpiSummary, kpi_letters, read_report, write_report
 from engine.reports.overdue import (
     OverdueSummary,
@@ -94,6 +95,7 @@ def run_night(
         # Committed on its own, so a run that dies leaves a trace in the history.
         with engine.begin() as conn:
             _start_run(conn, run_id, as_of, policy.hash, marker)
+            keep_version(conn, policy)  # for `aftersales diff` to compare with later
     # The artifact's findings, one JSON object per line, on disk until the artifact is written.
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
         try:

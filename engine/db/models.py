@@ -499,6 +499,17 @@ class Run(Base):
     )
 
 
+class PolicyVersion(Base):
+    """The text of a policy a run judged with, kept so `aftersales diff` can compare with it."""
+
+    __tablename__ = "policy_versions"
+    hash: Mapped[str40] = mapped_column(
+        primary_key=True, comment="Content hash of rules/*.yaml, as runs.policy_hash"
+    )
+    files: Mapped[dict[str, Any]] = _col("Each policy file's text by its name in the folder")
+    recorded_at: Mapped[datetime] = _col("When a run first judged with this version")
+
+
 class Finding(Base):
     """Something a rule found: due, late, owed. Its key makes it exist once."""
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, DateTime, Select, and_, case, func, literal, or_, select
 
@@ -122,16 +123,34 @@ def judge(
     if not periods:
         return [], {}
     skipped: Counter[str] = Counter()
-    rows = conn.execute(source_query(tally, periods, as_of)).mappings()
-    groups = group(tally, rows, periods, skipped)
+    current = tallied(conn, tally, periods, as_of, skipped)
     keys = [p.key for p in periods]
     was = booked(conn, tally.rule.id, keys)
-    staff = _staff(conn, {g.party for g in groups} | {party for _, party in was})
-    for one in groups:  # a role may have an amount of its own (by_role)
-        one.role = staff.get(one.party, {}).get("role")
-    current = [t for g in groups if (t := tally_group(tally, g, skipped))]
+    staff = _staff(conn, {t.party for t in current} | {party for _, party in was})
     found = differences(tally, periods, current, was, closed(conn, keys), staff)
     return found, dict(skipped)
+
+
+def tallied(
+    conn: Connection,
+    tally: CompiledTally,
+    periods: Sequence[Period],
+    as_of: datetime,
+    skipped: Counter[str],
+) -> list[Tallied]:
+    """Each person's amount in `periods` from the data as it is at `as_of`; reads only."""
+    rows = conn.execute(source_query(tally, periods, as_of)).mappings()
+    groups = group(tally, rows, periods, skipped)
+    staff = _staff(conn, {g.party for g in groups})
+    for one in groups:  # a role may have an amount of its own (by_role)
+        one.role = staff.get(one.party, {}).get("role")
+    return [t for g in groups if (t := tally_group(tally, g, skipped))]
+
+
+def open_period(tally: CompiledTally, as_of: datetime) -> Period:
+    """The rule's period `as_of` falls in (the ledger's time zone), not yet closed."""
+    day = as_of.astimezone(ZoneInfo(tally.ledger.timezone)).date()
+    return Period.containing(tally.rule.period, day)
 
 
 def differences(
