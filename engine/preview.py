@@ -291,7 +291,9 @@ def write_pages(result: Preview, folder: Path) -> Path:
     rows = []
     for item in result.renderings:
         page = folder / f"{item.name}.{item.wanted}.html"
-        body = item.rendered.html or f"<pre>{html.escape(item.rendered.text)}</pre>"
+        # A text-only letter wraps as a mail reader shows it, not one line across the page.
+        text = html.escape(item.rendered.text)
+        body = item.rendered.html or f'<pre style="white-space: pre-wrap;">{text}</pre>'
         page.write_text(body, encoding="utf-8")
         used = item.rendered.locale
         used = "" if used == item.wanted else f" (falls back to {used})"
