@@ -1,0 +1,68 @@
+"""`aftersales test`: read the cases, run them, print expected against got and the total."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.errors import ImportDataError, PolicyError, Problem
+from engine.policy_tests.cases import case_files, read_cases
+from engine.policy_tests.runner import Outcome, run_case, template_database
+from engine.run import load_checked_policy
+from engine.settings import Settings
+
+
+@dataclass
+class Summary:
+    """Every case's outcome, in file order."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        """How many cases missed an expectation."""
+        return sum(not o.passed for o in self.outcomes)
+
+    @property
+    def line(self) -> str:
+        """The closing line: `N passed, M failed`."""
+        return f"{len(self.outcomes) - self.failed} passed, {self.failed} failed"
+
+
+def run_policy_tests(settings: Settings, say: Callable[[str], None]) -> Summary:
+    """Run the cases of `settings.rules`/tests, saying each failure as it comes. Raises
+    PolicyError (exit 2) when the policy or a test file is invalid, before anything runs."""
+    load_checked_policy(settings)  # an invalid policy is reported as itself, not per case
+    cases, problems = read_cases(case_files(settings.rules))
+    if problems:
+        raise PolicyError(problems)
+    summary = Summary()
+    bad: list[Problem] = []
+    with template_database() as template:
+        for case in cases:
+            try:
+                outcome = run_case(case, settings, template)
+            except ImportDataError as exc:  # rows that do not import: the file is wrong
+                bad += exc.problems
+                continue
+            summary.outcomes.append(outcome)
+            if not outcome.passed:
+                say(failure_text(outcome))
+    if bad:
+        raise PolicyError(bad)
+    return summary
+
+
+def failure_text(outcome: Outcome) -> str:
+    """A failed case: its name, article and place, then each expectation missed with what the
+    night gave instead."""
+    case = outcome.case
+    lines = [f"FAIL {case.location()}: {case.case.name} [{case.case.article}]"]
+    for miss in outcome.misses:
+        if miss.absent:
+            lines.append(f"  {miss.location}: expected no {miss.expected}")
+            lines += [f"      got: {g}" for g in miss.got]
+            continue
+        lines.append(f"  {miss.location}: expected {miss.expected}")
+        lines += [f"      got: {g}" for g in miss.got] or ["      got: nothing like it"]
+    return "\n".join(lines)
