@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -135,18 +135,26 @@ def _check(
             if bool(matched) == (part == "expect"):
                 continue
             shown = matched if part == "absent" else _nearest(keys, got[kind])
+            # Instants are shown at the offset the case wrote them in, so they compare at a glance.
+            zone = next((v.tzinfo for v in keys.values() if isinstance(v, datetime)), None)
             misses.append(
                 Miss(
                     case.location(part, kind, index),
-                    f"{kind[:-1] if kind != 'ledger' else 'ledger entry'} {_show(keys)}",
-                    [_show({k: g[k] for k in g if k in keys or k in _IDENTITY}) for g in shown],
+                    f"{_NOUN[kind]} {_show(keys, zone)}",
+                    [_show(_relevant(g, keys), zone) for g in shown],
                     absent=part == "absent",
                 )
             )
     return misses
 
 
+_NOUN = {"findings": "finding", "letters": "letter", "ledger": "ledger entry"}
 _IDENTITY = ("rule", "entity", "id", "state", "template", "to", "party", "amount")
+
+
+def _relevant(got: dict[str, Any], keys: dict[str, Any]) -> dict[str, Any]:
+    """Of a row the night gave, what the expectation names and what identifies it."""
+    return {k: v for k, v in got.items() if k in keys or (k in _IDENTITY and v is not None)}
 
 
 def _matches(keys: dict[str, Any], got: dict[str, Any]) -> bool:
@@ -175,11 +183,11 @@ def _nearest(keys: dict[str, Any], got: list[dict[str, Any]]) -> list[dict[str, 
     return got[:5]
 
 
-def _show(values: dict[str, Any]) -> str:
+def _show(values: dict[str, Any], zone: Any) -> str:
     parts = []
     for key, value in values.items():
         if isinstance(value, datetime):
-            value = value.isoformat().replace("+00:00", "Z")
+            value = value.astimezone(zone or UTC).isoformat().replace("+00:00", "Z")
         elif isinstance(value, list):
             value = "[" + ", ".join(map(str, sorted(value))) + "]"
         parts.append(f"{key}={value}")
