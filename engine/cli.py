@@ -194,8 +194,8 @@ def test_(rules: RulesOpt = None, templates: TemplatesOpt = None) -> None:
 
     with _handled():
         settings = _settings(rules=rules, templates=templates)
-        summary = run_policy_tests(settings, lambda text: out.print(text, highlight=False))
-        out.print(summary.line)
+        summary = run_policy_tests(settings, lambda text: out.print(text, highlight=False, markup=False))
+        out.print(summary.line, highlight=False)
     if summary.failed:
         raise typer.Exit(1)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from engine.errors import ImportDataError, PolicyError, Problem
 from engine.policy_tests.cases import case_files, read_cases
-from engine.policy_tests.runner import Outcome, run_case, template_database
+from engine.policy_tests.runner import Night, Outcome, run_case, template_database
 from engine.run import load_checked_policy
 from engine.settings import Settings
 
@@ -32,7 +32,8 @@ class Summary:
 def run_policy_tests(settings: Settings, say: Callable[[str], None]) -> Summary:
     """Run the cases of `settings.rules`/tests, saying each failure as it comes. Raises
     PolicyError (exit 2) when the policy or a test file is invalid, before anything runs."""
-    load_checked_policy(settings)  # an invalid policy is reported as itself, not per case
+    # Checked once: an invalid policy is reported as itself, not once per case.
+    policy, templates = load_checked_policy(settings)
     cases, problems = read_cases(case_files(settings.rules))
     if problems:
         raise PolicyError(problems)
@@ -41,7 +42,7 @@ def run_policy_tests(settings: Settings, say: Callable[[str], None]) -> Summary:
     with template_database() as template:
         for case in cases:
             try:
-                outcome = run_case(case, settings, template)
+                outcome = run_case(case, Night(settings, policy, templates), template)
             except ImportDataError as exc:  # rows that do not import: the file is wrong
                 bad += exc.problems
                 continue

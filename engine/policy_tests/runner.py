@@ -26,6 +26,8 @@ from engine.db.session import connect
 from engine.errors import ImportDataError, Location, Problem
 from engine.policy_tests.cases import Expectations, LocatedCase
 from engine.policy_tests.world import rows_of, write_csv
+from engine.notices.templates import NoticeTemplates
+from engine.policy import Policy
 from engine.run import run_night
 from engine.settings import Settings
 
@@ -64,7 +66,18 @@ def template_database() -> Iterator[Path]:
         yield path
 
 
-def run_case(case: LocatedCase, settings: Settings, template: Path) -> Outcome:
+@dataclass
+class Night:
+    """What every case's nights share: the settings, the policy and templates checked once,
+    and the statements compiled once (each case's engine would compile them all again)."""
+
+    settings: Settings
+    policy: Policy
+    templates: NoticeTemplates
+    compiled: dict[Any, Any] = field(default_factory=dict)
+
+
+def run_case(case: LocatedCase, night: Night, template: Path) -> Outcome:
     """Import the case's rows into a copy of `template`, run a night at each instant, compare.
     Raises ImportDataError (with the case's location) when its rows do not import."""
     with tempfile.TemporaryDirectory(prefix="aftersales-case-") as folder:
@@ -72,9 +85,10 @@ def run_case(case: LocatedCase, settings: Settings, template: Path) -> Outcome:
         database = work / "case.db"
         shutil.copyfile(template, database)
         engine = connect(f"sqlite:///{database}")
+        shared = engine.execution_options(compiled_cache=night.compiled)
         try:
             _load(engine, case, work / "data")
-            here = settings.model_copy(
+            here = night.settings.model_copy(
                 update={
                     "db": f"sqlite:///{database}",
                     "artifacts_dir": work / "runs",
@@ -82,7 +96,9 @@ def run_case(case: LocatedCase, settings: Settings, template: Path) -> Outcome:
                 }
             )
             for instant in case.case.instants:
-                run_night(here, engine, as_of=instant)
+                run_night(
+                    here, shared, as_of=instant, policy=night.policy, templates=night.templates
+                )
             return Outcome(case, _compare(case, engine))
         finally:
             engine.dispose()
