@@ -33,6 +33,9 @@ class FindingExpected(_Strict):
     entity: str | None = None
     id: int | str | None = Field(None, description="The entity's id")
     state: str | None = Field(None, description="due, warning, breach, escalation:1, charged, ...")
+    occurrence: str | None = Field(
+        None, description="Which occurrence: a classification's category, a reminder's date"
+    )
     due: datetime | None = Field(None, description="The instant it fell due")
     recipients: list[str] | None = Field(None, description="Roles notified, in any order")
     amount: Decimal | None = None

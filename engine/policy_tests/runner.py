@@ -212,7 +212,8 @@ def _show(values: dict[str, Any], zone: Any) -> str:
 
 def _finding(row: Any) -> dict[str, Any]:
     return dict(
-        rule=row.rule_id, entity=row.entity, id=row.entity_id, state=row.state, due=row.due_at,
+        rule=row.rule_id, entity=row.entity, id=row.entity_id, state=row.state,
+        occurrence=row.occurrence, due=row.due_at,
         recipients=list(row.recipients or []), amount=row.amount, open=row.closed_at is None,
     )  # fmt: skip
 
