@@ -160,7 +160,10 @@ TestsOpt = Annotated[
 
 @app.command()
 def validate(
-    rules: RulesOpt = None, templates: TemplatesOpt = None, db: DbOpt = None, tests: TestsOpt = False
+    rules: RulesOpt = None,
+    templates: TemplatesOpt = None,
+    db: DbOpt = None,
+    tests: TestsOpt = False,
 ) -> None:
     """Check the policy files and the templates they name; exit 2 on any problem. With a
     database at hand, also refuse customer notices lacking a locale its customers or branches
@@ -194,7 +197,9 @@ def test_(rules: RulesOpt = None, templates: TemplatesOpt = None) -> None:
 
     with _handled():
         settings = _settings(rules=rules, templates=templates)
-        summary = run_policy_tests(settings, lambda text: out.print(text, highlight=False, markup=False))
+        summary = run_policy_tests(
+            settings, lambda text: out.print(text, highlight=False, markup=False)
+        )
         out.print(summary.line, highlight=False)
     if summary.failed:
         raise typer.Exit(1)

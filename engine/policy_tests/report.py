@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.errors import ImportDataError, PolicyError, Problem
+from engine.errors import AftersalesError, ImportDataError, Problem
 from engine.policy_tests.cases import case_files, read_cases
 from engine.policy_tests.runner import Night, Outcome, run_case, template_database
 from engine.run import load_checked_policy
@@ -29,14 +29,27 @@ class Summary:
         return f"{len(self.outcomes) - self.failed} passed, {self.failed} failed"
 
 
+class InvalidTests(AftersalesError):
+    """A policy test file is not a valid case file, or its rows do not import."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        count = len(problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the policy tests"
+        super().__init__("\n".join([head, *map(str, problems)]))
+
+
 def run_policy_tests(settings: Settings, say: Callable[[str], None]) -> Summary:
     """Run the cases of `settings.rules`/tests, saying each failure as it comes. Raises
-    PolicyError (exit 2) when the policy or a test file is invalid, before anything runs."""
+    PolicyError when the policy is invalid, before anything runs, and InvalidTests (both exit
+    2) when a test file is."""
     # Checked once: an invalid policy is reported as itself, not once per case.
     policy, templates = load_checked_policy(settings)
     cases, problems = read_cases(case_files(settings.rules))
     if problems:
-        raise PolicyError(problems)
+        raise InvalidTests(problems)
     summary = Summary()
     bad: list[Problem] = []
     with template_database() as template:
@@ -50,7 +63,7 @@ def run_policy_tests(settings: Settings, say: Callable[[str], None]) -> Summary:
             if not outcome.passed:
                 say(failure_text(outcome))
     if bad:
-        raise PolicyError(bad)
+        raise InvalidTests(bad)
     return summary
 
 

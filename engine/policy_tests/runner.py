@@ -24,10 +24,10 @@ from engine.db.models import Finding, LedgerEntry, Notice
 from engine.db.schema import upgrade
 from engine.db.session import connect
 from engine.errors import ImportDataError, Location, Problem
-from engine.policy_tests.cases import Expectations, LocatedCase
-from engine.policy_tests.world import rows_of, write_csv
 from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy
+from engine.policy_tests.cases import Expectations, LocatedCase
+from engine.policy_tests.world import rows_of, write_csv
 from engine.run import run_night
 from engine.settings import Settings
 

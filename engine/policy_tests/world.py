@@ -8,7 +8,7 @@ row with the id of a world row changes that row (`branches: [{id: 1, timezone: .
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -55,84 +55,98 @@ def _staff(role: str) -> dict[str, Any]:
 
 WORLD: Mapping[str, list[dict[str, Any]]] = {
     "branches": [
-        {
-            "id": 1, "code": "SH-01", "name": "上海服务中心", "timezone": "Asia/Shanghai",
-            "country": "CN", "calendar": "cn-office", "locale": "zh-CN",
-            "email": "desk@sh.example",
-        }  # fmt: skip
+        dict(
+            id=1,
+            code="SH-01",
+            name="上海服务中心",
+            timezone="Asia/Shanghai",
+            country="CN",
+            calendar="cn-office",
+            locale="zh-CN",
+            email="desk@sh.example",
+        )
     ],
     "staff": [_staff(role) for role in STAFF_ID],
     "customers": [
-        {
-            "id": 1, "branch_id": 1, "name": "王先生", "email": "customer1@example.com",
-            "locale": "zh-CN", "region": "urban",
-        }  # fmt: skip
+        dict(
+            id=1,
+            branch_id=1,
+            name="王先生",
+            email="customer1@example.com",
+            locale="zh-CN",
+            region="urban",
+        )
     ],
     "products": [
-        {"id": 1, "model": "AC-KFR35", "name": "Split air conditioner", "category": "air_conditioner"},
-        {"id": 2, "model": "IN-SP700", "name": "Spectrophotometer", "category": "instrument"},
+        dict(id=1, model="AC-KFR35", name="Split air conditioner", category="air_conditioner"),
+        dict(id=2, model="IN-SP700", name="Spectrophotometer", category="instrument"),
     ],
 }
 """One Shanghai branch with one person per role, a customer, an air conditioner and an
 instrument model (docs/policy.md lists it)."""
 
-_Default = Callable[[int], Any]
+_TECH = STAFF_ID["technician"]
 
-
-def _fixed(value: Any) -> _Default:
-    return lambda _id: value
-
-
-_TECH, _ONE = _fixed(STAFF_ID["technician"]), _fixed(1)
-
-COLUMN_DEFAULTS: Mapping[str, Mapping[str, _Default]] = {
-    "branches": {
-        "code": lambda i: f"B-{i}", "name": lambda i: f"branch {i}",
-        "timezone": _fixed("Asia/Shanghai"), "country": _fixed("CN"),
-        "calendar": _fixed("cn-office"), "locale": _fixed("zh-CN"),
-    },  # fmt: skip
-    "staff": {
-        "branch_id": _ONE, "name": lambda i: f"staff {i}", "email": lambda i: f"staff{i}@sh.example",
-        "role": _fixed("technician"), "locale": _fixed("zh-CN"),
-    },  # fmt: skip
-    "customers": {
-        "branch_id": _ONE, "name": lambda i: f"customer {i}",
-        "email": lambda i: f"customer{i}@example.com", "locale": _fixed("zh-CN"),
-        "region": _fixed("urban"),
-    },  # fmt: skip
-    "products": {
-        "model": lambda i: f"MODEL-{i}", "name": lambda i: f"product {i}",
-        "category": _fixed("air_conditioner"),
-    },  # fmt: skip
-    "units": {
-        "product_id": _ONE, "customer_id": _ONE, "branch_id": _ONE,
-        "serial_number": lambda i: f"SN-{i:06d}",
-    },  # fmt: skip
-    "contracts": {
-        "number": lambda i: f"MC-{i}", "customer_id": _ONE, "branch_id": _ONE,
-        "kind": _fixed("maintenance"), "status": _fixed("active"),
-        "sales_rep_id": _fixed(STAFF_ID["sales_rep"]),
-    },  # fmt: skip
-    "service_requests": {
-        "number": lambda i: f"SR-{i}", "branch_id": _ONE, "customer_id": _ONE,
-        "technician_id": _TECH, "kind": _fixed("repair"), "region": _fixed("urban"),
-        "status": _fixed("received"),
-    },  # fmt: skip
-    "status_changes": {"service_request_id": _ONE},
-    "complaints": {
-        "number": lambda i: f"CP-{i}", "branch_id": _ONE, "customer_id": _ONE,
-        "kind": _fixed("appeal"), "severity": _fixed("general"), "status": _fixed("open"),
-    },  # fmt: skip
-    "surveys": {"branch_id": _ONE, "service_request_id": _ONE, "technician_id": _TECH},
-    "hotline_calls": {
-        "branch_id": _ONE, "on_duty_staff_id": _fixed(STAFF_ID["hotline_operator"]),
-    },  # fmt: skip
-    "inspections": {"branch_id": _ONE, "contract_id": _ONE, "technician_id": _TECH},
-    "improvements": {"branch_id": _ONE, "staff_id": _TECH, "title": lambda i: f"improvement {i}"},
-    "targets": {"branch_id": _ONE, "staff_id": _TECH, "item": _fixed("task")},
-    "work_records": {"branch_id": _ONE},
+COLUMN_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
+    "branches": dict(
+        code="B-{id}",
+        name="branch {id}",
+        timezone="Asia/Shanghai",
+        country="CN",
+        calendar="cn-office",
+        locale="zh-CN",
+    ),
+    "staff": dict(
+        branch_id=1,
+        name="staff {id}",
+        email="staff{id}@sh.example",
+        role="technician",
+        locale="zh-CN",
+    ),
+    "customers": dict(
+        branch_id=1,
+        name="customer {id}",
+        email="customer{id}@example.com",
+        locale="zh-CN",
+        region="urban",
+    ),
+    "products": dict(model="MODEL-{id}", name="product {id}", category="air_conditioner"),
+    "units": dict(product_id=1, customer_id=1, branch_id=1, serial_number="SN-{id}"),
+    "contracts": dict(
+        number="MC-{id}",
+        customer_id=1,
+        branch_id=1,
+        kind="maintenance",
+        status="active",
+        sales_rep_id=STAFF_ID["sales_rep"],
+    ),
+    "service_requests": dict(
+        number="SR-{id}",
+        branch_id=1,
+        customer_id=1,
+        technician_id=_TECH,
+        kind="repair",
+        region="urban",
+        status="received",
+    ),
+    "status_changes": dict(service_request_id=1),
+    "complaints": dict(
+        number="CP-{id}",
+        branch_id=1,
+        customer_id=1,
+        kind="appeal",
+        severity="general",
+        status="open",
+    ),
+    "surveys": dict(branch_id=1, service_request_id=1, technician_id=_TECH),
+    "hotline_calls": dict(branch_id=1, on_duty_staff_id=STAFF_ID["hotline_operator"]),
+    "inspections": dict(branch_id=1, contract_id=1, technician_id=_TECH),
+    "improvements": dict(branch_id=1, staff_id=_TECH, title="improvement {id}"),
+    "targets": dict(branch_id=1, staff_id=_TECH, item="task"),
+    "work_records": dict(branch_id=1),
 }
-"""Each table's required columns (and the people notices reach), for a case row without them."""
+"""Each table's required columns (and the people notices reach), for a case row without them;
+`{id}` is the row's id, so numbers and serials stay unique."""
 
 
 def rows_of(case: LocatedCase) -> dict[str, list[tuple[dict[str, Any], int | None]]]:
@@ -150,7 +164,10 @@ def rows_of(case: LocatedCase) -> dict[str, list[tuple[dict[str, Any], int | Non
                 row_id = next_id
             next_id = max(next_id, row_id + 1)
             base = rows.get(row_id, ({}, None))[0]
-            defaults = {c: make(row_id) for c, make in COLUMN_DEFAULTS.get(table, {}).items()}
+            defaults = {
+                c: v.format(id=row_id) if isinstance(v, str) else v
+                for c, v in COLUMN_DEFAULTS.get(table, {}).items()
+            }
             rows[row_id] = ({**defaults, **base, **given, "id": row_id}, index)
         if rows:
             tables[table] = [rows[i] for i in sorted(rows)]
