@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from engine.db.models import SERVICE_TABLES
 from engine.errors import Location, Problem
@@ -32,7 +32,7 @@ class FindingExpected(_Strict):
     entity: str | None = None
     id: int | str | None = Field(None, description="The entity's id")
     state: str | None = Field(None, description="due, warning, breach, escalation:1, charged, ...")
-    occurrence: str | None = Field(
+    occurrence: Annotated[str, BeforeValidator(str)] | None = Field(
         None, description="Which occurrence: a classification's category, a reminder's date"
     )
     due: datetime | None = Field(None, description="The instant it fell due")
