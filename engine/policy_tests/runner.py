@@ -165,7 +165,7 @@ def _check(
 
 
 _NOUN = {"findings": "finding", "letters": "letter", "ledger": "ledger entry"}
-_IDENTITY = ("rule", "entity", "id", "state", "template", "to", "party", "amount")
+_IDENTITY = ("rule", "entity", "id", "state", "occurrence", "template", "to", "party", "amount")
 
 
 def _relevant(got: dict[str, Any], keys: dict[str, Any]) -> dict[str, Any]:
