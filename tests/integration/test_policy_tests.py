@@ -67,7 +67,7 @@ def test_a_wrong_expectation_fails_with_expected_got_and_line(rules):
     # What the night gave: the same rule and call, due at 16:00 (09:00 + 6 working hours).
     assert lines[2].strip() == (
         "got: rule=dispatch-urban, entity=service_requests, id=1, state=breach, "
-        "due=2026-11-23T16:00:00+08:00"
+        "occurrence=2026-11-23T01:00:00+00:00, due=2026-11-23T16:00:00+08:00"
     )
     assert lines[-1] == "0 passed, 1 failed"
 
