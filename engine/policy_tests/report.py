@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.errors import AftersalesError, ImportDataError, Problem
-from engine.policy_tests.cases import case_files, read_cases
+from engine.policy_tests.cases import TESTS_FOLDER, case_files, read_cases
 from engine.policy_tests.runner import Night, Outcome, run_case, template_database
 from engine.run import load_checked_policy
 from engine.settings import Settings
@@ -47,7 +47,10 @@ def run_policy_tests(settings: Settings, say: Callable[[str], None]) -> Summary:
     2) when a test file is."""
     # Checked once: an invalid policy is reported as itself, not once per case.
     policy, templates = load_checked_policy(settings)
-    cases, problems = read_cases(case_files(settings.rules))
+    files = case_files(settings.rules)
+    if not files:
+        say(f"no policy tests: {settings.rules / TESTS_FOLDER} holds no *.yaml files")
+    cases, problems = read_cases(files)
     if problems:
         raise InvalidTests(problems)
     summary = Summary()

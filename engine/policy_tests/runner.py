@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from engine.db.importer import import_dir
 from engine.db.models import Finding, LedgerEntry, Notice
 from engine.db.schema import upgrade
 from engine.db.session import connect
@@ -95,19 +96,21 @@ def run_case(case: LocatedCase, night: Night, template: Path) -> Outcome:
                     "outbox_dir": work / "outbox",
                 }
             )
+            failed: list[str] = []
             for instant in case.case.instants:
-                run_night(
+                result = run_night(
                     here, shared, as_of=instant, policy=night.policy, templates=night.templates
                 )
-            return Outcome(case, _compare(case, engine))
+                failed += [f"{r.rule_id}: {r.error}" for r in result.rules if r.error]
+            # A rule that could not be judged is a failure even when the expectations hold.
+            broken = [Miss(case.location(), "every rule judged", failed)] if failed else []
+            return Outcome(case, broken + _compare(case, engine))
         finally:
             engine.dispose()
 
 
 def _load(engine: Engine, case: LocatedCase, folder: Path) -> None:
     """Import the world and the case's rows with `aftersales import`'s own reader."""
-    from engine.db.importer import import_dir
-
     folder.mkdir()
     tables = rows_of(case)
     write_csv(folder, tables)

@@ -108,3 +108,15 @@ def test_test_files_are_not_policy_and_leave_its_version_alone(rules):
     after = load_policy(rules, templates)
     assert after.hash == before.hash
     assert after.files == before.files
+
+
+def test_an_absent_expectation_that_appears_fails_with_what_was_found(rules):
+    case = rules / "tests" / "sla.yaml"
+    text = URBAN_CASE.format(due="2026-11-23T16:00:00+08:00")
+    case.write_text(text.replace("    expect:", "    absent:"), encoding="utf-8")
+
+    result = invoke("test", "--rules", str(rules))
+
+    assert result.exit_code == 1
+    assert f"  {case}:10:11: expected no finding rule=dispatch-urban" in result.stdout
+    assert "got: rule=dispatch-urban, entity=service_requests, id=1, state=breach" in result.stdout
