@@ -61,12 +61,23 @@ class LedgerExpected(_Strict):
     period: str | None = Field(None, description="2026-10, or 2026-Q4")
 
 
+class KpiExpected(_Strict):
+    """A KPI value of one month, for a branch or a person (`aftersales report kpi`)."""
+
+    metric: str | None = None
+    period: str | None = Field(None, description="The month: 2026-10")
+    scope: str | None = Field(None, description="branch, or staff")
+    party: int | None = Field(None, description="The branch id, or the staff id")
+    value: Decimal | None = Field(None, description="A ratio (0.5 for 50%), or per its scale")
+
+
 class Expectations(_Strict):
     """What must be found (under `expect:`) or must not be (under `absent:`)."""
 
     findings: list[FindingExpected] = []
     letters: list[LetterExpected] = []
     ledger: list[LedgerExpected] = []
+    kpis: list[KpiExpected] = []
 
 
 class Case(_Strict):

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from engine.db.importer import import_dir
-from engine.db.models import Finding, LedgerEntry, Notice
+from engine.db.models import Finding, KpiValue, LedgerEntry, Notice
 from engine.db.schema import upgrade
 from engine.db.session import connect
 from engine.errors import ImportDataError, Location, Problem
@@ -135,7 +135,8 @@ def _compare(case: LocatedCase, engine: Engine) -> list[Miss]:
         findings = [_finding(r) for r in conn.execute(select(Finding)).mappings()]
         letters = [_letter(r) for r in conn.execute(select(Notice)).mappings()]
         ledger = [_entry(r) for r in conn.execute(select(LedgerEntry)).mappings()]
-    got = {"findings": findings, "letters": letters, "ledger": ledger}
+        kpis = [_kpi(r) for r in conn.execute(select(KpiValue)).mappings()]
+    got = {"findings": findings, "letters": letters, "ledger": ledger, "kpis": kpis}
     return _check(case, "expect", case.case.expect, got) + _check(
         case, "absent", case.case.absent, got
     )
@@ -147,7 +148,7 @@ def _check(
     """Each expectation of `part` against what the night recorded: under `expect:` one must
     match, under `absent:` none may."""
     misses = []
-    for kind in ("findings", "letters", "ledger"):
+    for kind in _NOUN:
         for index, expectation in enumerate(getattr(wanted, kind)):
             keys = expectation.model_dump(exclude_none=True)
             matched = [g for g in got[kind] if _matches(keys, g)]
@@ -167,8 +168,11 @@ def _check(
     return misses
 
 
-_NOUN = {"findings": "finding", "letters": "letter", "ledger": "ledger entry"}
-_IDENTITY = ("rule", "entity", "id", "state", "occurrence", "template", "to", "party", "amount")
+_NOUN = {"findings": "finding", "letters": "letter", "ledger": "ledger entry", "kpis": "KPI"}
+_IDENTITY = (
+    *("rule", "entity", "id", "state", "occurrence", "template", "to", "party", "amount"),
+    *("metric", "period", "scope", "value"),
+)
 
 
 def _relevant(got: dict[str, Any], keys: dict[str, Any]) -> dict[str, Any]:
@@ -185,8 +189,8 @@ def _matches(keys: dict[str, Any], got: dict[str, Any]) -> bool:
         elif isinstance(value, datetime):
             if have is None or have != value:
                 return False
-        elif isinstance(value, Decimal):
-            if have is None or Decimal(str(have)) != value:
+        elif isinstance(value, Decimal):  # to the precision written: 66.67 matches 66.666667
+            if have is None or Decimal(str(have)).quantize(value) != value:
                 return False
         elif str(value) != str(have):
             return False
@@ -196,7 +200,7 @@ def _matches(keys: dict[str, Any], got: dict[str, Any]) -> bool:
 def _nearest(keys: dict[str, Any], got: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the night gave that is closest to an expectation not met: same rule (or template)
     first, so the reader sees the state or time that differed; else nothing of that rule."""
-    for key in ("rule", "template", "entity"):
+    for key in ("rule", "metric", "template", "entity"):
         if key in keys:
             return [g for g in got if g.get(key) == keys[key]][:5]
     return got[:5]
@@ -232,4 +236,11 @@ def _entry(row: Any) -> dict[str, Any]:
     return dict(
         rule=row.rule_id, party=row.party_id, amount=row.amount, currency=row.currency,
         period=row.period,
+    )  # fmt: skip
+
+
+def _kpi(row: Any) -> dict[str, Any]:
+    return dict(
+        metric=row.metric_id, period=row.period, scope=row.scope, party=row.party_id,
+        value=row.value,
     )  # fmt: skip
