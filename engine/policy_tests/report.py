@@ -55,10 +55,11 @@ def run_policy_tests(settings: Settings, say: Callable[[str], None]) -> Summary:
         raise InvalidTests(problems)
     summary = Summary()
     bad: list[Problem] = []
+    night = Night(settings, policy, templates)
     with template_database() as template:
         for case in cases:
             try:
-                outcome = run_case(case, Night(settings, policy, templates), template)
+                outcome = run_case(case, night, template)
             except ImportDataError as exc:  # rows that do not import: the file is wrong
                 bad += exc.problems
                 continue

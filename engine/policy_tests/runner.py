@@ -67,15 +67,13 @@ def template_database() -> Iterator[Path]:
         yield path
 
 
-@dataclass
+@dataclass(frozen=True)
 class Night:
-    """What every case's nights share: the settings, the policy and templates checked once,
-    and the statements compiled once (each case's engine would compile them all again)."""
+    """What every case's nights share: the settings, and the policy and templates checked once."""
 
     settings: Settings
     policy: Policy
     templates: NoticeTemplates
-    compiled: dict[Any, Any] = field(default_factory=dict)
 
 
 def run_case(case: LocatedCase, night: Night, template: Path) -> Outcome:
@@ -86,7 +84,6 @@ def run_case(case: LocatedCase, night: Night, template: Path) -> Outcome:
         database = work / "case.db"
         shutil.copyfile(template, database)
         engine = connect(f"sqlite:///{database}")
-        shared = engine.execution_options(compiled_cache=night.compiled)
         try:
             _load(engine, case, work / "data")
             here = night.settings.model_copy(
@@ -99,7 +96,7 @@ def run_case(case: LocatedCase, night: Night, template: Path) -> Outcome:
             failed: list[str] = []
             for instant in case.case.instants:
                 result = run_night(
-                    here, shared, as_of=instant, policy=night.policy, templates=night.templates
+                    here, engine, as_of=instant, policy=night.policy, templates=night.templates
                 )
                 failed += [f"{r.rule_id}: {r.error}" for r in result.rules if r.error]
             # A rule that could not be judged is a failure even when the expectations hold.
