@@ -98,6 +98,8 @@ class Case(_Strict):
         for when in self.instants:
             if when.tzinfo is None:
                 raise ValueError(f"{when.isoformat()} has no offset; add Z or +08:00")
+        if self.instants != sorted(self.instants):  # a night never runs before the last one
+            raise ValueError("list the runs in time order")
         return self
 
     @property
