@@ -160,11 +160,22 @@ def import_(
             out.print(f"{table}: {done}")
 
 
+TestsOpt = Annotated[
+    bool, typer.Option("--tests", help="Also run the policy tests (DIR/tests/*.yaml)")
+]
+
+
 @app.command()
-def validate(rules: RulesOpt = None, templates: TemplatesOpt = None, db: DbOpt = None) -> None:
+def validate(
+    rules: RulesOpt = None,
+    templates: TemplatesOpt = None,
+    db: DbOpt = None,
+    tests: TestsOpt = False,
+) -> None:
     """Check the policy files and the templates they name; exit 2 on any problem. With a
     database at hand, also refuse customer notices lacking a locale its customers or branches
-    read, and warn of roles held by staff or named on rows that it does not declare."""
+    read, and warn of roles held by staff or named on rows that it does not declare; with
+    --tests, run the policy tests too (exit 1 when one fails)."""
     from engine.run import load_checked_policy
 
     with _handled():
@@ -180,6 +191,25 @@ def validate(rules: RulesOpt = None, templates: TemplatesOpt = None, db: DbOpt =
             out.print(f"disabled: {item.rule.id}: {item.rule.disabled}")
         for warning in [*warnings, *_role_warnings(settings, policy)]:
             err.print(f"warning: {warning}", highlight=False)
+    if tests:
+        test_(rules=rules, templates=templates)
+
+
+@app.command(name="test")
+def test_(rules: RulesOpt = None, templates: TemplatesOpt = None) -> None:
+    """Run the policy tests kept beside the policy (DIR/tests/*.yaml), each in a throwaway
+    SQLite database; end with `N passed, M failed`. Exit 1 on a failure, 2 on an invalid
+    test file or policy."""
+    from engine.policy_tests.report import run_policy_tests
+
+    with _handled():
+        settings = _settings(rules=rules, templates=templates)
+        summary = run_policy_tests(
+            settings, lambda text: out.print(text, highlight=False, markup=False)
+        )
+        out.print(summary.line, highlight=False)
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 def _database_at_hand(settings: Settings) -> bool:

@@ -74,17 +74,23 @@ def run_night(
     progress: Callable[[str], None] | None = None,
     templates: NoticeTemplates | None = None,
     full: bool = False,
+    policy: Policy | None = None,
 ) -> RunResult:
     """Evaluate the policy at `as_of`: every rule in full, or, when the policy is unchanged
     since the last run, what changed or came due (engine.incremental); `full` forces the
     former. With dry_run nothing is written to the database.
 
     `progress` is called with each rule id as it is evaluated (for progress bars);
-    `templates`, if given, renders the notices instead of those under settings.templates.
+    `templates`, if given, renders the notices instead of those under settings.templates;
+    `policy`, if given, is judged instead of reading settings.rules again (policy tests run
+    many nights on one policy, checked once with load_checked_policy).
     """
     started = time.perf_counter()
-    policy, loaded = load_checked_policy(settings)
-    templates = templates or loaded
+    if policy is None:
+        policy, loaded = load_checked_policy(settings)
+        templates = templates or loaded
+    elif templates is None:
+        raise ValueError("a policy given to run_night comes with its templates")
     require_current(engine)
     timings = {"load_s": round(time.perf_counter() - started, 4)}
     run_id = uuid.uuid4().hex
