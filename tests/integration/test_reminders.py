@@ -147,10 +147,13 @@ def test_customer_without_email_is_set_aside_with_reason(service_data, settings_
     nomail = service_data.customer("No Mail", email=None)
     service_data.contract(nomail, date(2026, 12, 20))
     result = run_night(settings_for(str(service_data.engine.url)), service_data.engine, as_of=AS_OF)
-    assert result.counts["notices_queued"] == 1  # the sales rep's task still goes out
+    # The sales rep's task still goes out, and the hotline is asked to phone or post the letter.
+    assert result.counts["notices_queued"] == 2
     assert result.counts["notices_set_aside"] == 1
     (dead,) = [n for n in _notices(service_data.engine) if n.status == "dead"]
     assert dead.recipient_name == "No Mail" and dead.last_error.startswith("no email address")
+    (task,) = [n for n in _notices(service_data.engine) if n.template == "undeliverable"]
+    assert task.recipient_role == "hotline_operator"
 
 
 def test_dry_run_writes_nothing_but_reports_what_would_happen(service_data, settings_for, tmp_path):
