@@ -103,14 +103,38 @@ def _reset_pg(url: str) -> None:
     eng.dispose()
 
 
+PG_TURN_KEY = 731_500_019
+"""The advisory lock key, on the server's `test` database, that test workers take turns by."""
+_turn_server: list[Engine] = []
+
+
+@contextmanager
+def pg_turn(alone: bool) -> Iterator[None]:
+    """A turn on the PostgreSQL server among parallel test workers: shared by tests that write,
+    alone for those that read the change marker, which any writing transaction anywhere on the
+    server holds back (another worker's test would make them find rows written before)."""
+    if not _turn_server:
+        _turn_server.append(create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT"))
+    lock, unlock = ("lock", "unlock") if alone else ("lock_shared", "unlock_shared")
+    with _turn_server[0].connect() as conn:
+        conn.execute(text(f"SELECT pg_advisory_{lock}(:key)"), {"key": PG_TURN_KEY})
+        try:
+            yield
+        finally:
+            conn.execute(text(f"SELECT pg_advisory_{unlock}(:key)"), {"key": PG_TURN_KEY})
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """An empty database of each kind: a real SQLite file, and the PostgreSQL scratch database."""
+def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """An empty database of each kind: a real SQLite file, and the PostgreSQL scratch database
+    (during a turn on the server: see pg_turn)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'service.db'}"
+        yield f"sqlite:///{tmp_path / 'service.db'}"
+        return
     url = request.getfixturevalue("pg_server")
-    _reset_pg(url)
-    return url
+    with pg_turn(alone=request.node.get_closest_marker("pg_alone") is not None):
+        _reset_pg(url)
+        yield url
 
 
 @pytest.fixture

@@ -34,10 +34,18 @@ def sh(*parts: int) -> datetime:
 
 
 def outbox(engine: Engine) -> set[str]:
-    """The notices that answer a finding: finding key | role | recipient."""
+    """The notices that answer a finding: finding key | role | recipient; a task to phone or
+    post a dead letter is named by that letter's key, not its id, which differs between runs."""
     with engine.connect() as conn:
-        keys = conn.scalars(select(Notice.dedup_key).where(Notice.template != "digest"))
-        return {key for key in keys if not key.startswith("overdue-summary|")}
+        rows = conn.execute(select(Notice.id, Notice.dedup_key).where(Notice.template != "digest"))
+        keys = {str(notice): key for notice, key in rows}
+    named = set()
+    for key in keys.values():
+        if key.startswith("undeliverable|"):
+            _, letter, rest = key.split("|", 2)
+            key = f"undeliverable|{keys[letter]}|{rest}"
+        named.add(key)
+    return {key for key in named if not key.startswith("overdue-summary|")}
 
 
 def findings(engine: Engine) -> set[str]:

@@ -23,6 +23,10 @@ from engine.db.models import SERVICE_TABLES, Branch, ServiceRequest, StatusChang
 from engine.db.schema import MIGRATIONS, upgrade
 from engine.db.session import connect
 
+# PostgreSQL's marker is the server's oldest running transaction: other tests' writes would
+# hold it back, so these take the server alone (tests/conftest.py pg_turn).
+pytestmark = pytest.mark.pg_alone
+
 BRANCHES = Branch.__table__
 REQUESTS = ServiceRequest.__table__
 CHANGES = StatusChange.__table__

@@ -9,6 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import pg_turn
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 
 from engine.db import demo as demo_module
@@ -63,8 +64,9 @@ def demo(
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine = connect(scratch.rsplit("/", 1)[0] + "/" + name)
     try:
-        upgrade(engine)
-        load_demo(engine, AS_OF)
+        with pg_turn(alone=False):  # the load writes: change-marker tests wait for it
+            upgrade(engine)
+            load_demo(engine, AS_OF)
         yield engine
     finally:
         engine.dispose()
