@@ -95,6 +95,11 @@ def test_a_call_late_for_two_rules_is_one_row_naming_customer_technician_and_wor
     assert shanghai.count == 2 and summary.total == 2
     # The chart still counts the clocks per rule.
     assert shanghai.by_rule() == [("dispatch-urban", 2), ("same-day-resolution", 1)]
+    # Its bars are numbered; the caption names the rules in the reader's language.
+    assert [(r.title_in("zh-CN"), n) for r, n in shanghai.charted()] == [
+        (TERMS.localized["dispatch-urban"]["zh-CN"], 2),
+        (TERMS.localized["same-day-resolution"]["zh-CN"], 1),
+    ]
 
     [row, _] = list(csv.DictReader(io.StringIO(render_csv(summary.branches, "zh-CN"))))
     assert (row["number"], row["customer"], row["responsible"]) == ("SR-1", "Li Lei", "Wang Qiang")
