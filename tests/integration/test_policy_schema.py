@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.policyfiles import ROOT, problems_of
+from policyfiles import ROOT, problems_of
 
 SHIPPED = sorted((ROOT / "rules").glob("*.yaml"))
 
