@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from conftest import ServiceData
 from sqlalchemy import Engine, insert, select
 from test_nightly_operation import AS_OF, demo
@@ -99,6 +100,7 @@ def clocks_started_and_ended_while_down(data: ServiceData) -> dict[str, int]:
     return ids
 
 
+@pytest.mark.slow
 def test_three_days_down_then_one_run_queues_what_a_run_every_day_queues(
     db, twin_url, tmp_path, settings_for
 ):
@@ -138,6 +140,7 @@ def test_three_days_down_then_one_run_queues_what_a_run_every_day_queues(
     twin.dispose()
 
 
+@pytest.mark.slow
 def test_the_demo_department_three_days_down_matches_a_run_every_day(
     db_url, twin_url, tmp_path, settings_for
 ):
@@ -156,6 +159,7 @@ def test_the_demo_department_three_days_down_matches_a_run_every_day(
     twin.dispose()
 
 
+@pytest.mark.slow
 def test_an_inspection_report_handed_in_late_while_down_was_missing_first(
     db, twin_url, tmp_path, settings_for
 ):

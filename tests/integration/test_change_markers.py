@@ -97,6 +97,7 @@ def test_a_writer_cannot_hide_an_update_by_keeping_row_version(db: Engine, other
     assert _changed(db, BRANCHES, marker) == set(_ids(db, BRANCHES, "code = 'SH-01'"))
 
 
+@pytest.mark.slow
 def test_a_deleted_status_change_leaves_a_tombstone_naming_its_request(
     db: Engine, other_system: Engine
 ):
@@ -182,6 +183,7 @@ def _expected_triggers() -> set[str]:
     }
 
 
+@pytest.mark.slow
 def test_init_on_a_fresh_database_gives_every_service_table_its_triggers(db: Engine):
     assert {m.__tablename__ for m in SERVICE_TABLES} == set(tracked_tables())
     assert _expected_triggers() <= _triggers(db)
@@ -214,6 +216,7 @@ def test_upgrade_from_0006_tracks_changes_to_rows_that_were_already_there(db_url
     db.dispose()
 
 
+@pytest.mark.slow
 def test_downgrade_to_0006_removes_the_markers_and_upgrading_again_restores_them(db: Engine):
     _migrate(db, "0006", down=True)
     assert not _expected_triggers() & _triggers(db)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -38,6 +39,7 @@ def _nights(data, settings_for, first: datetime, last: datetime) -> None:
         at += timedelta(days=1)
 
 
+@pytest.mark.slow
 def test_a_complaint_overdue_five_working_days_is_urged_every_two_and_no_more_once_closed(
     service_data, settings_for
 ):
@@ -208,6 +210,7 @@ def test_a_parts_repair_letter_gives_the_customer_the_new_date_not_the_old_deadl
     assert "November 25" not in letter.body_text  # the original deadline, now past
 
 
+@pytest.mark.slow
 def test_after_the_parts_limit_the_customer_keeps_hearing_every_three_working_days(
     service_data, settings_for
 ):
@@ -230,6 +233,7 @@ def test_after_the_parts_limit_the_customer_keeps_hearing_every_three_working_da
     assert "will write to you again with the completion date" in to_customer[-1].body_text
 
 
+@pytest.mark.slow
 def test_a_factory_return_is_followed_up_every_three_working_days(service_data, settings_for):
     ada = service_data.customer("Ada Wong")
     received = sh(2026, 11, 2, 10, 0)  # day 5 is Monday 9th, the deadline (day 15) the 23rd

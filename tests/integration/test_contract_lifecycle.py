@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from engine.db.models import Contract, Finding, Notice
@@ -43,6 +44,7 @@ def _letters(engine, template: str) -> list[tuple[str, str]]:
         return sorted(tuple(r) for r in rows)
 
 
+@pytest.mark.slow
 def test_unrenewed_contract_gets_both_reminders_and_exactly_one_lapse_notice(
     service_data, settings_for
 ):

@@ -325,6 +325,7 @@ def test_deliver_on_a_locked_database_exits_4_with_one_message(sqlite_db, locker
 # ---------------------------------------------------------------- 6. connect, login, TLS
 
 
+@pytest.mark.slow
 def test_server_down_leaves_letters_exits_5_and_alerts_operations_once_per_outage(
     db, db_url, tmp_path
 ):
@@ -438,6 +439,7 @@ def test_validate_reports_the_port_mismatch(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+@pytest.mark.slow
 def test_deliver_check_logs_in_and_sends_nothing(tmp_path):
     def svc_only(server, session, envelope, mechanism, auth_data) -> AuthResult:
         return AuthResult(success=auth_data.password == b"s3cret", handled=False)

@@ -85,6 +85,7 @@ def _ended_on(name: str, context: dict) -> list[tuple[str, date]]:
     return ended
 
 
+@pytest.mark.slow
 def test_preview_samples_do_not_contradict_their_letters(settings_for, tmp_path):
     """A sample that says something ended names a day before the letter's own date, also when
     the night does not reach the notice and preview takes a row of its rule's table: here the

@@ -136,6 +136,7 @@ def _state(engine: Engine) -> tuple[set[tuple[object, ...]], set[tuple[object, .
     return found, notices
 
 
+@pytest.mark.slow
 def test_incremental_runs_find_what_full_runs_find(db_url, twin_url, settings_for, tmp_path):
     engines = [connect(db_url), connect(twin_url)]
     rules = tmp_path / "rules"
@@ -191,6 +192,7 @@ def test_incremental_runs_find_what_full_runs_find(db_url, twin_url, settings_fo
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_the_80_percent_warning_reaches_the_team_lead_in_the_next_cycle(service_data, settings_for):
     shanghai = ZoneInfo("Asia/Shanghai")
     ada = service_data.customer("Ada Wong")
@@ -259,6 +261,7 @@ def _sh(hour: int, minute: int = 0) -> datetime:
 
 
 @pytest.mark.parametrize("case", [_completion_booked_ahead, _pause_moved, _urged_again])
+@pytest.mark.slow
 def test_what_no_row_of_the_entity_shows_is_seen_by_incremental_runs(
     case, db_url, twin_url, focused_settings_for
 ):

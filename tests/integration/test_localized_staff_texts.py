@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import yaml
 from sqlalchemy import Engine, select
 
@@ -128,6 +129,7 @@ def _problems(name: str, locale: str, text: str, english: set[str]) -> list[str]
     return [f"{name} ({locale}): {problem}" for problem in found]
 
 
+@pytest.mark.slow
 def test_staff_letters_speak_the_readers_language(db: Engine, settings_for, db_url):
     settings = settings_for(db_url)
     load_demo(db, AS_OF)
@@ -171,6 +173,7 @@ def test_staff_letters_speak_the_readers_language(db: Engine, settings_for, db_u
     assert not shown, f"{len(shown)} problems:\n" + "\n".join(shown[:60])
 
 
+@pytest.mark.slow
 def test_a_rule_title_and_reason_in_each_locale(db: Engine, settings_for, db_url):
     """One escalation, read in four languages: the title the policy gives, the reason's
     instants in the branch's time, how late in working hours."""

@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from engine import judging
@@ -34,6 +35,7 @@ def aftersales(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_readme_night_leaves_letters_for_contracts_ending_within_a_month(tmp_path):
     shutil.copytree(ROOT / "rules", tmp_path / "rules")
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
@@ -116,6 +118,7 @@ def test_letter_through_a_real_smtp_server_in_the_customers_language(
     assert again.sent == 0 and len(handler.messages()) == 2
 
 
+@pytest.mark.slow
 def test_a_rule_that_breaks_part_way_leaves_nothing_and_the_night_goes_on(
     db, settings_for, monkeypatch
 ):

@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from freezegun import freeze_time
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
@@ -60,6 +61,7 @@ def keys(engine: Engine) -> tuple[set[str], set[str]]:
     return findings, {re.sub(r"^digest\|[^|]+\|", "digest|", key) for key in notices}
 
 
+@pytest.mark.slow
 def test_second_run_exits_with_its_own_code_while_one_holds_the_lock(db_url, tmp_path):
     engine = demo(db_url)
     with run_lock(engine):
@@ -85,6 +87,7 @@ def _wait_until(condition, seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_run_killed_mid_evaluation_then_rerun_matches_an_uninterrupted_night(
     db_url, twin_url, tmp_path, settings_for
 ):
@@ -142,6 +145,7 @@ def _waiting_on_lock(engine: Engine) -> bool:
         )
 
 
+@pytest.mark.slow
 def test_run_killed_mid_delivery_sends_nothing_twice_and_loses_nothing(
     db_url, tmp_path, smtp_server
 ):
@@ -190,6 +194,7 @@ def test_run_killed_mid_delivery_sends_nothing_twice_and_loses_nothing(
     assert sum(1 for s in states.values() if s == "unknown") >= 1
 
 
+@pytest.mark.slow
 def test_three_missed_nights_then_one_run_send_what_fell_due_exactly_once(
     db_url, twin_url, tmp_path, settings_for
 ):

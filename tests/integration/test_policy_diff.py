@@ -152,6 +152,7 @@ def test_against_a_git_revision_of_the_rules_folder(service_data, tmp_path):
     assert "no-such-revision" in unknown.output
 
 
+@pytest.mark.slow
 def test_by_default_against_the_policy_of_the_last_successful_run(
     service_data, settings_for, tmp_path
 ):

@@ -43,6 +43,7 @@ def rules(tmp_path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_the_shipped_policy_passes_its_tests():
     result = invoke("test", "--rules", str(ROOT / "rules"))
     assert result.exit_code == 0, result.output

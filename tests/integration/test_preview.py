@@ -43,6 +43,7 @@ def templates(tmp_path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_every_shipped_notice_renders_in_every_locale(settings_for, sqlite_url, tmp_path):
     result = preview(settings_for(sqlite_url))
 
@@ -78,6 +79,7 @@ BREAKAGES = {
 }
 
 
+@pytest.mark.slow
 def test_broken_templates_fail_preview_each_with_its_file_and_line(templates):
     places = []
     for (name, locale), line in BREAKAGES.items():

@@ -80,6 +80,7 @@ def through_symlinked_folder(tmp_path: Path) -> str:
 @pytest.mark.parametrize(
     "other_name", [through_symlink, through_relative_path, through_symlinked_folder]
 )
+@pytest.mark.slow
 def test_a_delivery_and_an_import_by_another_name_of_the_file_exit_3_while_the_lock_is_held(
     service_db: Engine, tmp_path: Path, other_name: Callable[[Path], str]
 ) -> None:

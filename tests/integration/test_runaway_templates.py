@@ -58,6 +58,7 @@ def break_template(templates: Path, body: str) -> Path:
 
 
 @pytest.mark.parametrize("runaway", RUNAWAYS)
+@pytest.mark.slow
 def test_runaway_template_fails_its_own_notices_and_the_night_delivers_the_rest(
     runaway, service_data, focused_settings_for, templates, smtp_server
 ):
@@ -110,6 +111,7 @@ def test_status_counts_render_failed_notices(service_data, focused_settings_for,
     assert "render_failed" in result.output
 
 
+@pytest.mark.slow
 def test_preview_names_the_runaway_line_and_exits_2_in_seconds(templates):
     path = break_template(templates, RUNAWAYS["loops-from-data-printing-nothing"])
     started = time.monotonic()

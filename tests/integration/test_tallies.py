@@ -163,6 +163,7 @@ def test_false_inspection_report_doubles_the_fine(service_data, settings_for):
     }
 
 
+@pytest.mark.slow
 def test_nothing_is_booked_before_the_close_and_the_close_books_once(
     service_data, midnight_settings_for
 ):

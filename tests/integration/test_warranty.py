@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
@@ -207,6 +208,7 @@ def test_contract_cover_on_the_day_the_call_came_in(service_data, settings_for):
     assert decided[all_units]["_decision"] == "contract"
 
 
+@pytest.mark.slow
 def test_the_day_a_call_came_in_is_the_branchs_day(service_data, settings_for):
     data = service_data
     ada = data.customer("Ada Wong")
