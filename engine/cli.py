@@ -226,6 +226,7 @@ def _read_locales(settings: Settings) -> tuple[dict[str, list[str]], list[str]]:
     and a warning when it could not be read."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from engine.errors import DatabaseUnavailable
     from engine.notices.languages import database_locales
 
     if not _database_at_hand(settings):
@@ -233,7 +234,7 @@ def _read_locales(settings: Settings) -> tuple[dict[str, list[str]], list[str]]:
     try:
         with _connect(settings).connect() as conn:
             return database_locales(conn), []
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, DatabaseUnavailable) as exc:
         return {}, [f"customers' locales not checked, the database could not be read: {exc}"]
 
 

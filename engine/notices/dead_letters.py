@@ -66,6 +66,7 @@ def hand_over_dead_letters(
     if not dead:
         return report
     letters: list[Letter] = []
+    untold: list[int] = []
     customers = _customers(conn, [row.recipient_ref for row in dead])
     for row in dead:
         customer = customers.get(row.recipient_ref) or {
@@ -73,21 +74,25 @@ def hand_over_dead_letters(
             "branch_id": None,
         }  # fmt: skip
         context = _context(row, customer, directory)
-        for role in policy.defaults.undeliverable.notify:
-            people = directory.holders(role, customer["branch_id"])
-            if not people:
-                report.reasons[f"nobody in role {role}"] += 1
-            letters += [
-                Letter(f"undeliverable|{row.id}", person, UNDELIVERABLE_NOTICE,
-                       {**context, "recipient": person.reader})
-                for person in people
-            ]  # fmt: skip
+        asked = [
+            Letter(f"undeliverable|{row.id}", person, UNDELIVERABLE_NOTICE,
+                   {**context, "recipient": person.reader})
+            for role in policy.defaults.undeliverable.notify
+            for person in directory.holders(role, customer["branch_id"])
+        ]  # fmt: skip
+        if not asked:
+            # Nobody to ask yet: the letter stays untold, and each run says so until someone
+            # holds the role (a task is not lost for want of a person that day).
+            roles = ", ".join(policy.defaults.undeliverable.notify)
+            report.reasons[f"nobody in role {roles} to phone or post a letter"] += 1
+            untold.append(row.id)
+        letters += asked
     report.add(
         queue_letters(
             conn, letters, templates=templates, mail_from=mail_from, run_id=run_id, as_of=as_of
         )
     )
-    for ids in chunks([row.id for row in dead], _CHUNK):
+    for ids in chunks([row.id for row in dead if row.id not in untold], _CHUNK):
         conn.execute(update(Notice).where(Notice.id.in_(ids)).values(told_at=as_of))
     return report
 

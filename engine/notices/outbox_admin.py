@@ -80,12 +80,16 @@ def retry(conn: Connection, notice_id: int, *, by: str, at: datetime) -> str:
     what was done, in words."""
     row = _notice(conn, notice_id, RETRYABLE, "retried")
     address = _current_address(conn, row.recipient_ref, row.recipient_address)
-    # The full retry schedule again; `told_at` stays: staff were already asked about it.
+    if not address:
+        raise NotChangeable(
+            f"notice {notice_id} has no address to send to: record the recipient's email first"
+        )
+    # The full retry schedule again; should it die again, staff are asked again (told_at).
     changed = conn.execute(
         update(Notice)
         .where(Notice.id == notice_id, Notice.status == row.status)
         .values(status="pending", attempts=0, next_attempt_at=None, last_error=None,
-                recipient_address=address)
+                recipient_address=address, told_at=None)
     ).rowcount  # fmt: skip
     if not changed:
         raise NotChangeable(f"notice {notice_id} changed meanwhile; look again")

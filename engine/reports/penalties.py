@@ -238,7 +238,10 @@ def entry_line(row: Mapping[str, Any], rules: Mapping[str, TallyRule]) -> Line:
 def explained(details: Mapping[str, Any], rule: TallyRule | None) -> dict[str, Any]:
     """A booking's details (engine.rules.tally) as a letter reads them: numbers as Decimals,
     instants and days as such, and the policy's words (a score part's `names`, a factor's
-    `why`) per locale beside what they explain."""
+    `why`) per locale beside what they explain. Details booked before these were kept (no
+    `kind`, `base`, `ratio`, ...) are left out, and the letter gives the booked reason."""
+    if not _as_booked_now(details):
+        details = {k: v for k, v in details.items() if k not in ("items", "band", "parts")}
     out = {key: _decimal(value) if key in _NUMBERS else value for key, value in details.items()}
     if "measure" in out:
         out["measure"] = _rounded(out["measure"], details.get("kind") == "ratio")
@@ -264,6 +267,15 @@ def explained(details: Mapping[str, Any], rule: TallyRule | None) -> dict[str, A
         for part in details.get("parts", ())
     ]
     return out
+
+
+def _as_booked_now(details: Mapping[str, Any]) -> bool:
+    """True when the details have every key the letters read (an entry booked since)."""
+    items = all("base" in item and "times" in item for item in details.get("items", ()))
+    band = "band" not in details or "kind" in details
+    parts = details.get("parts", ())
+    scored = not parts or ("per_point" in details and all("ratio" in p for p in parts))
+    return items and band and scored
 
 
 _NUMBERS = frozenset({"measure", "band", "points", "per_point", "uncapped", "cap", "was", "now"})

@@ -70,6 +70,16 @@ def test_bad_policy_exits_2_with_file_and_line_and_runs_nothing(
         assert list(conn.scalars(select(Run.outcome))) == ["invalid_policy"]
 
 
+def test_validate_with_a_database_that_is_down_warns_and_still_passes():
+    # Nothing listens on port 1: the customers' locales cannot be read, which is no policy error.
+    result = invoke(
+        "validate", "--rules", str(ROOT / "rules"), "--templates",
+        str(ROOT / "templates" / "notices"), "--db", "postgresql://nobody@127.0.0.1:1/x",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "could not be read" in result.output
+
+
 def test_shipped_policy_validates():
     result = invoke(
         "validate",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from engine.db.models import Notice
+from engine.db.models import Notice, Staff
 from engine.night import one_night
 from engine.settings import SmtpSettings
 
@@ -66,3 +66,26 @@ def test_bounced_and_addressless_letters_each_make_one_task_for_the_configured_r
         assert "+86 21 5555 0000" in text  # the phone to call
         assert "MC-" in text  # the letter itself, to read out or post
     assert not [to for _, to, _ in handler.accepted if "ada.wong" in to[0]]
+
+
+def test_a_letter_nobody_can_be_asked_about_waits_until_someone_holds_the_role(
+    service_data, focused_settings_for
+):
+    data = service_data
+    bo = data.customer("Bo Chen", email=None)
+    data.contract(bo, date(2026, 12, 23), number="MC-BO")
+    settings = focused_settings_for(str(data.engine.url))
+    contracts = settings.rules / "contracts.yaml"
+    text = contracts.read_text("utf-8")
+    contracts.write_text(
+        text.replace("    notify: [hotline_operator]\n", "    notify: [warehouse]\n", 1), "utf-8"
+    )
+
+    night = one_night(settings, data.engine, as_of=FIRST)
+    assert _tasks(data.engine) == []
+    assert night.run.set_aside["nobody in role warehouse to phone or post a letter"] == 1
+
+    data.add(Staff, branch_id=data.branch, name="Wu Cang", email="wu@sh.example",
+             role="warehouse", locale="zh-CN")  # fmt: skip
+    one_night(settings, data.engine, as_of=FIRST + timedelta(minutes=15))
+    assert [role for role, _, _ in _tasks(data.engine)] == ["warehouse"]

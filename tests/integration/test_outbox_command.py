@@ -110,3 +110,18 @@ def test_status_and_deliver_tell_the_same_outbox_counts(db, db_url, smtp_server,
 
     assert outbox_line(delivered.stdout) == "outbox: 1 sent, 1 dead, 1 held"
     assert outbox_line(status.stdout) == outbox_line(delivered.stdout)
+
+
+def test_a_retry_needs_an_address_and_asks_staff_again_should_it_die_again(db, db_url):
+    nowhere = letter(db, "nowhere", status="dead", recipient_address=None, told_at=QUEUED)
+    bounced = letter(db, "bounced", status="dead", told_at=QUEUED)
+
+    refused = runner.invoke(app, ["outbox", "--db", db_url, "--retry", str(nowhere)])
+    retried = invoke("outbox", "--db", db_url, "--retry", str(bounced), "--by", "ops")
+
+    assert refused.exit_code == 1 and "no address" in refused.output
+    assert state(db, nowhere)[0] == "dead"
+    assert retried.exit_code == 0 and state(db, bounced)[0] == "pending"
+    with db.connect() as conn:
+        told = conn.scalar(select(Notice.told_at).where(Notice.id == bounced))
+    assert told is None  # a second death makes a second task to phone or post it
