@@ -33,7 +33,8 @@ def test_rows_a_rule_cannot_time_are_counted_per_rule_and_told_to_the_branch(
     service_data.complaint(customer, just_now)  # accepted: timed, not counted
     service_data.request(customer, just_now)  # no promised time
     service_data.request(customer, just_now, promised_at=AS_OF + timedelta(hours=4))
-    service_data.request(customer, just_now - timedelta(days=2), completed_at=just_now)  # done
+    done = just_now - timedelta(hours=1)
+    service_data.request(customer, done, completed_at=just_now, arrived_at=done)  # finished
 
     result = run_night(focused_settings_for(db_url), db, as_of=AS_OF)
 
@@ -42,7 +43,8 @@ def test_rows_a_rule_cannot_time_are_counted_per_rule_and_told_to_the_branch(
     assert unjudged["repair-promised-time"] == {"promised_at is empty": 1}
     assert unjudged["dispatch-urban"] == {}
     [letter] = summaries(db)  # nothing is late: the summary goes for the missing data alone
-    assert "因缺少数据未能判定" in letter.body_text
+    assert letter.subject == "上海服务中心因缺少数据未能判定的事项"  # not "超时 0 项"
+    assert "因缺少数据未能判定" in letter.body_text and "附件" not in letter.body_text
     assert "受理投诉后24小时内答复客户：3 项投诉缺少受理时间" in letter.body_text
     assert "1 项报修单缺少承诺时间" in letter.body_text
     assert "1 项报修单缺少承诺时间" in letter.body_html
