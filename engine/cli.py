@@ -393,10 +393,12 @@ def diff(
 
     with _handled():
         settings = _settings(db=db, rules=rules, templates=templates)
-        engine, when = _connect(settings), parse_as_of(as_of)
-        require_current(engine)
+        # A bad --as-of or policy is a usage error (2) whether or not the database is there.
+        when = parse_as_of(as_of)
         shapes = NoticeTemplates(settings.templates)
         after = load_side(settings.rules, shapes, str(settings.rules))
+        engine = _connect(settings)
+        require_current(engine)
         before, name, folder = against_policy(engine, settings.rules, against, shapes)
         sides = {"before": folder, "after": settings.rules}
         found = compare(engine, before, after, when, against=name, explain_rules=sides)

@@ -126,6 +126,21 @@ def test_an_invalid_policy_on_either_side_exits_2_with_its_problems(db, tmp_path
     assert "problem" in done.output and "sla.yaml:" in done.output
 
 
+def test_an_invalid_policy_is_exit_2_even_without_a_database(tmp_path):
+    broken = _shortened(tmp_path / "broken")
+    sla = broken / "sla.yaml"
+    sla.write_text(
+        sla.read_text("utf-8").replace("within: 4 working hours", "within: 4 fortnights"), "utf-8"
+    )
+    done = runner.invoke(
+        app,
+        ["diff", "--db", f"sqlite:///{tmp_path / 'none.db'}", "--rules", str(broken),
+         "--templates", TEMPLATES, "--against", str(ROOT / "rules")],
+    )  # fmt: skip
+    assert done.exit_code == 2, done.output
+    assert not (tmp_path / "none.db").exists()
+
+
 def test_against_a_git_revision_of_the_rules_folder(service_data, tmp_path):
     calls = _calls(service_data)
     repo = tmp_path / "repo"
