@@ -26,6 +26,7 @@ from engine.errors import AftersalesError, UsageError
 from engine.findings import Finding
 from engine.ledger.book import LEDGER_DETAILS
 from engine.ledger.periods import Period
+from engine.notices.recipients import HEAD_OFFICE as HEAD_OFFICE_BRANCH
 from engine.policy.branch_scope import branch_in_scope
 from engine.policy.tally_spec import LedgerSettings
 
@@ -34,7 +35,7 @@ class NotApprovable(AftersalesError):
     """Nothing waits for approval in that period: not closed, or already approved (exit 1)."""
 
 
-HEAD_OFFICE = "HQ"
+HEAD_OFFICE = HEAD_OFFICE_BRANCH["code"]
 """How `aftersales approve --branch` and the lists name head office's people (no branch)."""
 
 

@@ -44,6 +44,7 @@ from engine.ledger.approval import (
 from engine.ledger.book import LEDGER_DETAILS, book, close, to_settle
 from engine.ledger.periods import Period, in_closing_order
 from engine.notices.outbox import Letter, branch_letters, queue_letters
+from engine.notices.recipients import HEAD_OFFICE as HEAD_OFFICE_BRANCH
 from engine.notices.recipients import Directory, Recipient
 from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy
@@ -59,8 +60,6 @@ from engine.reports.penalties import (
     explained,
     total,
 )
-
-HEAD_OFFICE = {"id": None, "name": "Head office", "email": None, "timezone": "UTC"}
 
 
 @dataclass
@@ -361,7 +360,7 @@ def role_titles(policy: Policy) -> dict[str, dict[str, str]]:
 
 
 def _branch(directory: Directory, branch_id: int | None) -> dict[str, Any]:
-    return dict(directory.branches.get(branch_id) or HEAD_OFFICE)  # type: ignore[arg-type]
+    return dict(directory.branches.get(branch_id) or HEAD_OFFICE_BRANCH)  # type: ignore[arg-type]
 
 
 def _self(person: dict[str, Any]) -> Recipient:

@@ -16,6 +16,11 @@ from engine.db.models import Branch, Customer, Staff
 from engine.policy.models import NoticePlan
 from engine.policy.roles_spec import RoleSpec
 
+HEAD_OFFICE: Mapping[str, Any] = {
+    "id": None, "code": "HQ", "name": "Head office", "email": None, "timezone": "UTC",
+}  # fmt: skip
+"""The branch that stands for head office where an entity, or a person charged, has none."""
+
 _CHUNK = 500
 
 

@@ -32,7 +32,7 @@ from engine.db.models import Finding as FindingRow
 from engine.db.session import chunks
 from engine.findings import Finding, instant_text
 from engine.notices.outbox import Attachment, Letter, branch_letters
-from engine.notices.recipients import Directory
+from engine.notices.recipients import HEAD_OFFICE, Directory
 from engine.notices.templates import NoticeTemplates
 from engine.policy import Policy
 from engine.policy.models import OVERDUE_NOTICE
@@ -331,12 +331,9 @@ def build_overdue(
 
     def part_of(branch_id: Any) -> OverdueBranch:
         if branch_id not in parts:
-            branch = branches.get(branch_id) or {}
+            branch = {**HEAD_OFFICE, **(branches.get(branch_id) or {})}
             parts[branch_id] = OverdueBranch(
-                branch_id,
-                branch.get("code", "HQ"),
-                branch.get("name", "Head office"),
-                branch.get("timezone", "UTC"),
+                branch_id, branch["code"], branch["name"], branch["timezone"]
             )
         return parts[branch_id]
 

@@ -24,6 +24,7 @@ from engine.db.models import Branch, LedgerClose, LedgerEntry, Staff
 from engine.findings import instant_text
 from engine.ledger.periods import Period, closing_with
 from engine.notices.outbox import Attachment
+from engine.notices.recipients import HEAD_OFFICE
 from engine.notices.templates import NoticeTemplates
 from engine.policy.tally_spec import TallyRule
 from engine.reports.charts import SignedBar, chart_cid, signed_chart
@@ -194,12 +195,9 @@ def build_summary(conn: Connection, period: Period, rules: Mapping[str, TallyRul
     for row in rows:
         branch_id = row["branch_id"]
         if branch_id not in parts:
-            branch = known.get(branch_id) or {}
+            branch = {**HEAD_OFFICE, **(known.get(branch_id) or {})}
             parts[branch_id] = BranchPart(
-                branch_id,
-                branch.get("code", "HQ"),
-                branch.get("name", "Head office"),
-                branch.get("timezone", "UTC"),
+                branch_id, branch["code"], branch["name"], branch["timezone"]
             )
             summary.branches.append(parts[branch_id])
         person = people.get(row["party_id"])
