@@ -401,7 +401,7 @@ def diff(
         require_current(engine)
         before, name, folder = against_policy(engine, settings.rules, against, shapes)
         sides = {"before": folder, "after": settings.rules}
-        found = compare(engine, before, after, when, against=name, explain_rules=sides)
+        found = compare(engine, before, after, when, shapes, against=name, explain_rules=sides)
         if format_ == "json":
             out.print_json(data=found.document())
         else:

@@ -70,6 +70,9 @@ class Finding:
     # A running clock's state, which holds until a run no longer finds it; any other finding
     # is an event, done once recorded (closed_at = recorded_at).
     standing: bool = field(default=False, compare=False)
+    # (policy hash, rule digest) of the earlier version that decided it: an item that closed
+    # under that version (engine.rule_versions); None, the policy being run.
+    decided_by: tuple[str, str | None] | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
@@ -169,8 +172,11 @@ def record_findings(
     run_id: str,
     as_of: datetime,
     policy_hash: str,
+    rule_digest: str | None = None,
 ) -> set[str]:
-    """Insert the findings not yet recorded; return the keys that were new."""
+    """Insert the findings not yet recorded, each with the version of its rule that decided
+    it (`policy_hash`, `rule_digest`, unless it names an earlier one); return the keys that
+    were new."""
     if not findings:
         return set()
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
@@ -190,7 +196,8 @@ def record_findings(
                 "currency": f.currency,
                 "recipients": list(f.recipients),
                 "reason": f.reason,
-                "policy_hash": policy_hash,
+                "policy_hash": f.decided_by[0] if f.decided_by else policy_hash,
+                "rule_digest": f.decided_by[1] if f.decided_by else rule_digest,
                 "run_id": run_id,
                 "recorded_at": as_of,
                 "closed_at": None if f.standing else as_of,
@@ -206,8 +213,8 @@ def record_findings(
     return new
 
 
-# One array per column: a single statement per chunk with 15 parameters, where a multi-row
-# VALUES list has 15 per row and psycopg re-parses that long text for every chunk.
+# One array per column: a single statement per chunk with 17 parameters, where a multi-row
+# VALUES list has 17 per row and psycopg re-parses that long text for every chunk.
 _PG_ARRAYS = {
     "key": "text",
     "rule_id": "text",
@@ -222,6 +229,7 @@ _PG_ARRAYS = {
     "recipients": "json",
     "reason": "text",
     "policy_hash": "text",
+    "rule_digest": "text",
     "run_id": "text",
     "recorded_at": "timestamptz",
     "closed_at": "timestamptz",

@@ -20,6 +20,7 @@ from engine.ledger.book import LEDGER_DETAILS
 from engine.notices.outbox import QueueReport, queue_notices
 from engine.notices.recipients import Directory
 from engine.policy import CompiledRule, Policy
+from engine.rule_versions import PolicyHistory, judge_by_version
 from engine.rules import FAMILIES, deadline
 from engine.rules.scope import Scope
 from engine.run_result import RuleOutcome, RunResult, spent
@@ -74,6 +75,8 @@ class RulePassing:
     ) -> None:
         self.conn, self.policy, self.result, self.spool = conn, policy, result, spool
         self.outgoing, self.plan = outgoing, plan
+        # Which version of a changed rule judges the items that closed before the change.
+        self.versions = PolicyHistory(conn, policy, result.as_of, outgoing["templates"])
         # Branches and staff, read once for the run's notices when there are any.
         self.directory: Directory | None = None
         self.queued = QueueReport()
@@ -137,8 +140,8 @@ class RulePassing:
         began = time.perf_counter()
         narrowing = {} if scope is None else {"scope": scope}
         try:
-            findings, outcome.skipped = family.judge(
-                self.conn, compiled, self.policy.calendars, self.result.as_of, **narrowing
+            findings, outcome.skipped = judge_by_version(
+                self.conn, self.versions, compiled, family, self.result.as_of, **narrowing
             )
             stream = iter(findings)
             while chunk := list(islice(stream, _CHUNK)):
@@ -158,7 +161,12 @@ class RulePassing:
         timings, as_of = self.result.timings, self.result.as_of
         step = time.perf_counter()
         new_keys = record_findings(
-            self.conn, chunk, run_id=self.result.run_id, as_of=as_of, policy_hash=self.policy.hash
+            self.conn,
+            chunk,
+            run_id=self.result.run_id,
+            as_of=as_of,
+            policy_hash=self.policy.hash,
+            rule_digest=self.policy.digests.get(chunk[0].rule_id),
         )
         step = spent(timings, "record_s", step)
         fresh = [f for f in chunk if f.key in new_keys]

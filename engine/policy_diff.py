@@ -22,7 +22,10 @@ from sqlalchemy import Connection, Engine, select
 from engine.db.models import Finding as FindingRow
 from engine.db.session import chunks
 from engine.findings import Finding, instant_text
+from engine.notices.templates import NoticeTemplates
 from engine.policy import CompiledRule, Policy
+from engine.policy.digest import dump
+from engine.rule_versions import PolicyHistory, judge_by_version
 from engine.rules import FAMILIES, tally
 
 EXAMPLES = 3
@@ -128,11 +131,14 @@ def compare(
     before: Policy,
     after: Policy,
     as_of: datetime,
+    templates: NoticeTemplates,
     *,
     against: str,
     explain_rules: Mapping[str, Path | None],
 ) -> PolicyDiff:
-    """Compare two loaded policies on the database at `as_of`; writes nothing.
+    """Compare two loaded policies on the database at `as_of`; writes nothing. Each side
+    judges as its night would: items closed under an earlier version of a rule by that version
+    (engine.rule_versions, whose kept versions load with `templates`).
     `explain_rules`: the folder to name in each example's explain command, per side."""
     old, new = _identities(before), _identities(after)
     diffs: dict[str, RuleDiff] = {}
@@ -143,10 +149,11 @@ def compare(
         elif rule_id not in new:
             mine.change = "removed"
         else:
-            mine.parts = changed_parts(_dump(old[rule_id].rule), _dump(new[rule_id].rule))
+            mine.parts = changed_parts(dump(old[rule_id].rule), dump(new[rule_id].rule))
             mine.change = "changed" if mine.parts else None
     with engine.connect() as conn, conn.begin() as tx:
-        was, now = _judged(conn, before, as_of), _judged(conn, after, as_of)
+        was = _judged(conn, before, as_of, templates)
+        now = _judged(conn, after, as_of, templates)
         for rule_id, mine in diffs.items():
             folder = explain_rules.get("after" if rule_id in new else "before")
             explain = _explain(as_of, folder)
@@ -156,7 +163,7 @@ def compare(
                 partial(explain, rule_id),
             )  # fmt: skip
         tx.rollback()  # deadline judging fills a temporary table; leave nothing behind
-    sections = [s for s in _SECTIONS if _dump(getattr(before, s)) != _dump(getattr(after, s))]
+    sections = [s for s in _SECTIONS if dump(getattr(before, s)) != dump(getattr(after, s))]
     rules = [d for d in diffs.values() if d.differs]
     return PolicyDiff(as_of, before.hash, after.hash, against, sections, rules)
 
@@ -182,16 +189,6 @@ def _differing(a: Any, b: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, ...
         yield path
 
 
-def _dump(value: Any) -> Any:
-    """A rule or policy section as JSON-like data, to compare."""
-    if hasattr(value, "model_dump"):
-        # warnings off: a Decimal field read as text (score points) dumps fine, but warns.
-        return value.model_dump(mode="json", warnings=False)
-    if isinstance(value, Mapping):
-        return {k: _dump(v) for k, v in value.items()}
-    return value
-
-
 def _identities(policy: Policy) -> dict[str, CompiledRule[Any]]:
     """Every rule by id: judged, disabled and metrics alike."""
     every = [*policy.rules(), *policy.disabled, *policy.metrics]
@@ -206,17 +203,18 @@ _Item = tuple[str, str, str]  # entity, entity id, occurrence
 
 
 def _judged(
-    conn: Connection, policy: Policy, as_of: datetime
+    conn: Connection, policy: Policy, as_of: datetime, templates: NoticeTemplates
 ) -> dict[str, dict[_Item, list[Finding]]]:
     """Each effective rule's findings at `as_of`, by rule and item, as a full night finds them."""
     found: dict[str, dict[_Item, list[Finding]]] = {}
+    history = PolicyHistory(conn, policy, as_of, templates)
     for family, rules in policy.by_family().items():
         judge = FAMILIES[family]
         for compiled in rules:
             if not judge.is_effective(compiled, as_of):
                 continue
             items = found.setdefault(compiled.rule.id, defaultdict(list))
-            findings, _ = judge.judge(conn, compiled, policy.calendars, as_of)
+            findings, _ = judge_by_version(conn, history, compiled, judge, as_of)
             for f in findings:
                 items[(f.entity, f.entity_id, f.occurrence)].append(f)
     return found

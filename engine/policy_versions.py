@@ -17,13 +17,21 @@ from engine.policy import Policy, load_policy
 
 
 def keep_version(conn: Connection, policy: Policy) -> None:
-    """Store the policy's files' text under its hash, unless a run already did."""
-    if conn.scalar(select(PolicyVersion.hash).where(PolicyVersion.hash == policy.hash)):
+    """Store the policy's files' text and rule digests under its hash, unless a run already
+    did (a version kept before digests were gets them now)."""
+    table = PolicyVersion.__table__
+    kept = conn.execute(select(PolicyVersion.rules).where(PolicyVersion.hash == policy.hash))
+    row = kept.first()
+    if row is not None:
+        if row.rules is None:
+            conn.execute(
+                table.update().where(table.c.hash == policy.hash).values(rules=policy.digests)
+            )
         return
     files = {path.name: path.read_text(encoding="utf-8") for path in policy.files}
     conn.execute(
-        PolicyVersion.__table__.insert().values(
-            hash=policy.hash, files=files, recorded_at=datetime.now(UTC)
+        table.insert().values(
+            hash=policy.hash, files=files, rules=policy.digests, recorded_at=datetime.now(UTC)
         )
     )
 

@@ -507,6 +507,9 @@ class PolicyVersion(Base):
         primary_key=True, comment="Content hash of rules/*.yaml, as runs.policy_hash"
     )
     files: Mapped[dict[str, Any]] = _col("Each policy file's text by its name in the folder")
+    rules: Mapped[dict[str, Any] | None] = _col(
+        "Each rule's digest by its id (engine.policy.digest)"
+    )
     recorded_at: Mapped[datetime] = _col("When a run first judged with this version")
 
 
@@ -532,7 +535,10 @@ class Finding(Base):
     currency: Mapped[str20 | None] = _col("ISO 4217 currency of amount")
     recipients: Mapped[list[Any]] = _col("Roles notified", default=list)
     reason: Mapped[str] = _col("Why, in words")
-    policy_hash: Mapped[str40] = _col("Policy version that produced it")
+    policy_hash: Mapped[str40] = _col("Policy version that decided it")
+    rule_digest: Mapped[str40 | None] = _col(
+        "Version of the rule that decided it (engine.policy.digest)"
+    )
     run_id: Mapped[str40] = _col("Run that first recorded it")
     recorded_at: Mapped[datetime] = _col("as_of of that run")
     closed_at: Mapped[datetime | None] = _col(

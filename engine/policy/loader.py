@@ -27,6 +27,7 @@ from engine.expr.nodes import AsOf, walk
 from engine.notices.languages import locales_in_use, missing_locale_problems
 from engine.notices.templates import NoticeTemplates
 from engine.policy.branch_scope import branch_column
+from engine.policy.digest import dump, rule_digests
 from engine.policy.models import (
     END_OF_WORKING_DAY,
     OVERDUE_NOTICE,
@@ -114,6 +115,7 @@ class Policy:
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     disabled: tuple[CompiledRule[Any], ...] = ()  # validated, explained, never judged
     roles: Mapping[str, RoleSpec] = field(default_factory=standard_roles)
+    digests: Mapping[str, str] = field(default_factory=dict)  # rule id -> engine.policy.digest
 
     @property
     def warranty(self) -> WarrantyBook:
@@ -223,6 +225,21 @@ def load_policy(
     schedule = _single(parsed, "schedule", problems)
     if problems:
         raise PolicyError(problems)
+    warranty_spec = _single(parsed, "warranty", [])
+    digests = rule_digests(
+        (
+            *reminders,
+            *deadlines,
+            *classifications,
+            *tallies,
+            *obligations,
+            *metrics,
+            *checks.disabled,
+        ),
+        {n: dump(spec) for p in parsed for n, spec in p.model.calendars.items()},
+        dump(settings),
+        dump(warranty_spec[1]) if warranty_spec else None,
+    )
     return Policy(
         folder,
         tuple(files),
@@ -241,6 +258,7 @@ def load_policy(
         schedule=schedule[1] if schedule else ScheduleSpec(),
         disabled=tuple(checks.disabled),
         roles=roles,
+        digests=digests,
     )
 
 

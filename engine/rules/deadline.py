@@ -60,7 +60,7 @@ from engine.policy.durations import Duration
 from engine.policy.models import END_OF_WORKING_DAY
 from engine.rules.catch_up import missed_instants, previous_as_of
 from engine.rules.repeats import Series, repeat_points, repeats_of
-from engine.rules.scope import Scope
+from engine.rules.scope import ClosedWindow, Scope
 from engine.rules.working_time import Pause
 from engine.rules.working_time import paused as _paused
 from engine.rules.working_time import reach as _reach
@@ -164,13 +164,16 @@ def candidates(
     closings: Closings | None = None,
     since: datetime | None = None,
     scope: Scope | None = None,
+    closed: ClosedWindow | None = None,
 ) -> Select[Any]:
     """Entities whose clock has started and that are still running or stopped recently (or
     since `since`, the last successful run); with `sift`, less those whose start, stop and
     deadline alone show they cannot have reached any state, so the clocks are worked out only
     where they can matter. A rule "by end of working day" is sifted only given the `closings`
     of this connection. With a `scope`, only its entities; a full scope also keeps the running
-    clocks sifted out, flagged in SIFTED_OUT, for judging to say when they can next matter."""
+    clocks sifted out, flagged in SIFTED_OUT, for judging to say when they can next matter.
+    With `closed`, those that may have stopped in its window (open ones too for the current
+    version): judge keeps exactly the ones whose clock stopped in it."""
     rule, table = deadline.rule, deadline.table
     start, stops = table.c[rule.start], [table.c[name] for name in rule.stop]
     # A stop recorded ahead of as_of has not happened yet: the clock still runs.
@@ -182,6 +185,8 @@ def candidates(
     stmt = select(table).where(start.is_not(None), start <= as_of, or_(running, stopped_lately))
     if scope is not None:
         stmt = stmt.where(scope.where(table))
+    if closed is not None:
+        stmt = stmt.where(_may_stop_in(stops, closed, as_of, running))
     could = _could_have_a_state(rule, table, as_of, closings) if sift else []
     if could and scope is not None:
         stmt = stmt.where(or_(and_(*could), running)).add_columns((~and_(*could)).label(SIFTED_OUT))
@@ -194,6 +199,27 @@ def candidates(
         ).join(branches, branches.c.id == table.c.branch_id)
     stmt = stmt.where(*applies(deadline, table, as_of))
     return stmt.order_by(table.c.id)
+
+
+def _may_stop_in(
+    stops: Sequence[ColumnElement[Any]],
+    closed: ClosedWindow,
+    as_of: datetime,
+    running: ColumnElement[bool],
+) -> ColumnElement[bool]:
+    """Rows with a stop field in the window (the first stop decides, in judge), and the
+    running clocks when the window takes open items."""
+    terms = []
+    for stop in stops:
+        bounds = [stop <= as_of]
+        if closed.since is not None:
+            bounds.append(stop >= closed.since)
+        if closed.until is not None:
+            bounds.append(stop < closed.until)
+        terms.append(and_(*bounds))
+    if closed.until is None:
+        terms.append(running)
+    return or_(*terms)
 
 
 def _could_have_a_state(
@@ -264,15 +290,16 @@ def pauses_query(
     closings: Closings | None = None,
     since: datetime | None = None,
     scope: Scope | None = None,
+    closed: ClosedWindow | None = None,
 ) -> Select[Any] | None:
     """Status history of the candidates whose clocks are worked out, when the rule pauses on
     statuses."""
     if not deadline.rule.pause_while:
         return None
     if scope is not None and not scope.full:
-        query = candidates(deadline, as_of, sift=False, since=since, scope=scope)
+        query = candidates(deadline, as_of, sift=False, since=since, scope=scope, closed=closed)
     else:
-        query = candidates(deadline, as_of, closings=closings, since=since)
+        query = candidates(deadline, as_of, closings=closings, since=since, closed=closed)
     ids = query.with_only_columns(deadline.table.c.id).scalar_subquery()
     changes = StatusChange.__table__
     return (
@@ -318,6 +345,22 @@ def calendar_for(
     return calendars.get(name) or f"branch calendar {name!r} is not defined in the policy"
 
 
+def stopped_at(rule: DeadlineRule, record: Mapping[str, Any], as_of: datetime) -> datetime | None:
+    """When the clock stopped, as of `as_of`; None while it runs."""
+    # The first stop field filled stops the clock (a complaint closed without a reply).
+    stop = min((t for t in (record[f] for f in rule.stop) if t is not None), default=None)
+    # A stop after as_of: judged as of an earlier instant, it had not stopped yet.
+    return None if stop is None or stop > as_of else stop
+
+
+def closed_since(conn: Connection, deadline: Deadline, as_of: datetime) -> datetime | None:
+    """The earliest stop a run at `as_of` judges (engine.rule_versions): stops are looked at
+    for LATE_STOP_LOOKBACK, or since the last run when that is longer ago."""
+    since = previous_as_of(conn, as_of)
+    oldest = as_of - LATE_STOP_LOOKBACK
+    return oldest if since is None else min(oldest, since)
+
+
 def measure(
     deadline: Deadline,
     record: Mapping[str, Any],
@@ -328,10 +371,7 @@ def measure(
     """The clock of one entity at `as_of`; None when it has no deadline (an empty `by` field)."""
     rule = deadline.rule
     start: datetime = record[rule.start]
-    # The first stop field filled stops the clock (a complaint closed without a reply).
-    stop = min((t for t in (record[f] for f in rule.stop) if t is not None), default=None)
-    if stop is not None and stop > as_of:
-        stop = None  # judged as of an earlier instant: it had not stopped yet
+    stop = stopped_at(rule, record, as_of)
     until = stop or as_of
     closed = [(s, e or as_of) for s, e in pauses]
     # Each span runs on the calendar of its own kind: "24 hours" stays wall-clock time
@@ -557,9 +597,11 @@ def judge(
     calendars: Mapping[str, BusinessCalendar],
     as_of: datetime,
     scope: Scope | None = None,
+    closed: ClosedWindow | None = None,
 ) -> tuple[list[Finding], dict[str, int]]:
-    """Fetch the candidates (those in `scope`, if given) and their pauses, and judge them;
-    also what had to be skipped. `scope` gets each entity's next instant of interest."""
+    """Fetch the candidates (those in `scope`, if given; of a version of the rule, those
+    whose clock stopped in its `closed` window) and their pauses, and judge them; also what
+    had to be skipped. `scope` gets each entity's next instant of interest."""
     rule = deadline.rule
     since = previous_as_of(conn, as_of)
     closings = None
@@ -568,10 +610,18 @@ def judge(
         closings = write_closings(conn, calendars, as_of)
     # A few entities of an incremental run are worked out whole, without the sift.
     query = candidates(
-        deadline, as_of, sift=not narrowed, closings=closings, since=since, scope=scope
+        deadline,
+        as_of,
+        sift=not narrowed,
+        closings=closings,
+        since=since,
+        scope=scope,
+        closed=closed,
     )
-    rows = conn.execute(query).mappings()
-    paused = pauses_query(deadline, as_of, closings, since, scope)
+    rows: Iterable[Mapping[str, Any]] = conn.execute(query).mappings()
+    if closed is not None:
+        rows = (r for r in rows if closed.holds(stopped_at(rule, r, as_of)))
+    paused = pauses_query(deadline, as_of, closings, since, scope, closed)
     pauses = (
         pause_intervals(conn.execute(paused), deadline.rule.pause_while)
         if paused is not None

@@ -1,5 +1,6 @@
 """What a rule judges in a run: every candidate (full) or the entities an incremental run
-picked, and the instants judging leaves for the next runs (engine.run keeps them as watches)."""
+picked, and the instants judging leaves for the next runs (engine.run keeps them as watches);
+for a rule that changed, which items by closing time each version judges (engine.rule_versions)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,19 @@ class Scope:
         """Note the next instant of interest of an entity judged (none: only a change can)."""
         if at is not None:
             self.watches[str(entity_id)] = at
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    """The items a version judges: those closed in [since, until); open ones too when
+    `until` is None (the version in force now). None for `since`: from the beginning."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def holds(self, closed_at: datetime | None) -> bool:
+        """Whether an item closed at `closed_at` (None: still open) is this window's."""
+        if closed_at is None:
+            return self.until is None
+        after = self.since is None or closed_at >= self.since
+        return after and (self.until is None or closed_at < self.until)

@@ -1,0 +1,188 @@
+"""Which version of a rule judges an item: the one in force when the item closed.
+
+A policy version comes into force with the first successful run that judges with it (its
+`as_of`); the runs' history gives the versions in order, and `policy_versions` their rule
+digests (engine.policy.digest) and files. When a rule's digest differs between versions, the
+items that closed while an earlier version was in force (a clock stopped, a ledger period
+closed, an obligation's due day passed) are judged by that version, loaded from the files the
+runs kept, with its calendars; open items, and items closed since the current version came
+into force, by the policy being run. A rule absent from (or disabled in) the version in force
+when an item closed does not judge that item. Items closed before the first run belong to the
+first version.
+
+A family that judges closed items says how far back it looks (`closed_since`) and takes the
+window of closing instants it is to judge (`judge(..., closed=...)`); versions whose window
+ends before that horizon are not loaded at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from engine.calendar import BusinessCalendar
+from engine.db.models import PolicyVersion, Run
+from engine.errors import PolicyError
+from engine.findings import Finding
+from engine.notices.templates import NoticeTemplates
+from engine.policy import CompiledRule, Policy, load_policy
+from engine.rules.scope import ClosedWindow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RuleVersion:
+    """One version of a rule and the items it judges; `compiled` None: the rule was not in
+    force then (absent or disabled), so those items are not judged."""
+
+    window: ClosedWindow
+    policy_hash: str
+    digest: str | None
+    compiled: CompiledRule[Any] | None
+    calendars: Mapping[str, BusinessCalendar]
+
+
+class PolicyHistory:
+    """The policy versions successful runs judged with before `as_of`, then `policy`."""
+
+    def __init__(
+        self, conn: Connection, policy: Policy, as_of: datetime, templates: NoticeTemplates
+    ) -> None:
+        self.conn, self.policy, self.templates = conn, policy, templates
+        self.spans = [*_spans(conn, as_of), (as_of, policy.hash)]
+        self._digests: dict[str, Mapping[str, str] | None] = {policy.hash: policy.digests}
+        self._loaded: dict[str, Policy | None] = {policy.hash: policy}
+
+    def versions(self, rule_id: str, horizon: Callable[[], datetime | None]) -> list[RuleVersion]:
+        """The versions of a rule that judge the items closed from `horizon()` on (None: any),
+        oldest first; the current one alone when the rule did not change in that time."""
+        current = self.policy.digests.get(rule_id)
+        windows: list[tuple[datetime | None, str, str | None]] = []  # since, hash, digest
+        for since, policy_hash in self.spans:
+            digest = self._digest(policy_hash, rule_id, current)
+            if not windows or windows[-1][2] != digest:
+                windows.append((since if windows else None, policy_hash, digest))
+        if len(windows) == 1:
+            return [self._version(rule_id, ClosedWindow(), self.policy.hash, current)]
+        oldest, out = horizon(), []
+        for index, (since, policy_hash, digest) in enumerate(windows):
+            until = windows[index + 1][0] if index + 1 < len(windows) else None
+            if until is not None and oldest is not None and until <= oldest:
+                continue  # closed before the family looks back: nothing of it to judge
+            out.append(self._version(rule_id, ClosedWindow(since, until), policy_hash, digest))
+        if len(out) == 1:  # one version judges everything, whenever it closed
+            return [self._version(rule_id, ClosedWindow(), self.policy.hash, current)]
+        return out
+
+    def _digest(self, policy_hash: str, rule_id: str, current: str | None) -> str | None:
+        """The rule's digest in a version; a version whose text was not kept (runs before
+        it was) counts as the current one: it cannot be judged by."""
+        if policy_hash not in self._digests:
+            kept = self.conn.execute(
+                select(PolicyVersion.rules, PolicyVersion.files).where(
+                    PolicyVersion.hash == policy_hash
+                )
+            ).first()
+            if kept is None:
+                self._digests[policy_hash] = None
+            elif kept.rules is not None:
+                self._digests[policy_hash] = kept.rules
+            else:  # kept before digests were: work them out from its files
+                loaded = self._load(policy_hash, kept.files)
+                self._digests[policy_hash] = None if loaded is None else loaded.digests
+        digests = self._digests[policy_hash]
+        return current if digests is None else digests.get(rule_id)
+
+    def _version(
+        self, rule_id: str, window: ClosedWindow, policy_hash: str, digest: str | None
+    ) -> RuleVersion:
+        if digest is None:
+            return RuleVersion(window, policy_hash, None, None, {})
+        if digest == self.policy.digests.get(rule_id):
+            policy_hash, policy = self.policy.hash, self.policy
+        else:
+            policy = self._policy(policy_hash)
+        compiled = policy.rule(rule_id)
+        if compiled is None or any(r.rule.id == rule_id for r in policy.disabled):
+            return RuleVersion(window, policy_hash, None, None, {})
+        return RuleVersion(window, policy_hash, digest, compiled, policy.calendars)
+
+    def _policy(self, policy_hash: str) -> Policy:
+        """A kept version, loaded; the current policy in its place when it no longer loads."""
+        if policy_hash not in self._loaded:
+            files = self.conn.scalar(
+                select(PolicyVersion.files).where(PolicyVersion.hash == policy_hash)
+            )
+            self._load(policy_hash, files or {})
+        return self._loaded[policy_hash] or self.policy
+
+    def _load(self, policy_hash: str, files: Mapping[str, str]) -> Policy | None:
+        policy: Policy | None = None
+        with tempfile.TemporaryDirectory(prefix="aftersales-version-") as folder:
+            for name, text in files.items():
+                (Path(folder) / Path(name).name).write_text(text, encoding="utf-8")
+            try:
+                policy = load_policy(Path(folder), self.templates)
+            except PolicyError as exc:  # the engine moved on; judge by the current version
+                log.warning("policy version %s no longer loads: %s", policy_hash, exc)
+        self._loaded[policy_hash] = policy
+        return policy
+
+
+def _spans(conn: Connection, as_of: datetime) -> list[tuple[datetime, str]]:
+    """(as_of of the first run, policy hash) of each run of successive successful runs
+    before `as_of` that judged with one policy version, oldest first."""
+    earlier = func.lag(Run.policy_hash).over(order_by=Run.as_of)
+    runs = (
+        select(Run.as_of, Run.policy_hash, earlier.label("earlier"))
+        .where(Run.outcome == "success", Run.as_of < as_of)
+        .subquery()
+    )
+    changes = select(runs.c.as_of, runs.c.policy_hash).where(
+        (runs.c.earlier.is_(None)) | (runs.c.earlier != runs.c.policy_hash)
+    )
+    return [(row.as_of, row.policy_hash) for row in conn.execute(changes.order_by(runs.c.as_of))]
+
+
+def judge_by_version(
+    conn: Connection,
+    history: PolicyHistory,
+    compiled: CompiledRule[Any],
+    family: Any,
+    as_of: datetime,
+    **narrowing: Any,
+) -> tuple[Iterable[Finding], dict[str, int]]:
+    """The rule's findings at `as_of` (family.judge), each item judged by the version of the
+    rule in force when it closed; the findings of an earlier version say which it was."""
+    judge = family.judge
+    versions = (
+        history.versions(compiled.rule.id, lambda: family.closed_since(conn, compiled, as_of))
+        if hasattr(family, "closed_since")
+        else []
+    )
+    if len(versions) <= 1:
+        return judge(conn, compiled, history.policy.calendars, as_of, **narrowing)
+    parts: list[Iterable[Finding]] = []
+    skipped: Counter[str] = Counter()
+    for version in versions:
+        if version.compiled is None:
+            continue
+        found, missed = judge(
+            conn, version.compiled, version.calendars, as_of, closed=version.window, **narrowing
+        )
+        if version.policy_hash != history.policy.hash:
+            decided = (version.policy_hash, version.digest)
+            found = (replace(f, decided_by=decided) for f in found)
+        parts.append(found)
+        skipped.update(missed)
+    return chain.from_iterable(parts), dict(skipped)
