@@ -11,7 +11,7 @@ when an item closed does not judge that item. Items closed before the first run 
 first version.
 
 A family that judges closed items says how far back it looks (`closed_since`) and takes the
-window of closing instants it is to judge (`judge(..., closed=...)`); versions whose window
+window of closing instants it is to judge (`judge(..., window=...)`); versions whose window
 ends before that horizon are not loaded at all.
 """
 
@@ -178,7 +178,7 @@ def judge_by_version(
         if version.compiled is None:
             continue
         found, missed = judge(
-            conn, version.compiled, version.calendars, as_of, closed=version.window, **narrowing
+            conn, version.compiled, version.calendars, as_of, window=version.window, **narrowing
         )
         if version.policy_hash != history.policy.hash:
             decided = (version.policy_hash, version.digest)

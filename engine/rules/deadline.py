@@ -164,7 +164,7 @@ def candidates(
     closings: Closings | None = None,
     since: datetime | None = None,
     scope: Scope | None = None,
-    closed: ClosedWindow | None = None,
+    window: ClosedWindow | None = None,
 ) -> Select[Any]:
     """Entities whose clock has started and that are still running or stopped recently (or
     since `since`, the last successful run); with `sift`, less those whose start, stop and
@@ -172,7 +172,7 @@ def candidates(
     where they can matter. A rule "by end of working day" is sifted only given the `closings`
     of this connection. With a `scope`, only its entities; a full scope also keeps the running
     clocks sifted out, flagged in SIFTED_OUT, for judging to say when they can next matter.
-    With `closed`, those that may have stopped in its window (open ones too for the current
+    With a `window`, those that may have stopped in it (open ones too for the current
     version): judge keeps exactly the ones whose clock stopped in it."""
     rule, table = deadline.rule, deadline.table
     start, stops = table.c[rule.start], [table.c[name] for name in rule.stop]
@@ -185,8 +185,8 @@ def candidates(
     stmt = select(table).where(start.is_not(None), start <= as_of, or_(running, stopped_lately))
     if scope is not None:
         stmt = stmt.where(scope.where(table))
-    if closed is not None:
-        stmt = stmt.where(_may_stop_in(stops, closed, as_of, running))
+    if window is not None:
+        stmt = stmt.where(_may_stop_in(stops, window, as_of, running))
     could = _could_have_a_state(rule, table, as_of, closings) if sift else []
     if could and scope is not None:
         stmt = stmt.where(or_(and_(*could), running)).add_columns((~and_(*could)).label(SIFTED_OUT))
@@ -203,7 +203,7 @@ def candidates(
 
 def _may_stop_in(
     stops: Sequence[ColumnElement[Any]],
-    closed: ClosedWindow,
+    window: ClosedWindow,
     as_of: datetime,
     running: ColumnElement[bool],
 ) -> ColumnElement[bool]:
@@ -212,12 +212,12 @@ def _may_stop_in(
     terms = []
     for stop in stops:
         bounds = [stop <= as_of]
-        if closed.since is not None:
-            bounds.append(stop >= closed.since)
-        if closed.until is not None:
-            bounds.append(stop < closed.until)
+        if window.since is not None:
+            bounds.append(stop >= window.since)
+        if window.until is not None:
+            bounds.append(stop < window.until)
         terms.append(and_(*bounds))
-    if closed.until is None:
+    if window.until is None:
         terms.append(running)
     return or_(*terms)
 
@@ -290,16 +290,16 @@ def pauses_query(
     closings: Closings | None = None,
     since: datetime | None = None,
     scope: Scope | None = None,
-    closed: ClosedWindow | None = None,
+    window: ClosedWindow | None = None,
 ) -> Select[Any] | None:
     """Status history of the candidates whose clocks are worked out, when the rule pauses on
     statuses."""
     if not deadline.rule.pause_while:
         return None
     if scope is not None and not scope.full:
-        query = candidates(deadline, as_of, sift=False, since=since, scope=scope, closed=closed)
+        query = candidates(deadline, as_of, sift=False, since=since, scope=scope, window=window)
     else:
-        query = candidates(deadline, as_of, closings=closings, since=since, closed=closed)
+        query = candidates(deadline, as_of, closings=closings, since=since, window=window)
     ids = query.with_only_columns(deadline.table.c.id).scalar_subquery()
     changes = StatusChange.__table__
     return (
@@ -597,10 +597,10 @@ def judge(
     calendars: Mapping[str, BusinessCalendar],
     as_of: datetime,
     scope: Scope | None = None,
-    closed: ClosedWindow | None = None,
+    window: ClosedWindow | None = None,
 ) -> tuple[list[Finding], dict[str, int]]:
     """Fetch the candidates (those in `scope`, if given; of a version of the rule, those
-    whose clock stopped in its `closed` window) and their pauses, and judge them; also what
+    whose clock stopped in its `window`) and their pauses, and judge them; also what
     had to be skipped. `scope` gets each entity's next instant of interest."""
     rule = deadline.rule
     since = previous_as_of(conn, as_of)
@@ -616,12 +616,12 @@ def judge(
         closings=closings,
         since=since,
         scope=scope,
-        closed=closed,
+        window=window,
     )
     rows: Iterable[Mapping[str, Any]] = conn.execute(query).mappings()
-    if closed is not None:
-        rows = (r for r in rows if closed.holds(stopped_at(rule, r, as_of)))
-    paused = pauses_query(deadline, as_of, closings, since, scope, closed)
+    if window is not None:
+        rows = (r for r in rows if window.holds(stopped_at(rule, r, as_of)))
+    paused = pauses_query(deadline, as_of, closings, since, scope, window)
     pauses = (
         pause_intervals(conn.execute(paused), deadline.rule.pause_while)
         if paused is not None

@@ -33,6 +33,7 @@ from engine.ledger.book import LEDGER_DETAILS, Booked, booked, closed, to_settle
 from engine.ledger.periods import Period
 from engine.policy import CompiledTally
 from engine.policy.branch_scope import applies
+from engine.rules.scope import ClosedWindow
 from engine.rules.tally_amounts import (
     BRANCH,
     FACTOR,
@@ -116,10 +117,17 @@ def _rows(tally: CompiledTally, as_of: datetime) -> tuple[Select[Any], Any]:
 
 
 def judge(
-    conn: Connection, tally: CompiledTally, calendars: Mapping[str, Any], as_of: datetime
+    conn: Connection,
+    tally: CompiledTally,
+    calendars: Mapping[str, Any],
+    as_of: datetime,
+    window: ClosedWindow | None = None,
 ) -> tuple[list[Finding], dict[str, int]]:
-    """What to book for the periods being settled at `as_of`, and the rows that were skipped."""
+    """What to book for the periods being settled at `as_of` (of a version of the rule, those
+    that closed in its `window`), and the rows that were skipped."""
     periods = to_settle(conn, tally.rule.period, as_of, tally.ledger)
+    if window is not None:
+        periods = [p for p in periods if window.holds(p.closes_at(tally.ledger))]
     if not periods:
         return [], {}
     skipped: Counter[str] = Counter()
@@ -129,6 +137,13 @@ def judge(
     staff = _staff(conn, {t.party for t in current} | {party for _, party in was})
     found = differences(tally, periods, current, was, closed(conn, keys), staff)
     return found, dict(skipped)
+
+
+def closed_since(conn: Connection, tally: CompiledTally, as_of: datetime) -> datetime:
+    """The earliest close among the periods a run at `as_of` settles (engine.rule_versions);
+    `as_of` when it settles none."""
+    periods = to_settle(conn, tally.rule.period, as_of, tally.ledger)
+    return min((p.closes_at(tally.ledger) for p in periods), default=as_of)
 
 
 def tallied(

@@ -1,0 +1,162 @@
+"""Issue 20 §3: when a rule changes, the items closed before the change are judged by the
+version they closed under, open ones by the new one, and each finding records which version
+decided it (engine.rule_versions). On a real SQLite file and on PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+
+from engine.db.models import Finding, LedgerEntry, ServiceRequest
+from engine.run import load_checked_policy, run_night
+
+ROOT = Path(__file__).resolve().parents[2]
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def sh(*parts: int) -> datetime:
+    """A Shanghai wall-clock instant."""
+    return datetime(*parts, tzinfo=SHANGHAI)
+
+
+def _rules(tmp_path: Path) -> Path:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    return rules
+
+
+def _edit(path: Path, old: str, new: str, after: str = "") -> None:
+    """Replace the first `old` that follows `after` in the file."""
+    text = path.read_text("utf-8")
+    at = text.index(after)
+    path.write_text(text[:at] + text[at:].replace(old, new, 1), "utf-8")
+
+
+def _night(data, settings, as_of: datetime):
+    result = run_night(settings, data.engine, as_of=as_of.astimezone(UTC))
+    assert result.outcome == "success", [r.error for r in result.rules if r.error]
+    return result
+
+
+def _recorded(engine, rule: str, entity_id: int) -> list[tuple[str, str, str | None]]:
+    """(state, policy hash, rule digest) of each finding of the rule about the entity."""
+    stmt = (
+        select(Finding.state, Finding.policy_hash, Finding.rule_digest)
+        .where(Finding.rule_id == rule, Finding.entity_id == str(entity_id))
+        .order_by(Finding.id)
+    )
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(stmt)]
+
+
+def _version(settings) -> tuple[str, str]:
+    """(policy hash, dispatch-urban's digest) of the policy in settings.rules."""
+    policy, _ = load_checked_policy(settings)
+    return policy.hash, policy.digests["dispatch-urban"]
+
+
+def test_a_shorter_deadline_leaves_the_calls_closed_before_it_alone(
+    service_data, settings_for, tmp_path
+):
+    rules = _rules(tmp_path)
+    settings = settings_for(str(service_data.engine.url), rules=rules)
+    ada = service_data.customer("Ada Wong")
+    # On site after 4.5 working hours (09:00-12:00, 13:00-14:30): on time under 6 hours.
+    closed = service_data.request(ada, sh(2026, 11, 16, 9, 0), arrived_at=sh(2026, 11, 16, 14, 30))
+    _night(service_data, settings, sh(2026, 11, 16, 16, 30))
+    assert _recorded(service_data.engine, "dispatch-urban", closed) == []
+
+    _edit(rules / "sla.yaml", "within: 6 working hours", "within: 4 working hours")
+    new_hash, new_digest = _version(settings)
+    waiting = service_data.request(ada, sh(2026, 11, 17, 9, 0))
+    second = _night(service_data, settings, sh(2026, 11, 17, 14, 30))
+    # The open call is judged by 4 hours: due 14:00. The call closed under 6 hours is not
+    # late now (it would be, by 30 minutes, under 4).
+    urban = [(f["entity_id"], f["state"]) for f in second.findings if f["rule"] == "dispatch-urban"]
+    assert urban == [(str(waiting), "breach")]
+    assert _recorded(service_data.engine, "dispatch-urban", waiting) == [
+        ("breach", new_hash, new_digest)
+    ]
+
+    # A call that closes under the new version is judged by it: 4.5 hours is late.
+    after = service_data.request(ada, sh(2026, 11, 18, 9, 0), arrived_at=sh(2026, 11, 18, 14, 30))
+    third = _night(service_data, settings, sh(2026, 11, 18, 15, 0))
+    late = [
+        (f["entity_id"], f["state"])
+        for f in third.findings
+        if f["rule"] == "dispatch-urban" and f["entity_id"] != str(waiting)
+    ]
+    assert late == [(str(after), "late_stop")]
+    assert _recorded(service_data.engine, "dispatch-urban", closed) == []
+
+
+def test_a_call_closed_under_the_old_deadline_is_judged_by_it_and_says_so(
+    service_data, settings_for, tmp_path
+):
+    rules = _rules(tmp_path)
+    settings = settings_for(str(service_data.engine.url), rules=rules)
+    old_hash, old_digest = _version(settings)
+    ada = service_data.customer("Ada Wong")
+    call = service_data.request(ada, sh(2026, 11, 16, 9, 0))
+    _night(service_data, settings, sh(2026, 11, 16, 16, 30))  # breached at 16:00
+    with service_data.engine.begin() as conn:
+        arrived = update(ServiceRequest).where(ServiceRequest.id == call)
+        conn.execute(arrived.values(arrived_at=sh(2026, 11, 16, 17, 0)))
+
+    _edit(rules / "sla.yaml", "within: 6 working hours", "within: 8 working hours")
+    new_hash, new_digest = _version(settings)
+    assert (new_hash, new_digest) != (old_hash, old_digest)
+    _night(service_data, settings, sh(2026, 11, 17, 10, 0))
+    # On site at 17:00, before the change: late by an hour under 6 hours, the rule then; under
+    # 8 hours it would be on time. Both findings name the version that decided them.
+    assert _recorded(service_data.engine, "dispatch-urban", call) == [
+        ("breach", old_hash, old_digest),
+        ("late_stop", old_hash, old_digest),
+    ]
+
+
+def test_a_period_booked_under_one_amount_is_corrected_under_it(
+    service_data, settings_for, tmp_path
+):
+    rules = _rules(tmp_path)
+    settings = settings_for(str(service_data.engine.url), rules=rules)
+    technician = service_data.staff["technician"]
+
+    def complaint(closed_at: datetime) -> int:
+        customer = service_data.customer(f"Customer {closed_at:%m%d%H%M}")
+        return service_data.complaint(
+            customer, closed_at - timedelta(days=2), status="closed", verified=True,
+            closed_at=closed_at, first_reply_at=closed_at - timedelta(days=1),
+            visited_at=closed_at - timedelta(days=1), responsible_staff_id=technician,
+        )  # fmt: skip
+
+    complaint(sh(2026, 10, 5, 11, 0))
+    _night(service_data, settings, sh(2026, 11, 10, 2, 0))  # October closes at 00:00 on the 10th
+    assert _amounts(service_data.engine) == [("original", Decimal("-100.00"))]
+
+    _edit(
+        rules / "penalties.yaml", "penalty: 100 each", "penalty: 150 each", "id: verified-complaint"
+    )
+    # A complaint of October recorded late, and one of November.
+    complaint(sh(2026, 10, 28, 11, 0))
+    complaint(sh(2026, 11, 20, 11, 0))
+    _night(service_data, settings, sh(2026, 11, 11, 2, 0))
+    # October closed under 100 each: corrected by the late complaint's 100, not re-priced.
+    assert _amounts(service_data.engine) == [
+        ("original", Decimal("-100.00")),
+        ("correction", Decimal("-100.00")),
+    ]
+    _night(service_data, settings, sh(2026, 12, 10, 2, 0))  # November closes under 150 each
+    assert _amounts(service_data.engine)[2:] == [("original", Decimal("-150.00"))]
+
+
+def _amounts(engine) -> list[tuple[str, Decimal]]:
+    table = LedgerEntry.__table__
+    stmt = select(table.c.kind, table.c.amount).where(table.c.rule_id == "verified-complaint")
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(stmt.order_by(table.c.id))]
