@@ -46,6 +46,7 @@ from engine.policy.loader import CompiledObligation
 from engine.policy.obligation_spec import PlanCount
 from engine.rules.catch_up import missed_instants, previous_as_of
 from engine.rules.reminder import is_effective
+from engine.rules.scope import ClosedWindow
 
 FAMILY = "obligation"
 TZ = "_branch_timezone"
@@ -85,6 +86,12 @@ class Occasion:
     due_on: date
     share: tuple[int, int] = (0, 1)
 
+    @property
+    def closes_at(self) -> datetime:
+        """When the due day has ended, as a UTC day: which version of a changed rule judges
+        the occasion (engine.rule_versions)."""
+        return datetime.combine(self.due_on + timedelta(days=1), time(0), UTC)
+
 
 def occasions(rule: CompiledObligation, as_of: datetime) -> list[Occasion]:
     """The periods whose due day may have passed within `look_back` at `as_of` (any zone)."""
@@ -104,6 +111,12 @@ def occasions(rule: CompiledObligation, as_of: datetime) -> list[Occasion]:
                 Occasion(period.key, period.start, period.last, due_on, _share(rule, period))
             )
         period = period.previous()
+
+
+def closed_since(conn: Connection, rule: CompiledObligation, as_of: datetime) -> datetime:
+    """The earliest end of a due day among the occasions a run at `as_of` checks
+    (engine.rule_versions); `as_of` when it checks none."""
+    return min((o.closes_at for o in occasions(rule, as_of)), default=as_of)
 
 
 def _share(rule: CompiledObligation, period: Period) -> tuple[int, int]:
@@ -129,16 +142,25 @@ def required(rule: CompiledObligation, occasion: Occasion | None, value: Any) ->
 
 
 def judge(
-    conn: Connection, rule: CompiledObligation, calendars: Mapping[str, Any], as_of: datetime
+    conn: Connection,
+    rule: CompiledObligation,
+    calendars: Mapping[str, Any],
+    as_of: datetime,
+    window: ClosedWindow | None = None,
 ) -> tuple[list[Finding], dict[str, int]]:
-    """Count the records of each occasion in SQL and judge the entities short of them."""
+    """Count the records of each occasion in SQL and judge the entities short of them (of a
+    version of the rule, the occasions whose due day ended in its `window`)."""
     found: list[Finding] = []
     zones = list(conn.scalars(select(Branch.timezone).distinct())) or ["UTC"]
     missed = missed_instants(previous_as_of(conn, as_of), as_of)
     if rule.rule.every is None:
+        if window is not None and window.until is not None:
+            return [], {}  # a date per entity: the version in force judges them all
         rows = conn.execute(query(rule, None, as_of, zones)).mappings()
         return evaluate(rule, None, rows, as_of, missed), {}
     for occasion in occasions(rule, as_of):
+        if window is not None and not window.holds(occasion.closes_at):
+            continue
         rows = conn.execute(query(rule, occasion, as_of, zones, missed=missed)).mappings()
         found.extend(evaluate(rule, occasion, rows, as_of, missed, calendars))
     return found, {}

@@ -5,14 +5,14 @@ decided it (engine.rule_versions). On a real SQLite file and on PostgreSQL."""
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 
-from engine.db.models import Finding, LedgerEntry, ServiceRequest
+from engine.db.models import Finding, Inspection, LedgerEntry, ServiceRequest
 from engine.run import load_checked_policy, run_night
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,3 +160,27 @@ def _amounts(engine) -> list[tuple[str, Decimal]]:
     stmt = select(table.c.kind, table.c.amount).where(table.c.rule_id == "verified-complaint")
     with engine.connect() as conn:
         return [tuple(row) for row in conn.execute(stmt.order_by(table.c.id))]
+
+
+def test_a_month_checked_under_one_count_is_not_checked_again_under_a_new_one(
+    service_data, settings_for, tmp_path
+):
+    rules = _rules(tmp_path)
+    settings = settings_for(str(service_data.engine.url), rules=rules)
+    ada = service_data.customer("Ada Wong")
+    kept = service_data.contract(ada, date(2027, 3, 30), starts_on=date(2026, 3, 31))
+    for month in (9, 10, 11):
+        service_data.add(
+            Inspection, branch_id=service_data.branch, contract_id=kept,
+            technician_id=service_data.staff["technician"], inspected_on=date(2026, month, 12),
+            report_submitted_at=datetime(2026, month, 13, tzinfo=UTC),
+        )  # fmt: skip
+    # October's report was due by the end of 5 November: one report, as asked then.
+    _night(service_data, settings, sh(2026, 11, 6, 2, 0))
+    assert service_data.findings("monthly-inspection") == []
+
+    _edit(rules / "obligations.yaml", "every: month\n", "every: month\n    count: 2\n")
+    _night(service_data, settings, sh(2026, 11, 7, 2, 0))
+    assert service_data.findings("monthly-inspection") == []  # October stays judged by 1
+    _night(service_data, settings, sh(2026, 12, 6, 2, 0))
+    assert service_data.findings("monthly-inspection") == [(str(kept), "2026-11", "missing")]
