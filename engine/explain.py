@@ -7,6 +7,7 @@ what the night does.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -35,11 +36,13 @@ from engine.ledger.approval import needs_approval
 from engine.ledger.book import closed
 from engine.ledger.periods import Period
 from engine.notices.recipients import Directory
+from engine.notices.templates import NoticeTemplates
 from engine.policy import CompiledRule, CompiledTally, LedgerSettings, Policy, ReminderRule
 from engine.policy.branch_scope import branch_in_scope
 from engine.policy.loader import CompiledObligation
 from engine.policy.models import Action, ClassificationRule, DeadlineRule
 from engine.policy.obligation_spec import PlanCount
+from engine.rule_versions import PolicyHistory
 from engine.rules import classification, deadline, obligation, reminder, tally, tally_amounts
 from engine.rules.repeats import repeats_of
 from engine.run import load_checked_policy
@@ -61,7 +64,7 @@ def explain_rule(
     settings: Settings, engine: Engine, rule_id: str, entity_id: str, as_of: datetime
 ) -> Lines:
     """Labelled lines that walk through one rule for one entity at `as_of`."""
-    policy, _ = load_checked_policy(settings)
+    policy, templates = load_checked_policy(settings)
     item = policy.rule(rule_id)
     if item is None and rule_id in {m.rule.id for m in policy.metrics}:
         raise UsageError(
@@ -102,7 +105,10 @@ def explain_rule(
         elif isinstance(item, CompiledObligation):
             lines += _obligation_lines(conn, policy, item, key, matched, as_of)
         else:
-            lines += _deadline_lines(conn, policy, item, record, branch, matched, as_of)
+            version = _version_judging(conn, policy, templates, item, record, as_of, lines)
+            if version is not None:
+                judged, calendars = version
+                lines += _deadline_lines(conn, calendars, judged, record, branch, matched, as_of)
         lines += _reach_lines(conn, policy, item, record)
         lines += _recorded(conn, item, record)
     return lines
@@ -359,9 +365,33 @@ def _reminder_lines(
     return [*lines, ("state", state)]
 
 
-def _deadline_lines(
+def _version_judging(
     conn: Connection,
     policy: Policy,
+    templates: NoticeTemplates,
+    item: CompiledRule[Any],
+    record: dict[str, Any],
+    as_of: datetime,
+    lines: Lines,
+) -> tuple[CompiledRule[Any], Mapping[str, BusinessCalendar]] | None:
+    """The version of a deadline that judges this entity (the one in force when its clock
+    stopped, engine.rule_versions) with its calendars; None when none does. Says so in
+    `lines` when it is not the policy's own."""
+    stopped = deadline.stopped_at(item.rule, record, as_of)
+    version = PolicyHistory(conn, policy, as_of, templates).judging(item.rule.id, stopped)
+    if version is None or version.policy_hash == policy.hash:
+        return item, policy.calendars
+    when = f"stopped {stopped.isoformat() if stopped else '-'}"
+    if version.compiled is None:
+        lines.append(("version", f"{when}, when the rule was not in force: not judged"))
+        return None
+    lines.append(("version", f"{when}: judged by the rule as in policy {version.policy_hash}"))
+    return version.compiled, version.calendars
+
+
+def _deadline_lines(
+    conn: Connection,
+    calendars: Mapping[str, BusinessCalendar],
     item: CompiledRule[Any],
     record: dict[str, Any],
     branch: dict[str, Any],
@@ -374,7 +404,7 @@ def _deadline_lines(
         deadline.TZ_LABEL: branch.get("timezone"),
         deadline.CALENDAR_LABEL: branch.get("calendar"),
     }
-    calendar = deadline.calendar_for(item, row, policy.calendars)
+    calendar = deadline.calendar_for(item, row, calendars)
     if isinstance(calendar, str):
         return [("calendar", calendar), ("state", "cannot be judged")]
     if record[rule.start] is None:
@@ -590,15 +620,21 @@ def _hm(span: timedelta) -> str:
 
 def _recorded(conn: Connection, item: CompiledRule[Any], record: dict[str, Any]) -> Lines:
     found = conn.execute(
-        select(Finding.key, Finding.state, Finding.recorded_at, Finding.policy_hash).where(
+        select(
+            Finding.key,
+            Finding.state,
+            Finding.recorded_at,
+            Finding.policy_hash,
+            Finding.rule_digest,
+        ).where(
             Finding.rule_id == item.rule.id,
             Finding.entity == item.table.name,
             Finding.entity_id == str(record["id"]),
         )
     ).all()
     lines: Lines = [
-        ("finding", f"{state} recorded {when.isoformat()} (policy {version})")
-        for _, state, when, version in found
+        ("finding", f"{state} recorded {when.isoformat()} (policy {version}, rule {digest or '-'})")
+        for _, state, when, version, digest in found
     ]
     digest = aliased(Notice)
     notices = conn.execute(

@@ -84,6 +84,11 @@ class PolicyHistory:
             return [self._version(rule_id, ClosedWindow(), self.policy.hash, current)]
         return out
 
+    def judging(self, rule_id: str, closed_at: datetime | None) -> RuleVersion | None:
+        """The version of a rule that judges an item closed at `closed_at` (None: open)."""
+        versions = self.versions(rule_id, lambda: None)
+        return next((v for v in versions if v.window.holds(closed_at)), None)
+
     def _digest(self, policy_hash: str, rule_id: str, current: str | None) -> str | None:
         """The rule's digest in a version; a version whose text was not kept (runs before
         it was) counts as the current one: it cannot be judged by."""

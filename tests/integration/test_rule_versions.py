@@ -11,7 +11,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
+from engine.cli import app
 from engine.db.models import Finding, Inspection, LedgerEntry, ServiceRequest
 from engine.run import load_checked_policy, run_night
 
@@ -118,6 +120,18 @@ def test_a_call_closed_under_the_old_deadline_is_judged_by_it_and_says_so(
         ("breach", old_hash, old_digest),
         ("late_stop", old_hash, old_digest),
     ]
+    # explain walks through the version that judged it, not the rule as it reads now.
+    url = service_data.engine.url.render_as_string(hide_password=False)
+    asked = ["explain", "dispatch-urban", str(call), "--db", url, "--rules", str(rules)]
+    shown = CliRunner().invoke(app, [*asked, "--as-of", sh(2026, 11, 17, 10, 0).isoformat()])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.stdout.split())
+    assert f"judged by the rule as in policy {old_hash}" in text
+    assert "deadline 2026-11-16 16:00 Mon" in text and "state late_stop" in text
+    assert (
+        f"late_stop recorded 2026-11-17T02:00:00+00:00 (policy {old_hash}, rule {old_digest})"
+        in text
+    )
 
 
 def test_a_period_booked_under_one_amount_is_corrected_under_it(
