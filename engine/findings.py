@@ -96,6 +96,11 @@ class Finding:
             "currency": self.currency,
             "recipients": list(self.recipients),
             "reason": self.reason,
+            "decided_by": (
+                {"policy": self.decided_by[0], "rule": self.decided_by[1]}
+                if self.decided_by
+                else None
+            ),
         }
 
 

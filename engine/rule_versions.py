@@ -113,23 +113,26 @@ class PolicyHistory:
     ) -> RuleVersion:
         if digest is None:
             return RuleVersion(window, policy_hash, None, None, {})
-        if digest == self.policy.digests.get(rule_id):
-            policy_hash, policy = self.policy.hash, self.policy
+        kept = None if digest == self.policy.digests.get(rule_id) else self._policy(policy_hash)
+        if kept is None:  # the rule as it reads now, or a kept version that no longer loads
+            policy_hash, digest, policy = (
+                self.policy.hash, self.policy.digests.get(rule_id), self.policy
+            )  # fmt: skip
         else:
-            policy = self._policy(policy_hash)
+            policy = kept
         compiled = policy.rule(rule_id)
         if compiled is None or any(r.rule.id == rule_id for r in policy.disabled):
             return RuleVersion(window, policy_hash, None, None, {})
         return RuleVersion(window, policy_hash, digest, compiled, policy.calendars)
 
-    def _policy(self, policy_hash: str) -> Policy:
-        """A kept version, loaded; the current policy in its place when it no longer loads."""
+    def _policy(self, policy_hash: str) -> Policy | None:
+        """A kept version, loaded; None when it no longer loads."""
         if policy_hash not in self._loaded:
             files = self.conn.scalar(
                 select(PolicyVersion.files).where(PolicyVersion.hash == policy_hash)
             )
             self._load(policy_hash, files or {})
-        return self._loaded[policy_hash] or self.policy
+        return self._loaded[policy_hash]
 
     def _load(self, policy_hash: str, files: Mapping[str, str]) -> Policy | None:
         policy: Policy | None = None

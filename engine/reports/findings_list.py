@@ -46,6 +46,8 @@ COLUMNS = (
     "currency",
     "reason",
     "run_id",
+    "policy_hash",
+    "rule_digest",
 )
 """The columns of every format, in order; JSON objects use them as keys."""
 
@@ -63,6 +65,8 @@ _SELECTED = (
     Finding.currency,
     Finding.reason,
     Finding.run_id,
+    Finding.policy_hash,  # the version that decided it (engine.rule_versions)
+    Finding.rule_digest,
 )
 _BATCH = 1000
 

@@ -152,7 +152,7 @@ def test_csv_has_the_header_and_spreadsheet_safe_values(url):
     reader = csv.DictReader(io.StringIO(result.stdout, newline=""))
     assert reader.fieldnames == [
         "rule", "family", "entity", "entity_id", "occurrence", "state", "due_at", "recorded_at",
-        "closed_at", "amount", "currency", "reason", "run_id",
+        "closed_at", "amount", "currency", "reason", "run_id", "policy_hash", "rule_digest",
     ]  # fmt: skip
     charge, warning = list(reader)
     assert charge["amount"] == "-50.00" and charge["currency"] == "CNY"  # a number, as it is
@@ -186,6 +186,8 @@ def test_json_is_an_array_of_objects_with_every_column(url, db):
         "currency": "CNY",
         "reason": '=HYPERLINK("http://attacker.test") 未接来电',
         "run_id": "run-2",
+        "policy_hash": "policy-1",
+        "rule_digest": None,  # recorded before rules had digests
     }
     assert found[-1]["due_at"] is None and found[-1]["state"] == "mismatch"
     empty = invoke("findings", "--db", url, "--format", "json", "--entity", "units")
@@ -198,7 +200,7 @@ def test_text_is_a_table_ending_with_the_counts_and_hints_at_rule_ids(url):
     lines = result.stdout.splitlines()
     assert lines[0].split() == [
         "rule", "family", "entity", "entity_id", "occurrence", "state", "due_at", "recorded_at",
-        "closed_at", "amount", "currency", "reason", "run_id",
+        "closed_at", "amount", "currency", "reason", "run_id", "policy_hash", "rule_digest",
     ]  # fmt: skip
     assert lines[-1] == "8 findings (4 open)"
     charge = next(line for line in lines if "unanswered-hotline" in line)

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from engine.cli import app
-from engine.db.models import Finding, Inspection, LedgerEntry, ServiceRequest
+from engine.db.models import Finding, Inspection, LedgerEntry, PolicyVersion, ServiceRequest
 from engine.run import load_checked_policy, run_night
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +113,13 @@ def test_a_call_closed_under_the_old_deadline_is_judged_by_it_and_says_so(
     _edit(rules / "sla.yaml", "within: 6 working hours", "within: 8 working hours")
     new_hash, new_digest = _version(settings)
     assert (new_hash, new_digest) != (old_hash, old_digest)
-    _night(service_data, settings, sh(2026, 11, 17, 10, 0))
+    second = _night(service_data, settings, sh(2026, 11, 17, 10, 0))
+    decided = [
+        (f["state"], f["decided_by"])
+        for f in second.findings
+        if f["rule"] == "dispatch-urban" and f["entity_id"] == str(call)
+    ]
+    assert decided == [("late_stop", {"policy": old_hash, "rule": old_digest})]
     # On site at 17:00, before the change: late by an hour under 6 hours, the rule then; under
     # 8 hours it would be on time. Both findings name the version that decided them.
     assert _recorded(service_data.engine, "dispatch-urban", call) == [
@@ -198,3 +204,23 @@ def test_a_month_checked_under_one_count_is_not_checked_again_under_a_new_one(
     assert service_data.findings("monthly-inspection") == []  # October stays judged by 1
     _night(service_data, settings, sh(2026, 12, 6, 2, 0))
     assert service_data.findings("monthly-inspection") == [(str(kept), "2026-11", "missing")]
+
+
+def test_a_kept_version_that_no_longer_loads_leaves_its_items_to_the_current_one(
+    service_data, settings_for, tmp_path, caplog
+):
+    rules = _rules(tmp_path)
+    settings = settings_for(str(service_data.engine.url), rules=rules)
+    ada = service_data.customer("Ada Wong")
+    closed = service_data.request(ada, sh(2026, 11, 16, 9, 0), arrived_at=sh(2026, 11, 16, 14, 30))
+    _night(service_data, settings, sh(2026, 11, 16, 16, 30))
+    with service_data.engine.begin() as conn:  # as if written by an engine that read it then
+        conn.execute(update(PolicyVersion).values(files={"sla.yaml": "deadlines: [{id: 1}]\n"}))
+
+    _edit(rules / "sla.yaml", "within: 6 working hours", "within: 4 working hours")
+    new_hash, new_digest = _version(settings)
+    _night(service_data, settings, sh(2026, 11, 17, 10, 0))
+    assert "no longer loads" in caplog.text
+    assert _recorded(service_data.engine, "dispatch-urban", closed) == [
+        ("late_stop", new_hash, new_digest)
+    ]
