@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from engine.errors import AftersalesError, ImportDataError, Problem
 from engine.policy_tests.cases import TESTS_FOLDER, case_files, read_cases
-from engine.policy_tests.runner import Night, Outcome, run_case, template_database
+from engine.policy_tests.runner import Night, Outcome, case_database, run_case
 from engine.run import load_checked_policy
 from engine.settings import Settings
 
@@ -56,10 +56,10 @@ def run_policy_tests(settings: Settings, say: Callable[[str], None]) -> Summary:
     summary = Summary()
     bad: list[Problem] = []
     night = Night(settings, policy, templates)
-    with template_database() as template:
+    with case_database() as database:
         for case in cases:
             try:
-                outcome = run_case(case, night, template)
+                outcome = run_case(case, night, database)
             except ImportDataError as exc:  # rows that do not import: the file is wrong
                 bad += exc.problems
                 continue

@@ -57,14 +57,40 @@ class Outcome:
 
 
 @contextmanager
-def template_database() -> Iterator[Path]:
-    """A SQLite file with the current schema, for the cases to copy; removed afterwards."""
+def case_database() -> Iterator[CaseDatabase]:
+    """A SQLite file with the current schema, for the cases to take turns in; removed
+    afterwards with everything the cases left."""
     with tempfile.TemporaryDirectory(prefix="aftersales-tests-") as folder:
-        path = Path(folder) / "template.db"
-        engine = connect(f"sqlite:///{path}")
+        template = Path(folder) / "template.db"
+        engine = connect(f"sqlite:///{template}")
         upgrade(engine)
         engine.dispose()  # the last connection's close folds the WAL into the file
-        yield path
+        database = CaseDatabase(template, Path(folder) / "case.db")
+        try:
+            yield database
+        finally:
+            database.engine.dispose()
+
+
+class CaseDatabase:
+    """The one file every case runs in, copied afresh from the schema-only template before
+    each: a case sees nothing of the one before. The file keeps its path, so one Engine serves
+    every case, and with it SQLAlchemy's compiled-statement cache, which is per Engine (its
+    key holds the dialect): a new Engine per case compiled every statement of the night again.
+    """
+
+    def __init__(self, template: Path, path: Path):
+        self.template = template
+        self.path = path
+        self.engine = connect(f"sqlite:///{path}")
+
+    def fresh(self) -> Engine:
+        """The Engine, on a new copy of the template (no connection of the last case open)."""
+        self.engine.dispose()  # closing the last connection checkpoints and removes the WAL
+        for leftover in (self.path, *(Path(f"{self.path}{s}") for s in ("-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
+        shutil.copyfile(self.template, self.path)
+        return self.engine
 
 
 @dataclass(frozen=True)
@@ -76,34 +102,29 @@ class Night:
     templates: NoticeTemplates
 
 
-def run_case(case: LocatedCase, night: Night, template: Path) -> Outcome:
-    """Import the case's rows into a copy of `template`, run a night at each instant, compare.
-    Raises ImportDataError (with the case's location) when its rows do not import."""
+def run_case(case: LocatedCase, night: Night, database: CaseDatabase) -> Outcome:
+    """Import the case's rows into a fresh copy of the template, run a night at each instant,
+    compare. Raises ImportDataError (with the case's location) when its rows do not import."""
     with tempfile.TemporaryDirectory(prefix="aftersales-case-") as folder:
         work = Path(folder)
-        database = work / "case.db"
-        shutil.copyfile(template, database)
-        engine = connect(f"sqlite:///{database}")
-        try:
-            _load(engine, case, work / "data")
-            here = night.settings.model_copy(
-                update={
-                    "db": f"sqlite:///{database}",
-                    "artifacts_dir": work / "runs",
-                    "outbox_dir": work / "outbox",
-                }
+        engine = database.fresh()
+        _load(engine, case, work / "data")
+        here = night.settings.model_copy(
+            update={
+                "db": f"sqlite:///{database.path}",
+                "artifacts_dir": work / "runs",
+                "outbox_dir": work / "outbox",
+            }
+        )
+        failed: list[str] = []
+        for instant in case.case.instants:
+            result = run_night(
+                here, engine, as_of=instant, policy=night.policy, templates=night.templates
             )
-            failed: list[str] = []
-            for instant in case.case.instants:
-                result = run_night(
-                    here, engine, as_of=instant, policy=night.policy, templates=night.templates
-                )
-                failed += [f"{r.rule_id}: {r.error}" for r in result.rules if r.error]
-            # A rule that could not be judged is a failure even when the expectations hold.
-            broken = [Miss(case.location(), "every rule judged", failed)] if failed else []
-            return Outcome(case, broken + _compare(case, engine))
-        finally:
-            engine.dispose()
+            failed += [f"{r.rule_id}: {r.error}" for r in result.rules if r.error]
+        # A rule that could not be judged is a failure even when the expectations hold.
+        broken = [Miss(case.location(), "every rule judged", failed)] if failed else []
+        return Outcome(case, broken + _compare(case, engine))
 
 
 def _load(engine: Engine, case: LocatedCase, folder: Path) -> None:
