@@ -1,8 +1,10 @@
 """Play each case through the engine's real night, in a throwaway SQLite database.
 
 The schema is built once (Alembic) into a template file that each case copies: a case costs
-its import and its runs, not a migration. SQLite by design: a case is a few rows, and the
-rules compile to SQL that both databases run alike (tests/integration/test_expr_sql_agrees.py).
+its import and its runs, not a migration. Cases run one after another in one process, or
+spread over worker processes (`pool.play`, `aftersales test --jobs`), each with a file of its
+own. SQLite by design: a case is a few rows, and the rules compile to SQL that both databases
+run alike (tests/integration/test_expr_sql_agrees.py).
 Nothing is delivered: the letters a case expects are the notices the night queued.
 """
 
@@ -57,32 +59,27 @@ class Outcome:
 
 
 @contextmanager
-def case_database() -> Iterator[CaseDatabase]:
-    """A SQLite file with the current schema, for the cases to take turns in; removed
-    afterwards with everything the cases left."""
+def template_database() -> Iterator[Path]:
+    """A SQLite file with the current schema, for the cases to copy; removed afterwards with
+    the files the cases ran in, which lie beside it (`CaseDatabase`)."""
     with tempfile.TemporaryDirectory(prefix="aftersales-tests-") as folder:
-        template = Path(folder) / "template.db"
-        engine = connect(f"sqlite:///{template}")
+        path = Path(folder) / "template.db"
+        engine = connect(f"sqlite:///{path}")
         upgrade(engine)
         engine.dispose()  # the last connection's close folds the WAL into the file
-        database = CaseDatabase(template, Path(folder) / "case.db")
-        try:
-            yield database
-        finally:
-            database.engine.dispose()
+        yield path
 
 
 class CaseDatabase:
-    """The one file every case runs in, copied afresh from the schema-only template before
-    each: a case sees nothing of the one before. The file keeps its path, so one Engine serves
-    every case, and with it SQLAlchemy's compiled-statement cache, which is per Engine (its
-    key holds the dialect): a new Engine per case compiled every statement of the night again.
-    """
+    """The one file a process runs its cases in, copied afresh from the schema-only template
+    before each: a case sees nothing of the one before. The file keeps its path, so one Engine
+    serves every case, and with it SQLAlchemy's compiled-statement cache, which is per Engine
+    (its key holds the dialect): a new Engine per case compiled every statement again."""
 
-    def __init__(self, template: Path, path: Path):
+    def __init__(self, template: Path, name: str):
         self.template = template
-        self.path = path
-        self.engine = connect(f"sqlite:///{path}")
+        self.path = template.with_name(name)
+        self.engine = connect(f"sqlite:///{self.path}")
 
     def fresh(self) -> Engine:
         """The Engine, on a new copy of the template (no connection of the last case open)."""
@@ -91,6 +88,10 @@ class CaseDatabase:
             leftover.unlink(missing_ok=True)
         shutil.copyfile(self.template, self.path)
         return self.engine
+
+    def close(self) -> None:
+        """Close the connections of the last case."""
+        self.engine.dispose()
 
 
 @dataclass(frozen=True)
