@@ -52,11 +52,14 @@ def play(cases: list[LocatedCase], night: Night, files: list[Path], jobs: int) -
             return
         start = (night.settings, files, template)
         with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=start) as pool:
-            # map hands back the results in the order given, whichever worker finishes first.
-            for case, (misses, problems) in zip(
-                cases, pool.map(_play, range(len(cases))), strict=True
-            ):
-                yield ImportDataError(problems) if problems else Outcome(case, misses)
+            try:
+                # map hands back the results in the order given, whichever worker finishes first.
+                for case, (misses, problems) in zip(
+                    cases, pool.map(_play, range(len(cases))), strict=True
+                ):
+                    yield ImportDataError(problems) if problems else Outcome(case, misses)
+            finally:
+                pool.shutdown(cancel_futures=True)  # a case that raised: the rest need not run
 
 
 _WORKER: dict[str, tuple[list[LocatedCase], Night, CaseDatabase]] = {}
