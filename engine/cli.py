@@ -195,17 +195,31 @@ def validate(
         test_(rules=rules, templates=templates)
 
 
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        min=1,
+        help="Cases run at once, each in a process of its own (default: one per CPU; 1: one "
+        "after another, in this process)",
+    ),
+]
+
+
 @app.command(name="test")
-def test_(rules: RulesOpt = None, templates: TemplatesOpt = None) -> None:
+def test_(rules: RulesOpt = None, templates: TemplatesOpt = None, jobs: JobsOpt = None) -> None:
     """Run the policy tests kept beside the policy (DIR/tests/*.yaml), each in a throwaway
     SQLite database; end with `N passed, M failed`. Exit 1 on a failure, 2 on an invalid
     test file or policy."""
+    from engine.policy_tests.pool import default_jobs
     from engine.policy_tests.report import run_policy_tests
 
     with _handled():
         settings = _settings(rules=rules, templates=templates)
         summary = run_policy_tests(
-            settings, lambda text: out.print(text, highlight=False, markup=False)
+            settings,
+            lambda text: out.print(text, highlight=False, markup=False),
+            jobs or default_jobs(),
         )
         out.print(summary.line, highlight=False)
     if summary.failed:

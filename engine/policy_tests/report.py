@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from engine.errors import AftersalesError, ImportDataError, Problem
 from engine.policy_tests.cases import TESTS_FOLDER, case_files, read_cases
-from engine.policy_tests.runner import Night, Outcome, run_case, template_database
+from engine.policy_tests.pool import play
+from engine.policy_tests.runner import Night, Outcome
 from engine.run import load_checked_policy
 from engine.settings import Settings
 
@@ -41,10 +42,10 @@ class InvalidTests(AftersalesError):
         super().__init__("\n".join([head, *map(str, problems)]))
 
 
-def run_policy_tests(settings: Settings, say: Callable[[str], None]) -> Summary:
-    """Run the cases of `settings.rules`/tests, saying each failure as it comes. Raises
-    PolicyError when the policy is invalid, before anything runs, and InvalidTests (both exit
-    2) when a test file is."""
+def run_policy_tests(settings: Settings, say: Callable[[str], None], jobs: int = 1) -> Summary:
+    """Run the cases of `settings.rules`/tests, `jobs` processes at a time, saying each failure
+    in the cases' order. Raises PolicyError when the policy is invalid, before anything runs,
+    and InvalidTests (both exit 2) when a test file is."""
     # Checked once: an invalid policy is reported as itself, not once per case.
     policy, templates = load_checked_policy(settings)
     files = case_files(settings.rules)
@@ -56,16 +57,13 @@ def run_policy_tests(settings: Settings, say: Callable[[str], None]) -> Summary:
     summary = Summary()
     bad: list[Problem] = []
     night = Night(settings, policy, templates)
-    with template_database() as template:
-        for case in cases:
-            try:
-                outcome = run_case(case, night, template)
-            except ImportDataError as exc:  # rows that do not import: the file is wrong
-                bad += exc.problems
-                continue
-            summary.outcomes.append(outcome)
-            if not outcome.passed:
-                say(failure_text(outcome))
+    for played in play(cases, night, files, jobs):
+        if isinstance(played, ImportDataError):  # rows that do not import: the file is wrong
+            bad += played.problems
+            continue
+        summary.outcomes.append(played)
+        if not played.passed:
+            say(failure_text(played))
     if bad:
         raise InvalidTests(bad)
     return summary

@@ -1,8 +1,10 @@
 """Play each case through the engine's real night, in a throwaway SQLite database.
 
 The schema is built once (Alembic) into a template file that each case copies: a case costs
-its import and its runs, not a migration. SQLite by design: a case is a few rows, and the
-rules compile to SQL that both databases run alike (tests/integration/test_expr_sql_agrees.py).
+its import and its runs, not a migration. Cases run one after another in one process, or
+spread over worker processes (`pool.play`, `aftersales test --jobs`), each with a file of its
+own. SQLite by design: a case is a few rows, and the rules compile to SQL that both databases
+run alike (tests/integration/test_expr_sql_agrees.py).
 Nothing is delivered: the letters a case expects are the notices the night queued.
 """
 
@@ -58,13 +60,38 @@ class Outcome:
 
 @contextmanager
 def template_database() -> Iterator[Path]:
-    """A SQLite file with the current schema, for the cases to copy; removed afterwards."""
+    """A SQLite file with the current schema, for the cases to copy; removed afterwards with
+    the files the cases ran in, which lie beside it (`CaseDatabase`)."""
     with tempfile.TemporaryDirectory(prefix="aftersales-tests-") as folder:
         path = Path(folder) / "template.db"
         engine = connect(f"sqlite:///{path}")
         upgrade(engine)
         engine.dispose()  # the last connection's close folds the WAL into the file
         yield path
+
+
+class CaseDatabase:
+    """The one file a process runs its cases in, copied afresh from the schema-only template
+    before each: a case sees nothing of the one before. The file keeps its path, so one Engine
+    serves every case, and with it SQLAlchemy's compiled-statement cache, which is per Engine
+    (its key holds the dialect): a new Engine per case compiled every statement again."""
+
+    def __init__(self, template: Path, name: str):
+        self.template = template
+        self.path = template.with_name(name)
+        self.engine = connect(f"sqlite:///{self.path}")
+
+    def fresh(self) -> Engine:
+        """The Engine, on a new copy of the template (no connection of the last case open)."""
+        self.engine.dispose()  # closing the last connection checkpoints and removes the WAL
+        for leftover in (self.path, *(Path(f"{self.path}{s}") for s in ("-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
+        shutil.copyfile(self.template, self.path)
+        return self.engine
+
+    def close(self) -> None:
+        """Close the connections of the last case."""
+        self.engine.dispose()
 
 
 @dataclass(frozen=True)
@@ -76,34 +103,29 @@ class Night:
     templates: NoticeTemplates
 
 
-def run_case(case: LocatedCase, night: Night, template: Path) -> Outcome:
-    """Import the case's rows into a copy of `template`, run a night at each instant, compare.
-    Raises ImportDataError (with the case's location) when its rows do not import."""
+def run_case(case: LocatedCase, night: Night, database: CaseDatabase) -> Outcome:
+    """Import the case's rows into a fresh copy of the template, run a night at each instant,
+    compare. Raises ImportDataError (with the case's location) when its rows do not import."""
     with tempfile.TemporaryDirectory(prefix="aftersales-case-") as folder:
         work = Path(folder)
-        database = work / "case.db"
-        shutil.copyfile(template, database)
-        engine = connect(f"sqlite:///{database}")
-        try:
-            _load(engine, case, work / "data")
-            here = night.settings.model_copy(
-                update={
-                    "db": f"sqlite:///{database}",
-                    "artifacts_dir": work / "runs",
-                    "outbox_dir": work / "outbox",
-                }
+        engine = database.fresh()
+        _load(engine, case, work / "data")
+        here = night.settings.model_copy(
+            update={
+                "db": f"sqlite:///{database.path}",
+                "artifacts_dir": work / "runs",
+                "outbox_dir": work / "outbox",
+            }
+        )
+        failed: list[str] = []
+        for instant in case.case.instants:
+            result = run_night(
+                here, engine, as_of=instant, policy=night.policy, templates=night.templates
             )
-            failed: list[str] = []
-            for instant in case.case.instants:
-                result = run_night(
-                    here, engine, as_of=instant, policy=night.policy, templates=night.templates
-                )
-                failed += [f"{r.rule_id}: {r.error}" for r in result.rules if r.error]
-            # A rule that could not be judged is a failure even when the expectations hold.
-            broken = [Miss(case.location(), "every rule judged", failed)] if failed else []
-            return Outcome(case, broken + _compare(case, engine))
-        finally:
-            engine.dispose()
+            failed += [f"{r.rule_id}: {r.error}" for r in result.rules if r.error]
+        # A rule that could not be judged is a failure even when the expectations hold.
+        broken = [Miss(case.location(), "every rule judged", failed)] if failed else []
+        return Outcome(case, broken + _compare(case, engine))
 
 
 def _load(engine: Engine, case: LocatedCase, folder: Path) -> None:

@@ -121,3 +121,34 @@ def test_an_absent_expectation_that_appears_fails_with_what_was_found(rules):
     assert result.exit_code == 1
     assert f"  {case}:10:11: expected no finding rule=dispatch-urban" in result.stdout
     assert "got: rule=dispatch-urban, entity=service_requests, id=1, state=breach" in result.stdout
+
+
+def test_cases_spread_over_workers_report_as_one_after_another(rules):
+    # Failures among passes, so the order of the lines shows: the second and fourth fail.
+    cases = [URBAN_CASE.format(due=f"2026-11-23T{hour}:00:00+08:00") for hour in (16, 15, 16, 14)]
+    text = "cases:\n" + "".join(case.removeprefix("cases:\n") for case in cases)
+    (rules / "tests" / "sla.yaml").write_text(text, encoding="utf-8")
+
+    serial = invoke("test", "--rules", str(rules), "--jobs", "1")
+    spread = invoke("test", "--rules", str(rules), "--jobs", "2")
+
+    assert serial.exit_code == spread.exit_code == 1
+    assert spread.stdout == serial.stdout
+    assert [line.split(":")[1] for line in spread.stdout.splitlines() if "FAIL" in line] == [
+        "11",
+        "29",
+    ]
+    assert spread.stdout.splitlines()[-1] == "2 passed, 2 failed"
+
+
+def test_a_row_the_import_refuses_in_a_worker_exits_2_with_file_and_line(rules):
+    good = URBAN_CASE.format(due="2026-11-23T16:00:00+08:00")
+    bad = good.replace("region: urban", "region: downtown").removeprefix("cases:\n")
+    case = rules / "tests" / "sla.yaml"
+    case.write_text(good + bad, encoding="utf-8")
+
+    result = invoke("test", "--rules", str(rules), "--jobs", "2")
+
+    assert result.exit_code == 2
+    assert f"{case}:15:11:" in result.stderr
+    assert "region" in result.stderr

@@ -28,6 +28,7 @@ from engine.reports.charts import (
     bar_figure,
     kpi_chart,
     kpi_figure,
+    png,
     signed_chart,
     signed_figure,
 )
@@ -154,8 +155,18 @@ def test_kpi_and_penalty_charts_hold_no_words_only_numbers_months_and_currencies
 
 
 def test_the_same_data_gives_the_same_bytes() -> None:
-    assert kpi_chart(MONTHS, ELEVEN) == kpi_chart(MONTHS, ELEVEN)
-    assert signed_chart(PENALTIES) == signed_chart(PENALTIES)
+    # Drawn twice, not through the charts remembered by their data.
+    assert png(kpi_figure(MONTHS, ELEVEN)) == png(kpi_figure(MONTHS, ELEVEN))
+    assert png(signed_figure(PENALTIES)) == png(signed_figure(PENALTIES))
+
+
+def test_a_remembered_chart_is_the_one_its_data_draws() -> None:
+    assert kpi_chart(MONTHS, ELEVEN) == png(kpi_figure(MONTHS, ELEVEN))
+    assert kpi_chart(MONTHS, ELEVEN) is kpi_chart(MONTHS, ELEVEN)
+    # Data that compare equal are told apart: each gets the chart it draws.
+    for amount in (0.0, -0.0, 1, 1.0):
+        bars = [("CNY", [SignedBar("1", penalties=-1.0, rewards=amount)])]
+        assert signed_chart(bars) == png(signed_figure(bars))
 
 
 def test_overdue_bars_longest_at_the_top() -> None:
