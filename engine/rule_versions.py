@@ -53,7 +53,7 @@ class RuleVersion:
 
 
 class PolicyHistory:
-    """The policy versions successful runs judged with before `as_of`, then `policy`."""
+    """The policy versions successful runs judged with up to `as_of`, then `policy`."""
 
     def __init__(
         self, conn: Connection, policy: Policy, as_of: datetime, templates: NoticeTemplates
@@ -148,12 +148,13 @@ class PolicyHistory:
 
 
 def _spans(conn: Connection, as_of: datetime) -> list[tuple[datetime, str]]:
-    """(as_of of the first run, policy hash) of each run of successive successful runs
-    before `as_of` that judged with one policy version, oldest first."""
+    """(as_of of the first run, policy hash) of each run of successive successful runs up
+    to `as_of` that judged with one policy version, oldest first: a policy judging at the
+    instant of an earlier run (a diff at its as_of, a run again) comes into force after it."""
     earlier = func.lag(Run.policy_hash).over(order_by=Run.as_of)
     runs = (
         select(Run.as_of, Run.policy_hash, earlier.label("earlier"))
-        .where(Run.outcome == "success", Run.as_of < as_of)
+        .where(Run.outcome == "success", Run.as_of <= as_of)
         .subquery()
     )
     changes = select(runs.c.as_of, runs.c.policy_hash).where(

@@ -4,6 +4,7 @@ decided it (engine.rule_versions). On a real SQLite file and on PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -75,6 +76,14 @@ def test_a_shorter_deadline_leaves_the_calls_closed_before_it_alone(
 
     _edit(rules / "sla.yaml", "within: 6 working hours", "within: 4 working hours")
     new_hash, new_digest = _version(settings)
+    # The diff, at the instant of the last run too, says the closed call is left alone.
+    url = service_data.engine.url.render_as_string(hide_password=False)
+    at = sh(2026, 11, 16, 16, 30).isoformat()
+    diff = ["diff", "--db", url, "--rules", str(rules), "--as-of", at, "--format", "json"]
+    shown = CliRunner().invoke(app, diff)
+    assert shown.exit_code == 1, shown.output  # the rule changed
+    (urban,) = json.loads(shown.stdout)["rules"]
+    assert urban["findings"] == {"appear": 0, "disappear": 0, "change": 0}
     waiting = service_data.request(ada, sh(2026, 11, 17, 9, 0))
     second = _night(service_data, settings, sh(2026, 11, 17, 14, 30))
     # The open call is judged by 4 hours: due 14:00. The call closed under 6 hours is not
