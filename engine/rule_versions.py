@@ -113,11 +113,12 @@ class PolicyHistory:
     ) -> RuleVersion:
         if digest is None:
             return RuleVersion(window, policy_hash, None, None, {})
-        kept = None if digest == self.policy.digests.get(rule_id) else self._policy(policy_hash)
+        current = self.policy.digests.get(rule_id)
+        kept = None if digest == current else self._policy(policy_hash)
+        if kept is not None and kept.digests.get(rule_id) == current:
+            kept = None  # stored by an older engine: the rule reads the same today
         if kept is None:  # the rule as it reads now, or a kept version that no longer loads
-            policy_hash, digest, policy = (
-                self.policy.hash, self.policy.digests.get(rule_id), self.policy
-            )  # fmt: skip
+            policy_hash, digest, policy = self.policy.hash, current, self.policy
         else:
             policy = kept
         compiled = policy.rule(rule_id)
@@ -151,16 +152,20 @@ def _spans(conn: Connection, as_of: datetime) -> list[tuple[datetime, str]]:
     """(as_of of the first run, policy hash) of each run of successive successful runs up
     to `as_of` that judged with one policy version, oldest first: a policy judging at the
     instant of an earlier run (a diff at its as_of, a run again) comes into force after it."""
-    earlier = func.lag(Run.policy_hash).over(order_by=Run.as_of)
+    # started_at breaks ties: runs again at one instant, with another policy, come in order.
+    earlier = func.lag(Run.policy_hash).over(order_by=(Run.as_of, Run.started_at))
     runs = (
-        select(Run.as_of, Run.policy_hash, earlier.label("earlier"))
+        select(Run.as_of, Run.started_at, Run.policy_hash, earlier.label("earlier"))
         .where(Run.outcome == "success", Run.as_of <= as_of)
         .subquery()
     )
     changes = select(runs.c.as_of, runs.c.policy_hash).where(
         (runs.c.earlier.is_(None)) | (runs.c.earlier != runs.c.policy_hash)
     )
-    return [(row.as_of, row.policy_hash) for row in conn.execute(changes.order_by(runs.c.as_of))]
+    return [
+        (row.as_of, row.policy_hash)
+        for row in conn.execute(changes.order_by(runs.c.as_of, runs.c.started_at))
+    ]
 
 
 def judge_by_version(
@@ -184,14 +189,16 @@ def judge_by_version(
     parts: list[Iterable[Finding]] = []
     skipped: Counter[str] = Counter()
     for version in versions:
-        if version.compiled is None:
+        # A version on another table judged other items: none of these.
+        if version.compiled is None or version.compiled.rule.entity != compiled.rule.entity:
             continue
+        window = replace(version.window, closing=compiled)
         found, missed = judge(
-            conn, version.compiled, version.calendars, as_of, window=version.window, **narrowing
+            conn, version.compiled, version.calendars, as_of, window=window, **narrowing
         )
         if version.policy_hash != history.policy.hash:
             decided = (version.policy_hash, version.digest)
-            found = (replace(f, decided_by=decided) for f in found)
+            found = [replace(f, decided_by=decided) for f in found]
         parts.append(found)
         skipped.update(missed)
     return chain.from_iterable(parts), dict(skipped)

@@ -186,7 +186,10 @@ def candidates(
     if scope is not None:
         stmt = stmt.where(scope.where(table))
     if window is not None:
-        stmt = stmt.where(_may_stop_in(stops, window, as_of, running))
+        closing = (window.closing or deadline).rule
+        closing_stops = [table.c[name] for name in closing.stop]
+        closing_runs = and_(*(or_(stop.is_(None), stop > as_of) for stop in closing_stops))
+        stmt = stmt.where(_may_stop_in(closing_stops, window, as_of, closing_runs))
     could = _could_have_a_state(rule, table, as_of, closings) if sift else []
     if could and scope is not None:
         stmt = stmt.where(or_(and_(*could), running)).add_columns((~and_(*could)).label(SIFTED_OUT))
@@ -620,7 +623,8 @@ def judge(
     )
     rows: Iterable[Mapping[str, Any]] = conn.execute(query).mappings()
     if window is not None:
-        rows = (r for r in rows if window.holds(stopped_at(rule, r, as_of)))
+        closing = (window.closing or deadline).rule
+        rows = (r for r in rows if window.holds(stopped_at(closing, r, as_of)))
     paused = pauses_query(deadline, as_of, closings, since, scope, window)
     pauses = (
         pause_intervals(conn.execute(paused), deadline.rule.pause_while)

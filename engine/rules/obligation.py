@@ -113,6 +113,15 @@ def occasions(rule: CompiledObligation, as_of: datetime) -> list[Occasion]:
         period = period.previous()
 
 
+def _closes(occasion: Occasion, closing: CompiledObligation, rule: CompiledObligation) -> datetime:
+    """When the occasion's due day ends by the `closing` rule's due day (the current version,
+    so that each period falls to one version), when it checks the same periods."""
+    if closing.rule.every != rule.rule.every:
+        return occasion.closes_at
+    due_on = closing.rule.due.add_to(occasion.last)
+    return datetime.combine(due_on + timedelta(days=1), time(0), UTC)
+
+
 def closed_since(conn: Connection, rule: CompiledObligation, as_of: datetime) -> datetime:
     """The earliest end of a due day among the occasions a run at `as_of` checks
     (engine.rule_versions); `as_of` when it checks none."""
@@ -159,7 +168,7 @@ def judge(
         rows = conn.execute(query(rule, None, as_of, zones)).mappings()
         return evaluate(rule, None, rows, as_of, missed), {}
     for occasion in occasions(rule, as_of):
-        if window is not None and not window.holds(occasion.closes_at):
+        if window is not None and not window.holds(_closes(occasion, window.closing or rule, rule)):
             continue
         rows = conn.execute(query(rule, occasion, as_of, zones, missed=missed)).mappings()
         found.extend(evaluate(rule, occasion, rows, as_of, missed, calendars))

@@ -42,6 +42,9 @@ class ClosedWindow:
 
     since: datetime | None = None
     until: datetime | None = None
+    # The rule (the current version) whose meaning of "closed" places every item in exactly
+    # one window, whatever each version's own stop fields, close day or due day say.
+    closing: Any = None
 
     def holds(self, closed_at: datetime | None) -> bool:
         """Whether an item closed at `closed_at` (None: still open) is this window's."""

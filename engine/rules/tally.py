@@ -127,7 +127,8 @@ def judge(
     that closed in its `window`), and the rows that were skipped."""
     periods = to_settle(conn, tally.rule.period, as_of, tally.ledger)
     if window is not None:
-        periods = [p for p in periods if window.holds(p.closes_at(tally.ledger))]
+        ledger = (window.closing or tally).ledger
+        periods = [p for p in periods if window.holds(p.closes_at(ledger))]
     if not periods:
         return [], {}
     skipped: Counter[str] = Counter()

@@ -233,3 +233,32 @@ def test_a_kept_version_that_no_longer_loads_leaves_its_items_to_the_current_one
     assert _recorded(service_data.engine, "dispatch-urban", closed) == [
         ("late_stop", new_hash, new_digest)
     ]
+
+
+def test_items_closed_under_two_earlier_versions_each_name_their_own(
+    service_data, settings_for, tmp_path
+):
+    rules = _rules(tmp_path)
+    settings = settings_for(str(service_data.engine.url), rules=rules)
+    six = _version(settings)
+    ada = service_data.customer("Ada Wong")
+    first = service_data.request(ada, sh(2026, 11, 16, 9, 0))
+    _night(service_data, settings, sh(2026, 11, 16, 16, 30))  # breached at 16:00 under 6 hours
+
+    _edit(rules / "sla.yaml", "within: 6 working hours", "within: 8 working hours")
+    eight = _version(settings)
+    _night(service_data, settings, sh(2026, 11, 17, 10, 0))
+    # Recorded late: the first call was on site at 17:00 the first day, under 6 hours; the
+    # second, received under 8 hours, on site after 9 working hours.
+    second = service_data.request(ada, sh(2026, 11, 17, 9, 0), arrived_at=sh(2026, 11, 18, 10, 0))
+    with service_data.engine.begin() as conn:
+        arrived = update(ServiceRequest).where(ServiceRequest.id == first)
+        conn.execute(arrived.values(arrived_at=sh(2026, 11, 16, 17, 0)))
+
+    _edit(rules / "sla.yaml", "within: 8 working hours", "within: 10 working hours")
+    _night(service_data, settings, sh(2026, 11, 18, 11, 0))
+    assert _recorded(service_data.engine, "dispatch-urban", first) == [
+        ("breach", *six),
+        ("late_stop", *six),
+    ]
+    assert _recorded(service_data.engine, "dispatch-urban", second) == [("late_stop", *eight)]
