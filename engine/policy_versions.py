@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def git_files(rules: Path, revision: str) -> dict[str, str]:
     return {n: _git(folder, "show", f"{revision}:{prefix}{n}") for n in wanted}
 
 
-def write_folder(files: dict[str, str], folder: Path) -> Path:
+def write_folder(files: Mapping[str, str], folder: Path) -> Path:
     """Write the files into `folder`, to load them as a policy; returns it."""
     for name, text in files.items():
         (folder / Path(name).name).write_text(text, encoding="utf-8")

@@ -35,6 +35,7 @@ from engine.errors import PolicyError
 from engine.findings import Finding
 from engine.notices.templates import NoticeTemplates
 from engine.policy import CompiledRule, Policy, load_policy
+from engine.policy_versions import write_folder
 from engine.rules.scope import ClosedWindow
 
 log = logging.getLogger(__name__)
@@ -138,10 +139,8 @@ class PolicyHistory:
     def _load(self, policy_hash: str, files: Mapping[str, str]) -> Policy | None:
         policy: Policy | None = None
         with tempfile.TemporaryDirectory(prefix="aftersales-version-") as folder:
-            for name, text in files.items():
-                (Path(folder) / Path(name).name).write_text(text, encoding="utf-8")
             try:
-                policy = load_policy(Path(folder), self.templates)
+                policy = load_policy(write_folder(files, Path(folder)), self.templates)
             except PolicyError as exc:  # the engine moved on; judge by the current version
                 log.warning("policy version %s no longer loads: %s", policy_hash, exc)
         self._loaded[policy_hash] = policy
