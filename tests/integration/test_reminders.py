@@ -193,6 +193,7 @@ def test_run_artifact_has_the_documented_keys(service_data, settings_for):
         "currency": None,
         "recipients": ["customer", "sales_rep"],
         "reason": finding["reason"],
+        "decided_by": None,  # the run's own policy decided it
     }
     assert "ends_on 2026-12-20; notice 1 month before, due 2026-11-20" in finding["reason"]
 
