@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,15 @@ class PolicyHistory:
     def __init__(
         self, conn: Connection, policy: Policy, as_of: datetime, templates: NoticeTemplates
     ) -> None:
-        self.conn, self.policy, self.templates = conn, policy, templates
-        self.spans = [*_spans(conn, as_of), (as_of, policy.hash)]
+        self.conn, self.policy, self.templates, self.as_of = conn, policy, templates, as_of
         self._digests: dict[str, Mapping[str, str] | None] = {policy.hash: policy.digests}
         self._loaded: dict[str, Policy | None] = {policy.hash: policy}
+
+    @cached_property
+    def spans(self) -> list[tuple[datetime, str]]:
+        """(since, policy hash) of each version in force, oldest first; read at first need,
+        a rule family that judges closed items asking."""
+        return [*_spans(self.conn, self.as_of), (self.as_of, self.policy.hash)]
 
     def versions(self, rule_id: str, horizon: Callable[[], datetime | None]) -> list[RuleVersion]:
         """The versions of a rule that judge the items closed from `horizon()` on (None: any),

@@ -176,20 +176,14 @@ def candidates(
     version): judge keeps exactly the ones whose clock stopped in it."""
     rule, table = deadline.rule, deadline.table
     start, stops = table.c[rule.start], [table.c[name] for name in rule.stop]
-    # A stop recorded ahead of as_of has not happened yet: the clock still runs.
-    running = and_(*(or_(stop.is_(None), stop > as_of) for stop in stops))
-    oldest_stop = as_of - LATE_STOP_LOOKBACK
-    if since is not None:
-        oldest_stop = min(oldest_stop, since)
-    stopped_lately = or_(*(stop > oldest_stop for stop in stops))
+    running = _running(stops, as_of)
+    stopped_lately = or_(*(stop > _oldest_stop(as_of, since) for stop in stops))
     stmt = select(table).where(start.is_not(None), start <= as_of, or_(running, stopped_lately))
     if scope is not None:
         stmt = stmt.where(scope.where(table))
     if window is not None:
-        closing = (window.closing or deadline).rule
-        closing_stops = [table.c[name] for name in closing.stop]
-        closing_runs = and_(*(or_(stop.is_(None), stop > as_of) for stop in closing_stops))
-        stmt = stmt.where(_may_stop_in(closing_stops, window, as_of, closing_runs))
+        closing = [table.c[name] for name in (window.closing or deadline).rule.stop]
+        stmt = stmt.where(_may_stop_in(closing, window, as_of))
     could = _could_have_a_state(rule, table, as_of, closings) if sift else []
     if could and scope is not None:
         stmt = stmt.where(or_(and_(*could), running)).add_columns((~and_(*could)).label(SIFTED_OUT))
@@ -204,11 +198,19 @@ def candidates(
     return stmt.order_by(table.c.id)
 
 
+def _running(stops: Sequence[ColumnElement[Any]], as_of: datetime) -> ColumnElement[bool]:
+    """SQL: the clock still runs at as_of (a stop recorded ahead of it has not happened)."""
+    return and_(*(or_(stop.is_(None), stop > as_of) for stop in stops))
+
+
+def _oldest_stop(as_of: datetime, since: datetime | None) -> datetime:
+    """The earliest stop a run judges: LATE_STOP_LOOKBACK back, or the last run if earlier."""
+    oldest = as_of - LATE_STOP_LOOKBACK
+    return oldest if since is None else min(oldest, since)
+
+
 def _may_stop_in(
-    stops: Sequence[ColumnElement[Any]],
-    window: ClosedWindow,
-    as_of: datetime,
-    running: ColumnElement[bool],
+    stops: Sequence[ColumnElement[Any]], window: ClosedWindow, as_of: datetime
 ) -> ColumnElement[bool]:
     """Rows with a stop field in the window (the first stop decides, in judge), and the
     running clocks when the window takes open items."""
@@ -221,7 +223,7 @@ def _may_stop_in(
             bounds.append(stop < window.until)
         terms.append(and_(*bounds))
     if window.until is None:
-        terms.append(running)
+        terms.append(_running(stops, as_of))
     return or_(*terms)
 
 
@@ -357,11 +359,8 @@ def stopped_at(rule: DeadlineRule, record: Mapping[str, Any], as_of: datetime) -
 
 
 def closed_since(conn: Connection, deadline: Deadline, as_of: datetime) -> datetime | None:
-    """The earliest stop a run at `as_of` judges (engine.rule_versions): stops are looked at
-    for LATE_STOP_LOOKBACK, or since the last run when that is longer ago."""
-    since = previous_as_of(conn, as_of)
-    oldest = as_of - LATE_STOP_LOOKBACK
-    return oldest if since is None else min(oldest, since)
+    """The earliest stop a run at `as_of` judges (engine.rule_versions), as candidates reads."""
+    return _oldest_stop(as_of, previous_as_of(conn, as_of))
 
 
 def measure(

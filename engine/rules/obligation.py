@@ -90,7 +90,7 @@ class Occasion:
     def closes_at(self) -> datetime:
         """When the due day has ended, as a UTC day: which version of a changed rule judges
         the occasion (engine.rule_versions)."""
-        return datetime.combine(self.due_on + timedelta(days=1), time(0), UTC)
+        return _day_ended(self.due_on)
 
 
 def occasions(rule: CompiledObligation, as_of: datetime) -> list[Occasion]:
@@ -118,8 +118,12 @@ def _closes(occasion: Occasion, closing: CompiledObligation, rule: CompiledOblig
     so that each period falls to one version), when it checks the same periods."""
     if closing.rule.every != rule.rule.every:
         return occasion.closes_at
-    due_on = closing.rule.due.add_to(occasion.last)
-    return datetime.combine(due_on + timedelta(days=1), time(0), UTC)
+    return _day_ended(closing.rule.due.add_to(occasion.last))
+
+
+def _day_ended(day: date) -> datetime:
+    """00:00 UTC after `day`: when a due day has ended, as a UTC day."""
+    return datetime.combine(day + timedelta(days=1), time(0), UTC)
 
 
 def closed_since(conn: Connection, rule: CompiledObligation, as_of: datetime) -> datetime:
